@@ -1,0 +1,54 @@
+//! Command-line faces of the one binary.
+
+mod crd;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use thiserror::Error;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgreplica",
+    version,
+    about = "PostgreSQL streaming-replication clusters, declared per member"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the PgReplicaCluster CustomResourceDefinition as YAML.
+    Crd,
+    /// Check cluster files offline with the same rules the API server enforces.
+    Validate {
+        /// Files to check (YAML, one PgReplicaCluster each).
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Errors that end a command; `main` prints them and exits non-zero.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Crd(#[from] crate::api::crd::CrdError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} of {1} files are invalid")]
+    Invalid(usize, usize),
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Crd => crd::run(),
+        Command::Validate { files } => validate::run(&files),
+    }
+}

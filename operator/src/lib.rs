@@ -1,0 +1,5 @@
+//! pgreplica: a Kubernetes operator (and a local runtime) for PostgreSQL streaming-replication
+//! clusters whose members each say how they replicate.
+
+pub mod api;
+pub mod cli;
