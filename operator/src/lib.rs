@@ -3,3 +3,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod instance;
+pub mod lease;
+pub mod member;
+pub mod net;
+pub mod plan;
+pub mod postgres;

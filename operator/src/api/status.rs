@@ -33,6 +33,9 @@ pub struct PgReplicaClusterStatus {
     pub last_failover: Option<FailoverRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The `spec.primary` the brain has acted on; a change is a request to switch over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_preferred_primary: Option<String>,
 }
 
 /// A one-word summary for `kubectl get`.

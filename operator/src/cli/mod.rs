@@ -23,12 +23,34 @@ pub struct Cli {
 pub enum Command {
     /// Print the PgReplicaCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Run one member's agent (PostgreSQL as its child).
+    Instance {
+        #[command(subcommand)]
+        command: InstanceCommand,
+    },
     /// Check cluster files offline with the same rules the API server enforces.
     Validate {
         /// Files to check (YAML, one PgReplicaCluster each).
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Run the agent until SIGTERM: converge PostgreSQL to the desired role, serve /status.
+    Run {
+        /// The agent configuration (JSON), written by the runtime that starts the agent.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+impl Cli {
+    /// The agent runs on one thread: PostgreSQL is its child and must die with that thread.
+    pub fn wants_single_thread(&self) -> bool {
+        matches!(self.command, Command::Instance { .. })
+    }
 }
 
 /// Errors that end a command; `main` prints them and exits non-zero.
@@ -42,6 +64,8 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Agent(#[from] crate::instance::AgentError),
     #[error("{0} of {1} files are invalid")]
     Invalid(usize, usize),
 }
@@ -50,5 +74,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Crd => crd::run(),
         Command::Validate { files } => validate::run(&files),
+        Command::Instance {
+            command: InstanceCommand::Run { config },
+        } => {
+            let cfg = crate::instance::AgentConfig::load(&config)?;
+            Ok(crate::instance::run(cfg).await?)
+        }
     }
 }

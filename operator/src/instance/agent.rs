@@ -1,0 +1,719 @@
+//! The member agent's loop: observe locally, decide the next step (`converge.rs`), do it,
+//! report. PostgreSQL runs as this process's child.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::lease::{unix_now_ms, Lease};
+use crate::member::{ActualRole, DataHealth, Desired, DesiredRole};
+use crate::postgres::{
+    config as pgconfig, connect, quote::pgpass_field, slot_name_for, write_private_file,
+    BasebackupOpts, Conn, ConnParams, Password, PostgresProcess, Programs, RewindOutcome, RunAs,
+    Shutdown, SLOT_PREFIX,
+};
+
+use super::conf_files::{configured_role, render_conf, render_hba, with_include, OWNED_CONF};
+use super::config::{AgentConfig, REPLICATION_USER, SUPERUSER};
+use super::converge::{next_step, DataState, Facts, Running, Step};
+use super::datadir;
+use super::error::AgentError;
+use super::observe;
+use super::shared::Shared;
+
+/// How long a server may take to accept connections after start (crash recovery, replay).
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+/// Patience for a fast shutdown before escalating.
+const STOP_PATIENCE: Duration = Duration::from_secs(60);
+const MAX_BACKOFF_MS: u64 = 30_000;
+
+pub struct Agent {
+    pub cfg: AgentConfig,
+    pub shared: Arc<Shared>,
+    programs: Programs,
+    run_as: Option<RunAs>,
+    superuser_password: String,
+    replication_password: String,
+    server: Option<PostgresProcess>,
+    conn: Option<Conn>,
+    /// We asked the server to stop: its exit is not a crash.
+    stopping: bool,
+    crashes: u32,
+    restart_not_before_ms: u64,
+    rewind_failed: bool,
+    rewind_requested: bool,
+    last_streaming_ms: u64,
+    started_ms: u64,
+    origin: Instant,
+}
+
+impl Agent {
+    pub fn new(
+        cfg: AgentConfig,
+        shared: Arc<Shared>,
+        programs: Programs,
+        origin: Instant,
+    ) -> Result<Agent, AgentError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(AgentError::io(format!(
+                    "read password file {}",
+                    p.display()
+                )))
+        };
+        let superuser_password = read(&cfg.superuser_password_file)?;
+        let replication_password = read(&cfg.replication_password_file)?;
+        if superuser_password.is_empty() || replication_password.is_empty() {
+            return Err(AgentError::Config(
+                "password files must not be empty (pgreplica never uses default passwords)".into(),
+            ));
+        }
+        let run_as = programs.run_as;
+        Ok(Agent {
+            cfg,
+            shared,
+            programs,
+            run_as,
+            superuser_password,
+            replication_password,
+            server: None,
+            conn: None,
+            stopping: false,
+            crashes: 0,
+            restart_not_before_ms: 0,
+            rewind_failed: false,
+            rewind_requested: false,
+            last_streaming_ms: 0,
+            started_ms: 0,
+            origin,
+        })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.cfg.data_dir()
+    }
+
+    fn local_params(&self) -> ConnParams {
+        ConnParams::new(self.cfg.listen_host.clone(), self.cfg.port, SUPERUSER)
+            .with_password(self.superuser_password.clone())
+            .with_application_name(format!("pgreplica-agent-{}", self.cfg.member))
+    }
+
+    /// Prepare the member directory and the password file the server programs read.
+    pub fn prepare(&self) -> Result<(), AgentError> {
+        crate::postgres::create_private_dir(&self.cfg.member_dir, self.run_as)?;
+        let pgpass = format!(
+            "*:*:*:{REPLICATION_USER}:{}\n*:*:*:{SUPERUSER}:{}\n",
+            pgpass_field(&self.replication_password)?,
+            pgpass_field(&self.superuser_password)?
+        );
+        write_private_file(&self.cfg.passfile(), pgpass.as_bytes(), self.run_as)?;
+        Ok(())
+    }
+
+    /// Stop everything on the way out: fast shutdown, release the lease.
+    pub async fn shutdown(&mut self) {
+        info!(member = %self.cfg.member, "agent shutting down: fast shutdown of PostgreSQL");
+        self.stop_server(Shutdown::Fast).await;
+        self.release_lease().await;
+    }
+
+    /// One pass: reap, decide, act, report. Returns true when a step was taken (go again soon).
+    pub async fn pass(&mut self, desired: Option<&Desired>) -> bool {
+        self.shared
+            .last_tick_ms
+            .store(unix_now_ms(), Ordering::SeqCst);
+        self.reap().await;
+        let facts = self.facts(desired).await;
+        let step = match desired {
+            Some(d) => next_step(d, &facts),
+            None => Step::Wait("waiting for a desired state".into()),
+        };
+        if let Some(d) = desired {
+            if !matches!(d.role, DesiredRole::Primary { .. })
+                && self.shared.holds_lease()
+                && facts.running != Running::Primary
+            {
+                self.release_lease().await;
+            }
+        }
+        let acted = !matches!(step, Step::Idle | Step::Wait(_) | Step::Blocked(_));
+        if acted {
+            info!(member = %self.cfg.member, step = ?step, "converging");
+        }
+        let outcome = match (&step, desired) {
+            (_, None) | (Step::Idle | Step::Wait(_) | Step::Blocked(_), _) => Ok(()),
+            (_, Some(d)) => self.act(&step, d).await,
+        };
+        if let Err(e) = &outcome {
+            error!(member = %self.cfg.member, step = ?step, error = %e, "step failed");
+            self.shared
+                .update_report(|r| r.last_error = Some(format!("{step:?}: {e}")));
+            self.backoff();
+        }
+        if let Some(d) = desired {
+            if matches!(d.role, DesiredRole::Primary { .. }) {
+                if let Err(e) = self.maintain_primary(d).await {
+                    warn!(member = %self.cfg.member, error = %e, "primary upkeep failed");
+                }
+            }
+        }
+        self.refresh_report(desired, &step).await;
+        acted && outcome.is_ok()
+    }
+
+    fn backoff(&mut self) {
+        let exp = self.crashes.min(5);
+        let backoff = (1_000u64 << exp).min(MAX_BACKOFF_MS);
+        self.restart_not_before_ms = unix_now_ms() + backoff;
+    }
+
+    /// Notice a server that exited.
+    async fn reap(&mut self) {
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        let exited = match server.try_wait() {
+            Ok(Some(status)) => status,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(member = %self.cfg.member, error = %e, "cannot check on postgres");
+                return;
+            }
+        };
+        let tail = server.log_tail();
+        self.server = None;
+        self.conn = None;
+        self.shared.set_started_on(None, 0);
+        if self.stopping {
+            self.stopping = false;
+            return;
+        }
+        if let Some(reason) = self.shared.data_lost() {
+            warn!(member = %self.cfg.member, %reason, "postgres stopped after losing its data directory; last lines:\n{tail}");
+            return;
+        }
+        self.crashes += 1;
+        self.backoff();
+        let wait = self.restart_not_before_ms.saturating_sub(unix_now_ms());
+        error!(member = %self.cfg.member, %exited, crashes = self.crashes, restart_in_ms = wait, "postgres exited unexpectedly; last lines:\n{tail}");
+        self.shared.update_report(|r| {
+            r.crashes += 1;
+            r.last_error = Some(format!(
+                "postgres exited ({exited}); restarting in {wait} ms"
+            ));
+        });
+    }
+
+    async fn facts(&mut self, desired: Option<&Desired>) -> Facts {
+        let now = unix_now_ms();
+        let data = match self.shared.data_lost() {
+            Some(reason) => DataState::Lost(reason),
+            None => datadir::inspect(&self.data()),
+        };
+        let running = match (&self.server, &data) {
+            (None, _) => Running::No,
+            (Some(_), _) => match self.connection().await {
+                Some(conn) => match conn.is_in_recovery().await {
+                    Ok(true) => Running::Standby,
+                    Ok(false) => Running::Primary,
+                    Err(_) => Running::No,
+                },
+                None => Running::No,
+            },
+        };
+        let configured = std::fs::read_to_string(self.data().join(OWNED_CONF))
+            .ok()
+            .and_then(|c| configured_role(&c));
+        let lease = self.shared.lease.read().await.ok();
+        let lease_holder = lease
+            .filter(|l| !l.free(now))
+            .and_then(|l| l.holder.clone());
+        let holds_lease =
+            self.shared.holds_lease() && lease_holder.as_deref() == Some(self.cfg.member.as_str());
+        let streaming = self.shared.report().streaming_from.is_some();
+        if streaming || running != Running::Standby {
+            self.last_streaming_ms = now;
+        }
+        let not_streaming_ms = if running == Running::Standby {
+            now.saturating_sub(self.last_streaming_ms.max(self.started_ms))
+        } else {
+            0
+        };
+        // a new upstream deserves a new rewind attempt
+        if let (Some(d), Some(c)) = (desired, &configured) {
+            if let (
+                DesiredRole::Standby { upstream: a, .. },
+                DesiredRole::Standby { upstream: b, .. },
+            ) = (&d.role, c)
+            {
+                if a != b {
+                    self.rewind_failed = false;
+                }
+            }
+        }
+        Facts {
+            data,
+            running,
+            configured,
+            holds_lease,
+            lease_holder,
+            not_streaming_ms,
+            rewind_failed: self.rewind_failed,
+            rewind_requested: self.rewind_requested,
+            restart_not_before_ms: self.restart_not_before_ms,
+            now_ms: now,
+        }
+    }
+
+    /// The agent's own connection to its server, reconnected when needed.
+    async fn connection(&mut self) -> Option<&Conn> {
+        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let params = self.local_params();
+            match tokio::time::timeout(observe::QUERY_TIMEOUT, connect(&params)).await {
+                Ok(Ok(conn)) => self.conn = Some(conn),
+                Ok(Err(e)) => {
+                    warn!(member = %self.cfg.member, error = %e, "cannot connect to own server");
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+        self.conn.as_ref()
+    }
+
+    async fn act(&mut self, step: &Step, desired: &Desired) -> Result<(), AgentError> {
+        match step {
+            Step::AcquireLease => self.acquire_lease().await,
+            Step::Bootstrap => self.bootstrap(desired).await,
+            Step::Clone => self.clone_from_upstream(desired).await,
+            Step::Rewind => self.rewind(desired).await,
+            Step::Configure => self.configure(desired).await,
+            Step::Start => self.start().await,
+            Step::Promote => self.promote().await,
+            Step::Stop => {
+                self.stop_server(Shutdown::Fast).await;
+                self.release_lease().await;
+                Ok(())
+            }
+            Step::StopForRewind => {
+                warn!(member = %self.cfg.member, "standby has not streamed for a while: stopping it to rewind from its upstream");
+                self.stop_server(Shutdown::Fast).await;
+                self.rewind_requested = true;
+                Ok(())
+            }
+            Step::Idle | Step::Wait(_) | Step::Blocked(_) => Ok(()),
+        }
+    }
+
+    async fn acquire_lease(&mut self) -> Result<(), AgentError> {
+        let got = self
+            .shared
+            .lease
+            .try_acquire(&self.cfg.member, self.cfg.lease_duration_ms, unix_now_ms())
+            .await?;
+        if got {
+            self.shared
+                .last_renew_mono_ms
+                .store(self.origin.elapsed().as_millis() as u64, Ordering::SeqCst);
+            self.shared.holds_lease.store(true, Ordering::SeqCst);
+            info!(member = %self.cfg.member, "acquired the lease");
+        }
+        Ok(())
+    }
+
+    async fn release_lease(&mut self) {
+        if self.shared.holds_lease.swap(false, Ordering::SeqCst) {
+            match self.shared.lease.release(&self.cfg.member).await {
+                Ok(()) => info!(member = %self.cfg.member, "released the lease"),
+                Err(e) => {
+                    warn!(member = %self.cfg.member, error = %e, "could not release the lease")
+                }
+            }
+        }
+    }
+
+    async fn bootstrap(&mut self, desired: &Desired) -> Result<(), AgentError> {
+        let data = self.data();
+        let tmp = self.cfg.member_dir.join("data.initdb");
+        remove_dir_if_exists(&tmp)?;
+        let pwfile = self.cfg.member_dir.join("initdb.pw");
+        write_private_file(&pwfile, self.superuser_password.as_bytes(), self.run_as)?;
+        self.shared.set_activity("initdb");
+        let result = self.programs.initdb(&tmp, SUPERUSER, &pwfile).await;
+        let _ = std::fs::remove_file(&pwfile);
+        result?;
+        std::fs::rename(&tmp, &data)
+            .map_err(AgentError::io("move the new data directory in place"))?;
+        self.write_config(&desired.role)?;
+        self.start().await?;
+        let password = self.replication_password.clone();
+        let conn = self
+            .connection()
+            .await
+            .ok_or_else(|| AgentError::Step("cannot connect after bootstrap".into()))?;
+        conn.ensure_replication_role(REPLICATION_USER, &password)
+            .await?;
+        info!(member = %self.cfg.member, "bootstrapped a new cluster");
+        Ok(())
+    }
+
+    async fn clone_from_upstream(&mut self, desired: &Desired) -> Result<(), AgentError> {
+        let DesiredRole::Standby { upstream, slot, .. } = &desired.role else {
+            return Err(AgentError::Step("clone needs a standby role".into()));
+        };
+        let data = self.data();
+        let aside = if data.exists() {
+            let aside = self
+                .cfg
+                .member_dir
+                .join(format!("data.aside-{}", unix_now_ms()));
+            std::fs::rename(&data, &aside).map_err(AgentError::io("move old data aside"))?;
+            info!(member = %self.cfg.member, aside = %aside.display(), "moved the old data directory aside; it is deleted once the clone runs");
+            Some(aside)
+        } else {
+            None
+        };
+        let tmp = self.cfg.member_dir.join("data.clone");
+        remove_dir_if_exists(&tmp)?;
+        let opts = BasebackupOpts {
+            host: upstream.host.clone(),
+            port: upstream.port,
+            user: REPLICATION_USER.into(),
+            password: Password::File(self.cfg.passfile()),
+            target: tmp.clone(),
+            slot: Some(slot.clone()),
+            application_name: Some(format!("{}-clone", self.cfg.member)),
+        };
+        let from = upstream.member.clone();
+        self.shared.update_report(|r| {
+            r.role = ActualRole::Preparing;
+            r.activity = format!("cloning from {from}: starting");
+        });
+        let shared = self.shared.clone();
+        let began = Instant::now();
+        let result = self
+            .programs
+            .basebackup(&opts, |p| {
+                shared.set_activity(format!(
+                    "cloning from {from}: {}% ({} of {} MB)",
+                    p.percent,
+                    p.done_kb / 1024,
+                    p.total_kb / 1024
+                ));
+            })
+            .await;
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.into());
+        }
+        std::fs::rename(&tmp, &data).map_err(AgentError::io("move the clone in place"))?;
+        info!(member = %self.cfg.member, from = %upstream.member, seconds = began.elapsed().as_secs_f64(), "clone complete");
+        self.shared.set_data_lost(None);
+        self.rewind_failed = false;
+        self.rewind_requested = false;
+        self.write_config(&desired.role)?;
+        self.start().await?;
+        for dir in aside.into_iter().chain(old_asides(&self.cfg.member_dir)) {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    info!(member = %self.cfg.member, dir = %dir.display(), "deleted the old data directory")
+                }
+                Err(e) => {
+                    warn!(member = %self.cfg.member, dir = %dir.display(), error = %e, "could not delete old data")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn rewind(&mut self, desired: &Desired) -> Result<(), AgentError> {
+        let DesiredRole::Standby { upstream, .. } = &desired.role else {
+            return Err(AgentError::Step("rewind needs a standby role".into()));
+        };
+        let source = ConnParams::new(upstream.host.clone(), upstream.port, SUPERUSER)
+            .with_password(self.superuser_password.clone());
+        self.shared.update_report(|r| {
+            r.role = ActualRole::Preparing;
+            r.activity = format!("rewinding from {}", upstream.member);
+        });
+        match self.programs.rewind(&self.data(), &source).await {
+            Ok(outcome) => {
+                info!(member = %self.cfg.member, from = %upstream.member, ?outcome, "rewind finished");
+                self.rewind_requested = false;
+                if outcome == RewindOutcome::Rewound || outcome == RewindOutcome::NotNeeded {
+                    self.write_config(&desired.role)?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                warn!(member = %self.cfg.member, error = %e, "rewind failed: the member will be re-cloned");
+                self.rewind_failed = true;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn write_config(&self, role: &DesiredRole) -> Result<(), AgentError> {
+        let data = self.data();
+        let conf = render_conf(&self.cfg, role, &self.cfg.passfile())?;
+        write_private_file(&data.join(OWNED_CONF), conf.as_bytes(), self.run_as)?;
+        write_private_file(
+            &data.join("pg_hba.conf"),
+            render_hba(&self.cfg).as_bytes(),
+            self.run_as,
+        )?;
+        let main_conf = data.join("postgresql.conf");
+        let current = std::fs::read_to_string(&main_conf).unwrap_or_default();
+        let included = with_include(&current);
+        if included != current {
+            write_private_file(&main_conf, included.as_bytes(), self.run_as)?;
+        }
+        // pg_basebackup copies the source's auto.conf; nothing pgreplica owns may live there
+        let auto = data.join("postgresql.auto.conf");
+        if let Ok(text) = std::fs::read_to_string(&auto) {
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    !l.trim_start().starts_with("primary_conninfo")
+                        && !l.trim_start().starts_with("primary_slot_name")
+                })
+                .collect();
+            let cleaned = kept.join("\n") + "\n";
+            if cleaned != text {
+                write_private_file(&auto, cleaned.as_bytes(), self.run_as)?;
+            }
+        }
+        if matches!(role, DesiredRole::Standby { .. }) && self.server.is_none() {
+            pgconfig::write_standby_signal(&data, self.run_as)?;
+        }
+        Ok(())
+    }
+
+    async fn configure(&mut self, desired: &Desired) -> Result<(), AgentError> {
+        self.write_config(&desired.role)?;
+        if self.server.is_some() {
+            if let Some(conn) = self.connection().await {
+                conn.reload().await?;
+                info!(member = %self.cfg.member, role = desired.role_name(), "configuration reloaded");
+            }
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self) -> Result<(), AgentError> {
+        let data = self.data();
+        self.shared.set_activity("starting PostgreSQL");
+        let mut server =
+            self.programs
+                .start_postgres(&data, std::iter::empty::<&str>(), &self.cfg.member)?;
+        let identity = datadir::identity(&data);
+        self.shared.set_started_on(identity, server.pid());
+        self.shared.set_data_lost(None);
+        self.stopping = false;
+        match server.wait_ready(&self.local_params(), START_TIMEOUT).await {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.server = Some(server);
+                self.started_ms = unix_now_ms();
+                self.shared.update_report(|r| r.shutdown_checkpoint = None);
+                info!(member = %self.cfg.member, pid = self.shared.postmaster_pid.load(Ordering::SeqCst), "PostgreSQL accepts connections");
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.set_started_on(None, 0);
+                let _ = server
+                    .stop(Shutdown::Immediate, Duration::from_secs(5))
+                    .await;
+                self.crashes += 1;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn promote(&mut self) -> Result<(), AgentError> {
+        self.shared.set_activity("promoting");
+        let began = Instant::now();
+        let conn = self
+            .connection()
+            .await
+            .ok_or_else(|| AgentError::Step("cannot connect to promote".into()))?;
+        if !conn.promote(60).await? {
+            return Err(AgentError::Step(
+                "pg_promote did not finish within 60 s".into(),
+            ));
+        }
+        let timeline = conn.timeline().await.ok();
+        info!(member = %self.cfg.member, seconds = began.elapsed().as_secs_f64(), ?timeline, "promoted");
+        Ok(())
+    }
+
+    async fn stop_server(&mut self, mode: Shutdown) {
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        self.stopping = true;
+        self.conn = None;
+        self.shared.set_started_on(None, 0);
+        self.shared.set_activity("stopping PostgreSQL");
+        match server.stop(mode, STOP_PATIENCE).await {
+            Ok(status) => info!(member = %self.cfg.member, %status, "PostgreSQL stopped"),
+            Err(e) => warn!(member = %self.cfg.member, error = %e, "stopping PostgreSQL failed"),
+        }
+        self.stopping = false;
+        if self.shared.data_lost().is_some() {
+            return;
+        }
+        match self.programs.controldata(&self.data()).await {
+            Ok(cd) if cd.is_clean_shutdown() => {
+                let at = cd.checkpoint_lsn;
+                self.shared
+                    .update_report(|r| r.shutdown_checkpoint = Some(at));
+                info!(member = %self.cfg.member, checkpoint = %at, "clean shutdown");
+            }
+            Ok(cd) => warn!(member = %self.cfg.member, state = %cd.state, "shutdown was not clean"),
+            Err(e) => warn!(member = %self.cfg.member, error = %e, "cannot read control data"),
+        }
+    }
+
+    /// On a running primary: keep one slot per standby and drop slots of removed members.
+    async fn maintain_primary(&mut self, desired: &Desired) -> Result<(), AgentError> {
+        let DesiredRole::Primary { slots, .. } = &desired.role else {
+            return Ok(());
+        };
+        if self.server.is_none() {
+            return Ok(());
+        }
+        let member = self.cfg.member.clone();
+        let Some(conn) = self.connection().await else {
+            return Ok(());
+        };
+        if conn.is_in_recovery().await? {
+            return Ok(());
+        }
+        let existing = conn.list_slots().await?;
+        for slot in slots {
+            if !existing.iter().any(|s| &s.name == slot) {
+                conn.create_physical_slot(slot).await?;
+                info!(member = %member, slot, "created replication slot");
+            }
+        }
+        let own = slot_name_for(&member);
+        for s in existing {
+            if s.name.starts_with(SLOT_PREFIX) && !slots.contains(&s.name) && !s.active {
+                conn.drop_slot(&s.name).await?;
+                info!(member = %member, slot = %s.name, own = s.name == own, "dropped replication slot of a member that is gone");
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh_report(&mut self, desired: Option<&Desired>, step: &Step) {
+        let data_health = match self.shared.data_lost() {
+            Some(reason) => DataHealth::Lost { reason },
+            None => match datadir::inspect(&self.data()) {
+                DataState::Missing => DataHealth::Missing,
+                DataState::Invalid(reason) => DataHealth::Invalid { reason },
+                DataState::Lost(reason) => DataHealth::Lost { reason },
+                DataState::Present { .. } => DataHealth::Healthy,
+            },
+        };
+        let view = if self.server.is_some() {
+            match self.connection().await {
+                Some(conn) => tokio::time::timeout(observe::QUERY_TIMEOUT, observe::read(conn))
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+                None => None,
+            }
+        } else {
+            None
+        };
+        let system_identifier = if data_health == DataHealth::Healthy && self.server.is_none() {
+            self.programs
+                .controldata(&self.data())
+                .await
+                .ok()
+                .map(|c| c.system_identifier)
+        } else {
+            None
+        };
+        let holds = self.shared.holds_lease();
+        let crashes = self.crashes;
+        let desired_role = desired.map(|d| &d.role);
+        self.shared.update_report(|r| {
+            r.desired = desired.cloned();
+            r.data = data_health;
+            r.holds_lease = holds;
+            r.crashes = crashes;
+            r.at_ms = unix_now_ms();
+            if system_identifier.is_some() {
+                r.system_identifier = system_identifier;
+            }
+            match &view {
+                Some(v) => observe::apply(r, v, desired_role),
+                None => {
+                    r.running = false;
+                    if r.role != ActualRole::Preparing || !matches!(step, Step::Idle) {
+                        r.role = ActualRole::Stopped;
+                    }
+                    r.streaming_from = None;
+                    r.standbys.clear();
+                    r.current_lsn = None;
+                }
+            }
+            r.converged = matches!(step, Step::Idle);
+            match step {
+                Step::Idle => {
+                    r.activity = match (&r.role, &r.streaming_from) {
+                        (ActualRole::Primary, _) => "primary".into(),
+                        (ActualRole::Standby, Some(up)) => format!("streaming from {up}"),
+                        (ActualRole::Standby, None) => "standby, connecting to upstream".into(),
+                        _ => "stopped".into(),
+                    };
+                    r.last_error = None;
+                }
+                Step::Wait(why) | Step::Blocked(why) => r.activity = why.clone(),
+                _ => {}
+            }
+        });
+    }
+
+    pub fn has_server(&self) -> bool {
+        self.server.is_some()
+    }
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<(), AgentError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(AgentError::Io {
+            what: format!("remove {}", dir.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Older asides left by an interrupted run.
+fn old_asides(member_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(member_dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("data.aside-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

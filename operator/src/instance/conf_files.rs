@@ -1,0 +1,209 @@
+//! The files pgreplica writes into a data directory: `pgreplica.conf` (included last from
+//! postgresql.conf; every setting pgreplica owns), `pg_hba.conf`, and `standby.signal`.
+
+use std::path::Path;
+
+use crate::member::DesiredRole;
+use crate::postgres::quote::{conf_value, conninfo};
+use crate::postgres::PgResult;
+
+use super::config::{AgentConfig, REPLICATION_USER, SUPERUSER};
+
+pub const OWNED_CONF: &str = "pgreplica.conf";
+const INCLUDE_LINE: &str = "include_if_exists = 'pgreplica.conf'\t# pgreplica: must stay last";
+
+/// `pgreplica.conf` for a role. The first line records the role so the agent can tell what is
+/// configured without parsing PostgreSQL's syntax back.
+pub fn render_conf(cfg: &AgentConfig, role: &DesiredRole, passfile: &Path) -> PgResult<String> {
+    let marker = serde_json::to_string(role).unwrap_or_default();
+    let mut lines = vec![
+        format!("# pgreplica role: {marker}"),
+        "# Managed by pgreplica; edits are overwritten.".to_string(),
+    ];
+    let mut set = |name: &str, value: &str| -> PgResult<()> {
+        lines.push(format!("{name} = {}", conf_value(value)?));
+        Ok(())
+    };
+    for (name, value) in &cfg.parameters {
+        set(&name.to_ascii_lowercase(), value)?;
+    }
+    let listen = if cfg.allow_networks.is_empty() {
+        cfg.listen_host.clone()
+    } else {
+        "*".to_string()
+    };
+    set("listen_addresses", &listen)?;
+    set("port", &cfg.port.to_string())?;
+    set("unix_socket_directories", "")?;
+    set("cluster_name", &cfg.member)?;
+    set("wal_level", "replica")?;
+    set("max_wal_senders", "16")?;
+    set("max_replication_slots", "16")?;
+    set("hot_standby", "on")?;
+    set("hot_standby_feedback", "on")?;
+    set("wal_log_hints", "on")?;
+    set("max_slot_wal_keep_size", &cfg.max_slot_wal_keep_size)?;
+    set("wal_receiver_status_interval", "1s")?;
+    set("wal_receiver_timeout", "10s")?;
+    set("wal_sender_timeout", "10s")?;
+    // pg_rewind needs the old primary's WAL back to the last common checkpoint.
+    set("wal_keep_size", "128MB")?;
+    set("wal_retrieve_retry_interval", "500ms")?;
+    set("password_encryption", "scram-sha-256")?;
+    set("log_line_prefix", "%m [%p] ")?;
+    match role {
+        DesiredRole::Primary { sync, .. } => {
+            set("synchronous_standby_names", &sync.setting())?;
+        }
+        DesiredRole::Standby {
+            upstream,
+            slot,
+            apply_delay_ms,
+        } => {
+            let port = upstream.port.to_string();
+            let passfile = passfile.to_string_lossy();
+            let conninfo = conninfo(&[
+                ("host", &upstream.host),
+                ("port", &port),
+                ("user", REPLICATION_USER),
+                ("passfile", &passfile),
+                ("application_name", &cfg.member),
+                ("connect_timeout", "2"),
+            ])?;
+            set("synchronous_standby_names", "")?;
+            set("primary_conninfo", &conninfo)?;
+            set("primary_slot_name", slot)?;
+            set("recovery_target_timeline", "latest")?;
+            set("recovery_min_apply_delay", &format!("{apply_delay_ms}ms"))?;
+        }
+        DesiredRole::Stopped => {}
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// The role recorded in the first line of `pgreplica.conf`, if any.
+pub fn configured_role(conf: &str) -> Option<DesiredRole> {
+    let first = conf.lines().next()?;
+    let json = first.strip_prefix("# pgreplica role: ")?;
+    serde_json::from_str(json).ok()
+}
+
+/// Replication only for the replication user; everything by scram-sha-256.
+pub fn render_hba(cfg: &AgentConfig) -> String {
+    let mut lines = vec![
+        "# Managed by pgreplica; edits are overwritten.".to_string(),
+        "local   all          all                         scram-sha-256".to_string(),
+    ];
+    let mut networks = vec!["127.0.0.1/32".to_string(), "::1/128".to_string()];
+    networks.extend(cfg.allow_networks.iter().cloned());
+    for net in &networks {
+        lines.push(format!(
+            "host    replication  {REPLICATION_USER:<12} {net:<18} scram-sha-256"
+        ));
+        lines.push(format!(
+            "host    all          {SUPERUSER:<12} {net:<18} scram-sha-256"
+        ));
+        lines.push(format!(
+            "host    all          all          {net:<18} scram-sha-256"
+        ));
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Make postgresql.conf include `pgreplica.conf` last (once).
+pub fn with_include(postgresql_conf: &str) -> String {
+    if postgresql_conf.contains(INCLUDE_LINE) {
+        return postgresql_conf.to_string();
+    }
+    let mut out = postgresql_conf.to_string();
+    if !out.ends_with('\n') && !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(INCLUDE_LINE);
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::{SyncStandbys, Upstream};
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn cfg() -> AgentConfig {
+        AgentConfig {
+            cluster: "lab".into(),
+            member: "b".into(),
+            member_dir: PathBuf::from("/x/b"),
+            listen_host: "127.0.0.1".into(),
+            port: 6001,
+            http: "127.0.0.1:7001".parse().expect("addr"),
+            pg_bindir: None,
+            run_as: None,
+            superuser_password_file: PathBuf::from("/x/su"),
+            replication_password_file: PathBuf::from("/x/repl"),
+            lease_file: PathBuf::from("/x/lease"),
+            lease_duration_ms: 4000,
+            allow_networks: vec![],
+            parameters: BTreeMap::from([("Max_Connections".to_string(), "50".to_string())]),
+            max_slot_wal_keep_size: "1GB".into(),
+        }
+    }
+
+    #[test]
+    fn standby_conf_has_conninfo_slot_delay_and_records_its_role() {
+        let role = DesiredRole::Standby {
+            upstream: Upstream {
+                member: "a".into(),
+                host: "127.0.0.1".into(),
+                port: 6000,
+            },
+            slot: "pgreplica_b".into(),
+            apply_delay_ms: 3000,
+        };
+        let conf = render_conf(&cfg(), &role, Path::new("/x/b/pgpass")).expect("renders");
+        assert!(conf.contains("primary_conninfo = 'host=''127.0.0.1'' port=''6000'' user=''replicator'' passfile=''/x/b/pgpass'' application_name=''b'' connect_timeout=''2'''"), "{conf}");
+        assert!(conf.contains("primary_slot_name = 'pgreplica_b'"));
+        assert!(conf.contains("recovery_min_apply_delay = '3000ms'"));
+        assert!(conf.contains("recovery_target_timeline = 'latest'"));
+        assert!(conf.contains("max_connections = '50'"));
+        assert_eq!(configured_role(&conf), Some(role));
+    }
+
+    #[test]
+    fn primary_conf_has_sync_names() {
+        let role = DesiredRole::Primary {
+            bootstrap: false,
+            sync: SyncStandbys {
+                count: 1,
+                names: vec!["b".into()],
+            },
+            slots: vec!["pgreplica_b".into()],
+        };
+        let conf = render_conf(&cfg(), &role, Path::new("/p")).expect("renders");
+        assert!(
+            conf.contains("synchronous_standby_names = 'FIRST 1 (\"b\")'"),
+            "{conf}"
+        );
+        assert!(!conf.contains("primary_conninfo"));
+        assert_eq!(configured_role(&conf), Some(role));
+    }
+
+    #[test]
+    fn hba_allows_replication_only_to_the_replication_user() {
+        let hba = render_hba(&cfg());
+        for line in hba.lines().filter(|l| l.contains(" replication ")) {
+            assert!(line.contains(REPLICATION_USER), "{line}");
+        }
+        assert!(!hba.contains("trust"));
+        assert!(!hba.contains(" md5"));
+    }
+
+    #[test]
+    fn include_is_added_once() {
+        let once = with_include("max_connections = 100\n");
+        assert_eq!(with_include(&once), once);
+        assert!(once.ends_with("# pgreplica: must stay last\n"));
+    }
+}

@@ -1,0 +1,76 @@
+//! The agent's configuration: one JSON file written by the runtime that starts it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::AgentError;
+
+/// Everything one member's agent needs to know about where and how it runs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentConfig {
+    pub cluster: String,
+    pub member: String,
+    /// The member's own directory: holds `data/`, the desired-state file and asides.
+    pub member_dir: PathBuf,
+    /// Address PostgreSQL listens on (also what other members use to reach it).
+    pub listen_host: String,
+    pub port: u16,
+    /// Where the agent serves `/status`, `/healthz`, `/readyz` and `PUT /desired`.
+    pub http: SocketAddr,
+    /// Directory of PostgreSQL server programs; found automatically when absent.
+    #[serde(default)]
+    pub pg_bindir: Option<PathBuf>,
+    /// Unix user to run PostgreSQL as when the agent runs as root.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// Files holding the generated passwords.
+    pub superuser_password_file: PathBuf,
+    pub replication_password_file: PathBuf,
+    /// Lease file (local runtime).
+    pub lease_file: PathBuf,
+    pub lease_duration_ms: u64,
+    /// Networks (CIDR) allowed to connect besides loopback, such as a pod network.
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    /// `spec.postgres.parameters`.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// Cap on WAL kept for slots, so a dead member cannot fill a small disk.
+    #[serde(default = "default_slot_keep")]
+    pub max_slot_wal_keep_size: String,
+}
+
+fn default_slot_keep() -> String {
+    "1GB".into()
+}
+
+pub const SUPERUSER: &str = "postgres";
+pub const REPLICATION_USER: &str = "replicator";
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<AgentConfig, AgentError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
+            what: format!("read agent config {}", path.display()),
+            source,
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| AgentError::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.member_dir.join("data")
+    }
+
+    pub fn desired_file(&self) -> PathBuf {
+        self.member_dir.join("desired.json")
+    }
+
+    /// libpq password file with the replication and superuser passwords, for every host.
+    pub fn passfile(&self) -> PathBuf {
+        self.member_dir.join("pgpass")
+    }
+}

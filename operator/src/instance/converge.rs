@@ -1,0 +1,244 @@
+//! The agent's pure decision: given the desired role and what is true locally, the one next
+//! step. The agent runs it, looks again, and asks again, so every step is idempotent.
+
+use crate::member::{Desired, DesiredRole};
+
+/// The data directory as found on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataState {
+    Missing,
+    Invalid(String),
+    /// Vanished or replaced under a running server.
+    Lost(String),
+    Present {
+        /// `standby.signal` exists: the directory was last a standby.
+        standby_signal: bool,
+    },
+}
+
+/// What PostgreSQL is doing now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Running {
+    No,
+    Primary,
+    Standby,
+}
+
+/// Local facts the decision needs. Times are unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts {
+    pub data: DataState,
+    pub running: Running,
+    /// The role our configuration file describes now (same type as desired, for comparison).
+    pub configured: Option<DesiredRole>,
+    pub holds_lease: bool,
+    pub lease_holder: Option<String>,
+    /// A standby whose WAL receiver has not streamed for this long.
+    pub not_streaming_ms: u64,
+    /// A rewind from the current upstream failed: re-clone instead.
+    pub rewind_failed: bool,
+    /// A stuck standby was stopped to be rewound.
+    pub rewind_requested: bool,
+    /// No restart before this time (crash backoff).
+    pub restart_not_before_ms: u64,
+    pub now_ms: u64,
+}
+
+/// How long a standby may fail to stream from its upstream before it is rewound.
+pub const STUCK_STANDBY_MS: u64 = 15_000;
+
+/// The one next step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do: the desired state holds.
+    Idle,
+    /// Cannot go on; the reason is reported.
+    Blocked(String),
+    Wait(String),
+    AcquireLease,
+    Bootstrap,
+    /// Clone from the upstream; existing data is moved aside first and deleted only after the
+    /// new clone runs.
+    Clone,
+    Rewind,
+    /// Write the configuration for the desired role (reload when running).
+    Configure,
+    Start,
+    Promote,
+    /// Fast shutdown (standbys receive the final WAL).
+    Stop,
+    /// A stuck standby: stop it so it can be rewound.
+    StopForRewind,
+}
+
+pub fn next_step(desired: &Desired, facts: &Facts) -> Step {
+    match &desired.role {
+        DesiredRole::Stopped => match facts.running {
+            Running::No => Step::Idle,
+            _ => Step::Stop,
+        },
+        DesiredRole::Primary { bootstrap, .. } => primary(desired, *bootstrap, facts),
+        DesiredRole::Standby { .. } => standby(desired, facts),
+    }
+}
+
+fn lease_step(facts: &Facts) -> Step {
+    match &facts.lease_holder {
+        Some(holder) if !facts.holds_lease => {
+            Step::Wait(format!("waiting for the lease held by {holder}"))
+        }
+        _ => Step::AcquireLease,
+    }
+}
+
+fn primary(desired: &Desired, bootstrap: bool, facts: &Facts) -> Step {
+    match &facts.data {
+        DataState::Lost(why) => {
+            Step::Blocked(format!("cannot be primary: data directory lost ({why})"))
+        }
+        DataState::Invalid(why) => Step::Blocked(format!(
+            "cannot be primary: the data directory is unusable ({why}); it is left untouched"
+        )),
+        DataState::Missing if !bootstrap => {
+            Step::Blocked("cannot be promoted: there is no data directory".into())
+        }
+        DataState::Missing if !facts.holds_lease => lease_step(facts),
+        DataState::Missing => Step::Bootstrap,
+        DataState::Present { .. } if !facts.holds_lease => lease_step(facts),
+        DataState::Present { .. } => {
+            let configured = facts.configured.as_ref() == Some(&desired.role);
+            match facts.running {
+                Running::No if facts.now_ms < facts.restart_not_before_ms => {
+                    Step::Wait("restart backoff after a crash".into())
+                }
+                _ if !configured => Step::Configure,
+                Running::No => Step::Start,
+                Running::Standby => Step::Promote,
+                Running::Primary => Step::Idle,
+            }
+        }
+    }
+}
+
+fn standby(desired: &Desired, facts: &Facts) -> Step {
+    let configured = facts.configured.as_ref() == Some(&desired.role);
+    match (&facts.data, facts.running) {
+        (DataState::Lost(_) | DataState::Missing | DataState::Invalid(_), Running::No) => {
+            Step::Clone
+        }
+        (DataState::Lost(_) | DataState::Missing | DataState::Invalid(_), _) => Step::Stop,
+        (DataState::Present { .. }, Running::Primary) => Step::Stop,
+        (DataState::Present { standby_signal }, Running::No) => {
+            if facts.now_ms < facts.restart_not_before_ms {
+                Step::Wait("restart backoff after a crash".into())
+            } else if facts.rewind_failed {
+                Step::Clone
+            } else if !standby_signal || facts.rewind_requested {
+                Step::Rewind
+            } else if !configured {
+                Step::Configure
+            } else {
+                Step::Start
+            }
+        }
+        (DataState::Present { .. }, Running::Standby) => {
+            if !configured {
+                Step::Configure
+            } else if facts.not_streaming_ms >= STUCK_STANDBY_MS {
+                Step::StopForRewind
+            } else {
+                Step::Idle
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::{SyncStandbys, Upstream};
+
+    fn standby_role(delay: u64) -> DesiredRole {
+        DesiredRole::Standby {
+            upstream: Upstream {
+                member: "a".into(),
+                host: "127.0.0.1".into(),
+                port: 6000,
+            },
+            slot: "pgreplica_b".into(),
+            apply_delay_ms: delay,
+        }
+    }
+
+    fn primary_role(bootstrap: bool) -> DesiredRole {
+        DesiredRole::Primary {
+            bootstrap,
+            sync: SyncStandbys::default(),
+            slots: vec![],
+        }
+    }
+
+    fn facts(data: DataState, running: Running, configured: Option<DesiredRole>) -> Facts {
+        Facts {
+            data,
+            running,
+            configured,
+            holds_lease: true,
+            lease_holder: None,
+            not_streaming_ms: 0,
+            rewind_failed: false,
+            rewind_requested: false,
+            restart_not_before_ms: 0,
+            now_ms: 1_000,
+        }
+    }
+
+    const PRESENT_PRIMARY: DataState = DataState::Present {
+        standby_signal: false,
+    };
+    const PRESENT_STANDBY: DataState = DataState::Present {
+        standby_signal: true,
+    };
+
+    #[test]
+    fn decisions() {
+        let lost = DataState::Lost("global/pg_control is gone".into());
+        let invalid = DataState::Invalid("no PG_VERSION".into());
+        let cases: Vec<(&str, DesiredRole, Facts, Step)> = vec![
+            ("stopped, running → stop", DesiredRole::Stopped, facts(PRESENT_PRIMARY, Running::Primary, None), Step::Stop),
+            ("stopped, down → idle", DesiredRole::Stopped, facts(PRESENT_PRIMARY, Running::No, None), Step::Idle),
+            ("bootstrap with lease", primary_role(true), facts(DataState::Missing, Running::No, None), Step::Bootstrap),
+            ("bootstrap, lease free", primary_role(true), Facts { holds_lease: false, ..facts(DataState::Missing, Running::No, None) }, Step::AcquireLease),
+            ("bootstrap, lease held elsewhere", primary_role(true), Facts { holds_lease: false, lease_holder: Some("b".into()), ..facts(DataState::Missing, Running::No, None) }, Step::Wait("waiting for the lease held by b".into())),
+            ("promote without data", primary_role(false), facts(DataState::Missing, Running::No, None), Step::Blocked("cannot be promoted: there is no data directory".into())),
+            ("never bootstrap over unusable data", primary_role(true), facts(invalid.clone(), Running::No, None), Step::Blocked("cannot be primary: the data directory is unusable (no PG_VERSION); it is left untouched".into())),
+            ("primary data, unconfigured", primary_role(false), facts(PRESENT_PRIMARY, Running::No, None), Step::Configure),
+            ("primary data, configured → start", primary_role(false), facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))), Step::Start),
+            ("running standby, desired primary → configure first", primary_role(false), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Configure),
+            ("running standby configured as primary → promote", primary_role(false), facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))), Step::Promote),
+            ("standby, no lease → acquire before promote", primary_role(false), Facts { holds_lease: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::AcquireLease),
+            ("primary running, settled", primary_role(false), facts(PRESENT_PRIMARY, Running::Primary, Some(primary_role(false))), Step::Idle),
+            ("crash backoff", primary_role(false), Facts { restart_not_before_ms: 5_000, ..facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))) }, Step::Wait("restart backoff after a crash".into())),
+            ("standby without data → clone", standby_role(0), facts(DataState::Missing, Running::No, None), Step::Clone),
+            ("standby with lost data → clone", standby_role(0), facts(lost.clone(), Running::No, None), Step::Clone),
+            ("standby, lost data still running → stop", standby_role(0), facts(lost, Running::Standby, None), Step::Stop),
+            ("standby with unusable data → clone (moved aside)", standby_role(0), facts(invalid, Running::No, None), Step::Clone),
+            ("running primary, desired standby → stop (demote)", standby_role(0), facts(PRESENT_PRIMARY, Running::Primary, None), Step::Stop),
+            ("former primary, stopped → rewind", standby_role(0), facts(PRESENT_PRIMARY, Running::No, None), Step::Rewind),
+            ("rewind failed → clone", standby_role(0), Facts { rewind_failed: true, ..facts(PRESENT_PRIMARY, Running::No, None) }, Step::Clone),
+            ("standby data, unconfigured → configure", standby_role(0), facts(PRESENT_STANDBY, Running::No, None), Step::Configure),
+            ("standby data, configured → start", standby_role(0), facts(PRESENT_STANDBY, Running::No, Some(standby_role(0))), Step::Start),
+            ("running standby, new delay → configure", standby_role(3_000), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Configure),
+            ("running standby streaming → idle", standby_role(0), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Idle),
+            ("stuck standby → stop for rewind", standby_role(0), Facts { not_streaming_ms: STUCK_STANDBY_MS, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::StopForRewind),
+            ("stuck standby stopped → rewind", standby_role(0), Facts { rewind_requested: true, ..facts(PRESENT_STANDBY, Running::No, Some(standby_role(0))) }, Step::Rewind),
+        ];
+        for (what, role, facts, want) in cases {
+            let desired = Desired {
+                role,
+                reason: what.into(),
+            };
+            assert_eq!(next_step(&desired, &facts), want, "{what}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Refresh the agent's report from the running server (queries bounded by a timeout).
+
+use std::time::{Duration, SystemTime};
+
+use crate::member::{ActualRole, DesiredRole, MemberReport, StandbyView};
+use crate::postgres::{Conn, PgResult};
+
+/// Facts read from a running server.
+pub struct ServerView {
+    pub in_recovery: bool,
+    pub timeline: Option<u32>,
+    pub current_lsn: Option<crate::postgres::Lsn>,
+    pub received_lsn: Option<crate::postgres::Lsn>,
+    pub replayed_lsn: Option<crate::postgres::Lsn>,
+    pub replay_lag_seconds: Option<f64>,
+    /// Host and port of the server the WAL receiver streams from, when streaming.
+    pub streaming_from: Option<(Option<String>, u16)>,
+    pub standbys: Vec<StandbyView>,
+}
+
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub async fn read(conn: &Conn) -> PgResult<ServerView> {
+    let in_recovery = conn.is_in_recovery().await?;
+    let timeline = conn.timeline().await.ok();
+    if !in_recovery {
+        let standbys = conn
+            .replication()
+            .await?
+            .into_iter()
+            .map(|row| StandbyView {
+                name: row.application_name,
+                state: row.state,
+                sync_state: row.sync_state,
+                flush_lsn: row.flush_lsn,
+                replay_lsn: row.replay_lsn,
+                replay_lag_seconds: row.replay_lag_s,
+            })
+            .collect();
+        return Ok(ServerView {
+            in_recovery,
+            timeline,
+            current_lsn: Some(conn.current_wal_lsn().await?),
+            received_lsn: None,
+            replayed_lsn: None,
+            replay_lag_seconds: None,
+            streaming_from: None,
+            standbys,
+        });
+    }
+    let received = conn.receive_lsn().await?;
+    let replayed = conn.replay_lsn().await?;
+    let receiver = conn.wal_receiver().await?;
+    let lag = match (received, replayed) {
+        (Some(r), Some(p)) if p >= r => Some(0.0),
+        _ => conn.last_replay_timestamp().await?.map(|t| {
+            SystemTime::now()
+                .duration_since(t)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        }),
+    };
+    let streaming_from = receiver
+        .filter(|w| w.status == "streaming")
+        .and_then(|w| w.sender_port.map(|port| (w.sender_host, port)));
+    Ok(ServerView {
+        in_recovery,
+        timeline,
+        current_lsn: None,
+        received_lsn: received,
+        replayed_lsn: replayed,
+        replay_lag_seconds: lag,
+        streaming_from,
+        standbys: Vec::new(),
+    })
+}
+
+/// Fold a server view into the report, naming the upstream the standby streams from.
+pub fn apply(report: &mut MemberReport, view: &ServerView, desired: Option<&DesiredRole>) {
+    report.running = true;
+    report.role = if view.in_recovery {
+        ActualRole::Standby
+    } else {
+        ActualRole::Primary
+    };
+    report.timeline = view.timeline;
+    report.current_lsn = view.current_lsn;
+    report.received_lsn = view.received_lsn;
+    report.replayed_lsn = view.replayed_lsn;
+    report.replay_lag_seconds = view.replay_lag_seconds;
+    report.standbys = view.standbys.clone();
+    report.streaming_from = match (desired, &view.streaming_from) {
+        (Some(DesiredRole::Standby { upstream, .. }), Some((host, port)))
+            if *port == upstream.port && host.as_deref().is_none_or(|h| h == upstream.host) =>
+        {
+            Some(upstream.member.clone())
+        }
+        _ => None,
+    };
+}

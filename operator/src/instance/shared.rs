@@ -1,0 +1,80 @@
+//! State shared between the agent's loop, its data-directory watchdog, its lease keeper and its
+//! HTTP face.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::{watch, Notify};
+
+use crate::lease::FileLease;
+use crate::member::{Desired, MemberReport};
+
+use super::datadir::Identity;
+
+pub struct Shared {
+    pub member: String,
+    pub data_dir: PathBuf,
+    pub lease: FileLease,
+    pub lease_duration_ms: u64,
+    pub report: Mutex<MemberReport>,
+    pub desired: watch::Sender<Option<Desired>>,
+    /// The postmaster's pid while one runs (0 when none).
+    pub postmaster_pid: AtomicU32,
+    /// Identity of the data directory the running server was started on.
+    pub started_on: Mutex<Option<Identity>>,
+    /// Set by the watchdog when the data directory vanished under the server.
+    pub data_lost: Mutex<Option<String>>,
+    pub holds_lease: AtomicBool,
+    /// Monotonic milliseconds (since agent start) of the last successful lease renewal.
+    pub last_renew_mono_ms: AtomicU64,
+    /// Unix milliseconds of the loop's last pass (for /healthz).
+    pub last_tick_ms: AtomicU64,
+    /// Wakes the loop at once (data loss, fencing).
+    pub wake: Notify,
+}
+
+impl Shared {
+    pub fn report(&self) -> MemberReport {
+        self.report
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub fn update_report(&self, f: impl FnOnce(&mut MemberReport)) {
+        let mut guard = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard);
+    }
+
+    pub fn set_activity(&self, activity: impl Into<String>) {
+        let activity = activity.into();
+        self.update_report(|r| r.activity = activity);
+    }
+
+    pub fn data_lost(&self) -> Option<String> {
+        self.data_lost
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub fn set_data_lost(&self, reason: Option<String>) {
+        let mut guard = self.data_lost.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = reason;
+    }
+
+    pub fn set_started_on(&self, identity: Option<Identity>, pid: u32) {
+        let mut guard = self.started_on.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = identity;
+        self.postmaster_pid.store(pid, Ordering::SeqCst);
+    }
+
+    pub fn started_on(&self) -> Option<Identity> {
+        *self.started_on.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn holds_lease(&self) -> bool {
+        self.holds_lease.load(Ordering::SeqCst)
+    }
+}

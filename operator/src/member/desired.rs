@@ -1,0 +1,123 @@
+//! The desired state of one member, decided by the brain and converged by the agent.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a standby streams from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Upstream {
+    pub member: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Which standbys the primary waits for: `FIRST <count> (names...)`, or none.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStandbys {
+    pub count: u32,
+    pub names: Vec<String>,
+}
+
+impl SyncStandbys {
+    /// The value of `synchronous_standby_names`.
+    pub fn setting(&self) -> String {
+        if self.names.is_empty() || self.count == 0 {
+            String::new()
+        } else {
+            let quoted: Vec<String> = self.names.iter().map(|n| format!("\"{n}\"")).collect();
+            format!("FIRST {} ({})", self.count, quoted.join(", "))
+        }
+    }
+}
+
+/// The role the brain wants a member to play.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "role", rename_all = "camelCase")]
+pub enum DesiredRole {
+    /// Accept writes: initdb when `bootstrap` and there is no data, promote a standby otherwise.
+    #[serde(rename_all = "camelCase")]
+    Primary {
+        bootstrap: bool,
+        sync: SyncStandbys,
+        /// Physical slots to keep, one per standby; other `pgreplica_` slots are dropped.
+        slots: Vec<String>,
+    },
+    /// Stream from `upstream` through `slot`, applying WAL `apply_delay_ms` late.
+    #[serde(rename_all = "camelCase")]
+    Standby {
+        upstream: Upstream,
+        slot: String,
+        apply_delay_ms: u64,
+    },
+    /// Stop PostgreSQL with a fast shutdown and keep it down (switchover, fencing).
+    Stopped,
+}
+
+/// What the brain hands to one agent, with the reason for logs and status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Desired {
+    #[serde(flatten)]
+    pub role: DesiredRole,
+    pub reason: String,
+}
+
+impl Desired {
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            DesiredRole::Primary { .. } => "primary",
+            DesiredRole::Standby { .. } => "standby",
+            DesiredRole::Stopped => "stopped",
+        }
+    }
+
+    /// Same role and settings (the reason may differ without requiring any action).
+    pub fn same_role(&self, other: &Desired) -> bool {
+        self.role == other.role
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_setting() {
+        let table = [
+            (0, vec![], ""),
+            (1, vec![], ""),
+            (1, vec!["b"], "FIRST 1 (\"b\")"),
+            (1, vec!["b", "rpi-1"], "FIRST 1 (\"b\", \"rpi-1\")"),
+            (0, vec!["b"], ""),
+        ];
+        for (count, names, want) in table {
+            let s = SyncStandbys {
+                count,
+                names: names.into_iter().map(String::from).collect(),
+            };
+            assert_eq!(s.setting(), want);
+        }
+    }
+
+    #[test]
+    fn desired_json_shape() {
+        let d = Desired {
+            role: DesiredRole::Standby {
+                upstream: Upstream {
+                    member: "a".into(),
+                    host: "127.0.0.1".into(),
+                    port: 5433,
+                },
+                slot: "pgreplica_b".into(),
+                apply_delay_ms: 3000,
+            },
+            reason: "follow a".into(),
+        };
+        let json = serde_json::to_value(&d).expect("serializes");
+        assert_eq!(json["role"], "standby");
+        assert_eq!(json["applyDelayMs"], 3000);
+        let back: Desired = serde_json::from_value(json).expect("parses");
+        assert_eq!(back, d);
+    }
+}

@@ -1,0 +1,135 @@
+//! What an agent reports about its member at `/status`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::postgres::Lsn;
+
+use super::desired::Desired;
+
+/// The role PostgreSQL plays now, as the agent sees it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ActualRole {
+    Primary,
+    Standby,
+    /// No PostgreSQL running (never started, stopped on purpose, or crashed).
+    Stopped,
+    /// Making a data directory: initdb, pg_basebackup or pg_rewind.
+    Preparing,
+}
+
+/// Is the data directory fit to run?
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum DataHealth {
+    Healthy,
+    /// There is no data directory yet.
+    Missing,
+    /// The data directory vanished or was replaced while PostgreSQL ran.
+    Lost {
+        reason: String,
+    },
+    /// A data directory exists but cannot be used (not PostgreSQL, wrong system, half a clone).
+    Invalid {
+        reason: String,
+    },
+}
+
+/// A standby as the primary sees it in `pg_stat_replication`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyView {
+    pub name: String,
+    pub state: String,
+    pub sync_state: String,
+    pub flush_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+    pub replay_lag_seconds: Option<f64>,
+}
+
+/// The agent's whole report; the brain's only view of a member.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberReport {
+    pub member: String,
+    /// The desired state the agent is converging to (as last received).
+    pub desired: Option<Desired>,
+    pub role: ActualRole,
+    /// PostgreSQL accepts connections.
+    pub running: bool,
+    pub data: DataHealth,
+    pub system_identifier: Option<u64>,
+    pub timeline: Option<u32>,
+    /// Primary: current WAL position.
+    pub current_lsn: Option<Lsn>,
+    /// Standby: WAL received and flushed from the upstream.
+    pub received_lsn: Option<Lsn>,
+    /// Standby: WAL replayed.
+    pub replayed_lsn: Option<Lsn>,
+    pub replay_lag_seconds: Option<f64>,
+    /// Standby: the member it streams from, when its WAL receiver is streaming.
+    pub streaming_from: Option<String>,
+    /// Primary: every connected standby.
+    #[serde(default)]
+    pub standbys: Vec<StandbyView>,
+    /// After a clean shutdown: the shutdown checkpoint's location (standbys must have it
+    /// before a switchover promotes one of them).
+    pub shutdown_checkpoint: Option<Lsn>,
+    /// The desired state is reached.
+    pub converged: bool,
+    /// What the agent is doing, such as `cloning from a: 43%`.
+    pub activity: String,
+    pub last_error: Option<String>,
+    /// PostgreSQL crashes since the agent started.
+    pub crashes: u32,
+    /// The agent holds the one-writer lease.
+    pub holds_lease: bool,
+    /// Unix milliseconds of this report.
+    pub at_ms: u64,
+}
+
+impl MemberReport {
+    /// A fresh report for an agent that has not looked at anything yet.
+    pub fn new(member: &str) -> Self {
+        Self {
+            member: member.to_string(),
+            desired: None,
+            role: ActualRole::Stopped,
+            running: false,
+            data: DataHealth::Missing,
+            system_identifier: None,
+            timeline: None,
+            current_lsn: None,
+            received_lsn: None,
+            replayed_lsn: None,
+            replay_lag_seconds: None,
+            streaming_from: None,
+            standbys: Vec::new(),
+            shutdown_checkpoint: None,
+            converged: false,
+            activity: "starting".into(),
+            last_error: None,
+            crashes: 0,
+            holds_lease: false,
+            at_ms: 0,
+        }
+    }
+
+    pub fn is_running_primary(&self) -> bool {
+        self.running && self.role == ActualRole::Primary && self.data == DataHealth::Healthy
+    }
+
+    pub fn is_streaming_from(&self, upstream: &str) -> bool {
+        self.running
+            && self.role == ActualRole::Standby
+            && self.streaming_from.as_deref() == Some(upstream)
+    }
+
+    /// The agent knows its data is gone or unusable.
+    pub fn data_lost(&self) -> Option<&str> {
+        match &self.data {
+            DataHealth::Lost { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}

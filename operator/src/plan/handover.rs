@@ -1,0 +1,390 @@
+//! Who is primary: bootstrap, steady state, failover and switchover. The handshake lives in
+//! status (`currentPrimary` vs `targetPrimary`), so every step is idempotent and a restarted brain
+//! continues where it was.
+
+use crate::api::{Failback, FailoverRecord, Replication};
+use crate::member::{DataHealth, MemberReport};
+
+use super::candidates;
+use super::input::Input;
+use super::output::{EventReason, Plan};
+use super::report::rfc3339;
+use super::topology::{followers, primary_desired, standby_desired, stopped};
+
+/// No primary yet: bootstrap on the preferred member (or adopt one that already runs).
+pub fn bootstrap(input: &Input<'_>, plan: &mut Plan) {
+    let running: Vec<&MemberReport> = input
+        .spec
+        .members
+        .iter()
+        .filter_map(|m| input.report(&m.name))
+        .filter(|r| r.is_running_primary() && r.holds_lease)
+        .collect();
+    if let [only] = running.as_slice() {
+        let name = only.member.clone();
+        plan.status.current_primary = Some(name.clone());
+        plan.status.target_primary = Some(name.clone());
+        plan.status.observed_preferred_primary = Some(input.spec.primary.clone());
+        plan.event(
+            EventReason::Bootstrapped,
+            Some(&name),
+            format!("{name} is the primary"),
+        );
+        steady(input, &name, plan);
+        return;
+    }
+    let preferred = input.spec.primary.clone();
+    if plan.status.target_primary.as_deref() != Some(preferred.as_str()) {
+        plan.event(
+            EventReason::Bootstrapping,
+            Some(&preferred),
+            format!("bootstrapping the cluster on the preferred primary {preferred}"),
+        );
+    }
+    plan.status.target_primary = Some(preferred.clone());
+    plan.desired.insert(
+        preferred.clone(),
+        primary_desired(
+            input,
+            &preferred,
+            true,
+            format!("bootstrap the cluster on the preferred primary {preferred}"),
+        ),
+    );
+    plan.waiting_for = Some(format!("{preferred} to bootstrap"));
+}
+
+/// How the current primary is doing.
+enum Health {
+    Healthy,
+    Lost(String),
+    Waiting(String),
+}
+
+fn primary_health(input: &Input<'_>, current: &str) -> Health {
+    let lease_held = input.lease.holder.as_deref() == Some(current);
+    match input.report(current) {
+        Some(r) => {
+            if let Some(reason) = r.data_lost() {
+                return Health::Lost(format!("{current} lost its data directory: {reason}"));
+            }
+            if r.is_running_primary() {
+                return Health::Healthy;
+            }
+            match &r.data {
+                DataHealth::Missing => {
+                    return Health::Lost(format!("{current} has no data directory"));
+                }
+                DataHealth::Invalid { reason } => {
+                    return Health::Lost(format!("{current} has unusable data: {reason}"));
+                }
+                _ => {}
+            }
+            if lease_held {
+                Health::Waiting(format!(
+                    "{current}'s PostgreSQL is not running ({}); it still holds the lease",
+                    r.activity
+                ))
+            } else {
+                Health::Lost(format!(
+                    "{current}'s PostgreSQL is not running as primary ({}) and its lease is free",
+                    r.activity
+                ))
+            }
+        }
+        None => {
+            let why = input.unknown_why(current).unwrap_or("unknown");
+            if lease_held {
+                Health::Waiting(format!(
+                    "{current} is unreachable ({why}); its lease is still valid"
+                ))
+            } else {
+                Health::Lost(format!(
+                    "{current} is unreachable ({why}) and its lease expired"
+                ))
+            }
+        }
+    }
+}
+
+/// A primary exists (or existed): keep it, replace it, or move it.
+pub fn steer(input: &Input<'_>, current: &str, plan: &mut Plan) {
+    let target = plan
+        .status
+        .target_primary
+        .clone()
+        .unwrap_or_else(|| current.to_string());
+    if target != current {
+        handover(input, current, &target, plan);
+        return;
+    }
+    match primary_health(input, current) {
+        Health::Healthy => {
+            if let Some((to, reason, why)) = move_trigger(input, current, plan) {
+                start_handover(input, current, &to, reason, why, plan);
+                handover(input, current, &to, plan);
+            } else {
+                steady(input, current, plan);
+            }
+        }
+        Health::Waiting(why) => {
+            plan.waiting_for = Some(why);
+            steady(input, current, plan);
+        }
+        Health::Lost(why) => match candidates::choose(input, current) {
+            Ok(to) => {
+                plan.event(EventReason::PrimaryLost, Some(current), why.clone());
+                start_handover(input, current, &to, EventReason::FailoverStarted, why, plan);
+                handover(input, current, &target_of(plan, current), plan);
+            }
+            Err(blocked) => {
+                let already = plan.status.conditions.iter().any(|c| {
+                    c.type_ == "FailoverBlocked" && c.status == "True" && c.message == blocked
+                });
+                if !already {
+                    plan.event(EventReason::PrimaryLost, Some(current), why.clone());
+                    plan.event(EventReason::FailoverBlocked, Some(current), blocked.clone());
+                }
+                plan.blocked = Some(blocked);
+                if input.report(current).is_some() {
+                    plan.desired
+                        .insert(current.to_string(), stopped(format!("fenced: {why}")));
+                }
+                followers(input, plan, current, &[current]);
+            }
+        },
+    }
+}
+
+fn target_of(plan: &Plan, current: &str) -> String {
+    plan.status
+        .target_primary
+        .clone()
+        .unwrap_or_else(|| current.to_string())
+}
+
+/// Record the start of a failover or switchover in status (the handshake).
+fn start_handover(
+    input: &Input<'_>,
+    from: &str,
+    to: &str,
+    reason: EventReason,
+    why: String,
+    plan: &mut Plan,
+) {
+    plan.status.target_primary = Some(to.to_string());
+    plan.status.last_failover = Some(FailoverRecord {
+        from: from.to_string(),
+        to: to.to_string(),
+        reason: why.clone(),
+        started_at: rfc3339(input.now_ms),
+        finished_at: None,
+    });
+    plan.event(reason, Some(to), format!("{from} → {to}: {why}"));
+}
+
+/// Why the primary should move while it is healthy: a person asked, the preferred primary
+/// changed, or automatic failback finds the preferred member caught up.
+fn move_trigger(
+    input: &Input<'_>,
+    current: &str,
+    plan: &mut Plan,
+) -> Option<(String, EventReason, String)> {
+    if let Some(to) = input.switchover_to {
+        plan.switchover_consumed = true;
+        return match switch_target_ready(input, current, to) {
+            Ok(()) => Some((
+                to.to_string(),
+                EventReason::SwitchoverStarted,
+                format!("switchover to {to} requested"),
+            )),
+            Err(why) => {
+                plan.event(
+                    EventReason::SwitchoverRefused,
+                    Some(to),
+                    format!("switchover to {to} refused: {why}"),
+                );
+                None
+            }
+        };
+    }
+    let preferred = input.spec.primary.as_str();
+    if preferred == current {
+        plan.status.observed_preferred_primary = Some(preferred.to_string());
+        return None;
+    }
+    let changed = plan.status.observed_preferred_primary.as_deref() != Some(preferred);
+    if input.spec.failback != Failback::Automatic && !changed {
+        return None;
+    }
+    if switch_target_ready(input, current, preferred).is_ok()
+        && caught_up(input, current, preferred)
+    {
+        let why = if changed {
+            format!("spec.primary is now {preferred}")
+        } else {
+            format!(
+                "failback to the preferred primary {preferred}, which is streaming and caught up"
+            )
+        };
+        return Some((preferred.to_string(), EventReason::FailbackStarted, why));
+    }
+    None
+}
+
+fn switch_target_ready(input: &Input<'_>, current: &str, to: &str) -> Result<(), String> {
+    if to == current {
+        return Err(format!("{to} is already the primary"));
+    }
+    if input.spec.member(to).is_none() {
+        return Err(format!("{to} is not a member of this cluster"));
+    }
+    match input.report(to) {
+        None => Err(format!("{to} is not reachable")),
+        Some(r) if r.data != DataHealth::Healthy => Err(format!("{to} has no healthy data")),
+        Some(r) if !r.is_streaming_from(current) => Err(format!(
+            "{to} is not streaming from {current} yet ({})",
+            r.activity
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The preferred member is in sync (or, if Async, close behind) with the primary.
+fn caught_up(input: &Input<'_>, current: &str, preferred: &str) -> bool {
+    let Some(view) = input
+        .report(current)
+        .and_then(|r| r.standbys.iter().find(|s| s.name == preferred))
+    else {
+        return false;
+    };
+    let lag_ok = view.replay_lag_seconds.is_none_or(|lag| lag < 1.0);
+    let mode = input.spec.member(preferred).map(|m| m.replication);
+    let sync_ok = view.sync_state == "sync" || mode == Some(Replication::Async);
+    view.state == "streaming" && sync_ok && lag_ok
+}
+
+/// `current` is being replaced by `target`: stop the old one cleanly (switchover) or fence it
+/// (failover), promote the target once it is safe, and finish when it runs as primary.
+fn handover(input: &Input<'_>, current: &str, target: &str, plan: &mut Plan) {
+    let old = input.report(current);
+    let new = input.report(target);
+    if new.is_some_and(|r| r.is_running_primary() && r.holds_lease) {
+        finish_handover(input, current, target, plan);
+        return;
+    }
+    if let Some(why) = target_failed(input, target) {
+        plan.event(
+            EventReason::FailoverBlocked,
+            Some(target),
+            format!("{target} cannot take over: {why}; choosing again"),
+        );
+        plan.status.target_primary = Some(current.to_string());
+        plan.waiting_for = Some(format!("a new candidate to replace {current}"));
+        return;
+    }
+    if old.is_some_and(|r| r.is_running_primary()) {
+        plan.desired.insert(
+            current.to_string(),
+            stopped(format!(
+                "switchover to {target}: fast shutdown so every WAL record reaches the standbys"
+            )),
+        );
+        followers(input, plan, current, &[current]);
+        plan.waiting_for = Some(format!("{current} to shut down cleanly"));
+        return;
+    }
+    if old.is_some() {
+        plan.desired.insert(
+            current.to_string(),
+            stopped(format!("fenced: {target} is taking over from {current}")),
+        );
+    }
+    followers(input, plan, current, &[current, target]);
+    let keep_following = |plan: &mut Plan, why: String| {
+        if let Some(d) = standby_desired(input, target, current, format!("stream from {current}")) {
+            plan.desired.insert(target.to_string(), d);
+        }
+        plan.waiting_for = Some(why);
+    };
+    if let Some(checkpoint) = old.and_then(|r| r.shutdown_checkpoint) {
+        let have = new
+            .map(|r| r.received_lsn.max(r.replayed_lsn))
+            .unwrap_or_default();
+        if have.is_none_or(|lsn| lsn <= checkpoint) {
+            keep_following(
+                plan,
+                format!("{target} to receive {current}'s shutdown checkpoint at {checkpoint}"),
+            );
+            return;
+        }
+    }
+    if let Some(holder) = input.lease.holder.as_deref() {
+        if holder != target {
+            keep_following(
+                plan,
+                format!("the lease held by {holder} to be released or expire"),
+            );
+            return;
+        }
+    }
+    plan.desired.insert(
+        target.to_string(),
+        primary_desired(
+            input,
+            target,
+            false,
+            format!("promote to replace {current}"),
+        ),
+    );
+    plan.waiting_for = Some(format!("{target} to promote"));
+}
+
+/// The chosen target can no longer take over.
+fn target_failed(input: &Input<'_>, target: &str) -> Option<String> {
+    match input.report(target) {
+        Some(r) => r.data_lost().map(|why| format!("it lost its data ({why})")),
+        None => {
+            let holder = input.lease.holder.as_deref();
+            (holder != Some(target)).then(|| {
+                format!(
+                    "it is unreachable ({})",
+                    input.unknown_why(target).unwrap_or("unknown")
+                )
+            })
+        }
+    }
+}
+
+fn finish_handover(input: &Input<'_>, old: &str, new: &str, plan: &mut Plan) {
+    plan.status.current_primary = Some(new.to_string());
+    plan.status.target_primary = Some(new.to_string());
+    if input.spec.primary == new {
+        plan.status.observed_preferred_primary = Some(new.to_string());
+    }
+    if let Some(record) = plan.status.last_failover.as_mut() {
+        if record.to == new && record.finished_at.is_none() {
+            record.finished_at = Some(rfc3339(input.now_ms));
+        }
+    }
+    let timeline = input
+        .report(new)
+        .and_then(|r| r.timeline)
+        .map(|t| format!(" on timeline {t}"))
+        .unwrap_or_default();
+    plan.event(
+        EventReason::Promoted,
+        Some(new),
+        format!("{new} is the primary{timeline}; {old} will rejoin as its standby"),
+    );
+    steady(input, new, plan);
+}
+
+/// The primary is settled: it keeps sync names and slots, everyone else follows it.
+pub fn steady(input: &Input<'_>, primary: &str, plan: &mut Plan) {
+    plan.desired.insert(
+        primary.to_string(),
+        primary_desired(input, primary, false, format!("{primary} is the primary")),
+    );
+    followers(input, plan, primary, &[]);
+}

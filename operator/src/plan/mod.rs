@@ -1,0 +1,31 @@
+//! The brain: pure decisions shared by every runtime. Given the spec, the last status, every
+//! member as observed, the lease and the time, `plan` returns desired states, routes, a new
+//! status and events. No I/O, no clock reads; most tests live here as tables.
+
+mod candidates;
+mod handover;
+mod input;
+mod output;
+mod report;
+mod sync;
+mod topology;
+
+#[cfg(test)]
+mod tests;
+
+pub use input::{Address, Input, LeaseView, Observation};
+pub use output::{EventReason, Plan, PlanEvent, Routes};
+
+/// Decide what every member should do now.
+pub fn plan(input: &Input<'_>) -> Plan {
+    let mut plan = Plan {
+        status: input.status.clone(),
+        ..Plan::default()
+    };
+    match input.status.current_primary.clone() {
+        None => handover::bootstrap(input, &mut plan),
+        Some(current) => handover::steer(input, &current, &mut plan),
+    }
+    report::finish(input, &mut plan);
+    plan
+}

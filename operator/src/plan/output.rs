@@ -1,0 +1,95 @@
+//! What the brain decides: desired states to hand to agents, endpoint routes, a new status and
+//! the events worth telling a person about.
+
+use std::collections::BTreeMap;
+
+use crate::api::PgReplicaClusterStatus;
+use crate::member::Desired;
+
+/// Where the endpoints lead.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// The member that accepts writes now, if any.
+    pub rw: Option<String>,
+    /// Ready standbys.
+    pub ro: Vec<String>,
+}
+
+/// Why something happened, as a machine-readable word (Kubernetes Event reasons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventReason {
+    Bootstrapping,
+    Bootstrapped,
+    PrimaryLost,
+    FailoverStarted,
+    FailoverBlocked,
+    Promoted,
+    SwitchoverStarted,
+    SwitchoverRefused,
+    FailbackStarted,
+    Fenced,
+    Recloning,
+    Rejoined,
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::Bootstrapping => "Bootstrapping",
+            EventReason::Bootstrapped => "Bootstrapped",
+            EventReason::PrimaryLost => "PrimaryLost",
+            EventReason::FailoverStarted => "FailoverStarted",
+            EventReason::FailoverBlocked => "FailoverBlocked",
+            EventReason::Promoted => "Promoted",
+            EventReason::SwitchoverStarted => "SwitchoverStarted",
+            EventReason::SwitchoverRefused => "SwitchoverRefused",
+            EventReason::FailbackStarted => "FailbackStarted",
+            EventReason::Fenced => "Fenced",
+            EventReason::Recloning => "Recloning",
+            EventReason::Rejoined => "Rejoined",
+        }
+    }
+
+    /// Warnings are what a person should look at.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            EventReason::PrimaryLost
+                | EventReason::FailoverBlocked
+                | EventReason::SwitchoverRefused
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanEvent {
+    pub reason: EventReason,
+    pub member: Option<String>,
+    pub message: String,
+}
+
+/// The brain's decision for one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// The desired state of every member the brain has a wish for.
+    pub desired: BTreeMap<String, Desired>,
+    pub routes: Routes,
+    pub status: PgReplicaClusterStatus,
+    pub events: Vec<PlanEvent>,
+    /// The switchover request was taken (or refused) and can be forgotten.
+    pub switchover_consumed: bool,
+    /// What the cluster waits for, if anything.
+    pub waiting_for: Option<String>,
+    /// Why the lost primary cannot be replaced, if it cannot.
+    pub blocked: Option<String>,
+}
+
+impl Plan {
+    pub(crate) fn event(&mut self, reason: EventReason, member: Option<&str>, message: String) {
+        self.events.push(PlanEvent {
+            reason,
+            member: member.map(String::from),
+            message,
+        });
+    }
+}

@@ -1,0 +1,281 @@
+//! The status a person reads: member roles and readiness, phase, conditions, routes.
+
+use crate::api::{Condition, MemberStatus, Phase, Replication, Role};
+use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport};
+
+use super::input::Input;
+use super::output::{EventReason, Plan};
+
+pub fn rfc3339(ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Fill in member status, routes, phase and conditions after the decisions are made.
+pub fn finish(input: &Input<'_>, plan: &mut Plan) {
+    let current = plan.status.current_primary.clone();
+    let primary_report = current.as_deref().and_then(|c| input.report(c));
+    let primary_healthy = primary_report.is_some_and(|r| r.is_running_primary());
+    let previous = input.status.members.clone();
+
+    let mut members = Vec::new();
+    for spec in &input.spec.members {
+        let name = spec.name.as_str();
+        let report = input.report(name);
+        let before = previous.iter().find(|m| m.name == name);
+        let is_current = current.as_deref() == Some(name);
+        let ready = match (report, current.as_deref()) {
+            (Some(r), Some(c)) if is_current => {
+                r.is_running_primary() && r.holds_lease && c == name
+            }
+            (Some(r), Some(c)) => r.is_streaming_from(c),
+            _ => false,
+        };
+        // The primary's view of sync states is kept while the primary cannot be seen: failover
+        // decisions need what was true when it was lost.
+        let sync_state = if primary_healthy {
+            primary_report.and_then(|p| {
+                p.standbys
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map(|s| s.sync_state.clone())
+            })
+        } else {
+            before.and_then(|b| b.sync_state.clone())
+        };
+        let desired_stopped = plan
+            .desired
+            .get(name)
+            .is_some_and(|d| d.role == DesiredRole::Stopped);
+        let role = role_of(report, desired_stopped);
+        let last_event = plan
+            .desired
+            .get(name)
+            .map(|d| d.reason.clone())
+            .or_else(|| before.and_then(|b| b.last_event.clone()));
+        member_events(input, plan, name, report, before, ready);
+        members.push(MemberStatus {
+            name: name.to_string(),
+            role,
+            ready,
+            sync_state: if is_current { None } else { sync_state },
+            timeline: report.and_then(|r| r.timeline),
+            received_lsn: report
+                .and_then(|r| r.received_lsn.or(r.current_lsn))
+                .map(|l| l.to_string()),
+            replayed_lsn: report.and_then(|r| r.replayed_lsn).map(|l| l.to_string()),
+            replay_lag_seconds: report.and_then(|r| r.replay_lag_seconds),
+            last_error: report
+                .and_then(|r| r.last_error.clone())
+                .or_else(|| input.unknown_why(name).map(String::from)),
+            last_event,
+        });
+    }
+    let ready_count = members.iter().filter(|m| m.ready).count();
+    plan.routes.rw = current
+        .clone()
+        .filter(|c| members.iter().any(|m| &m.name == c && m.ready));
+    plan.routes.ro = members
+        .iter()
+        .filter(|m| m.ready && Some(&m.name) != current.as_ref())
+        .map(|m| m.name.clone())
+        .collect();
+
+    let status = &mut plan.status;
+    status.timeline = primary_report.and_then(|r| r.timeline).or(status.timeline);
+    status.ready_members = Some(format!("{ready_count}/{}", input.spec.members.len()));
+    status.topology = Some(topology(input, current.as_deref(), &members));
+    status.members = members;
+    status.observed_generation = Some(input.generation);
+    let handing_over = status.target_primary != status.current_primary;
+    let all_ready = ready_count == input.spec.members.len();
+    let available = plan.routes.rw.is_some();
+    status.phase = Some(if plan.blocked.is_some() {
+        Phase::Blocked
+    } else if current.is_none() {
+        Phase::Bootstrapping
+    } else if handing_over && primary_healthy {
+        Phase::SwitchingOver
+    } else if handing_over {
+        Phase::FailingOver
+    } else if all_ready {
+        Phase::Healthy
+    } else if status.members.iter().any(|m| m.role == Role::Cloning) {
+        Phase::Recovering
+    } else {
+        Phase::Degraded
+    });
+    let not_ready: Vec<&str> = status
+        .members
+        .iter()
+        .filter(|m| !m.ready)
+        .map(|m| m.name.as_str())
+        .collect();
+    let now = rfc3339(input.now_ms);
+    let generation = Some(input.generation);
+    let conditions = vec![
+        condition(
+            "Ready",
+            all_ready && !handing_over,
+            if all_ready {
+                "AllMembersReady"
+            } else {
+                "MembersNotReady"
+            },
+            if all_ready {
+                format!("{ready_count} members ready")
+            } else {
+                format!("not ready: {}", not_ready.join(", "))
+            },
+        ),
+        condition(
+            "Available",
+            available,
+            if available {
+                "PrimaryWritable"
+            } else {
+                "NoWritablePrimary"
+            },
+            match (&plan.routes.rw, &plan.waiting_for) {
+                (Some(p), _) => format!("{p} accepts writes"),
+                (None, Some(w)) => format!("waiting for {w}"),
+                (None, None) => "no member accepts writes".into(),
+            },
+        ),
+        condition(
+            "Degraded",
+            !all_ready,
+            if all_ready {
+                "AllMembersReady"
+            } else {
+                "MembersNotReady"
+            },
+            if all_ready {
+                "every member is ready".into()
+            } else {
+                format!("not ready: {}", not_ready.join(", "))
+            },
+        ),
+        condition(
+            "FailoverBlocked",
+            plan.blocked.is_some(),
+            if plan.blocked.is_some() {
+                "NoSafeCandidate"
+            } else {
+                "NotBlocked"
+            },
+            plan.blocked
+                .clone()
+                .unwrap_or_else(|| "failover is possible or not needed".into()),
+        ),
+    ];
+    status.conditions = merge_conditions(&input.status.conditions, conditions, &now, generation);
+}
+
+fn role_of(report: Option<&MemberReport>, desired_stopped: bool) -> Role {
+    match report {
+        None => Role::Unknown,
+        Some(r) => match r.role {
+            ActualRole::Primary if r.running => Role::Primary,
+            ActualRole::Standby if r.running => Role::Standby,
+            ActualRole::Preparing => Role::Cloning,
+            _ if desired_stopped => Role::Fenced,
+            _ => Role::Stopped,
+        },
+    }
+}
+
+fn member_events(
+    input: &Input<'_>,
+    plan: &mut Plan,
+    name: &str,
+    report: Option<&MemberReport>,
+    before: Option<&MemberStatus>,
+    ready: bool,
+) {
+    let was_cloning = before.is_some_and(|b| b.role == Role::Cloning);
+    let cloning = report.is_some_and(|r| r.role == ActualRole::Preparing);
+    let had_been_lost = input
+        .status
+        .last_failover
+        .as_ref()
+        .is_some_and(|f| f.from == name);
+    if cloning && !was_cloning && input.status.current_primary.is_some() {
+        let activity = report.map(|r| r.activity.clone()).unwrap_or_default();
+        plan.event(
+            EventReason::Recloning,
+            Some(name),
+            format!("{name}: {activity}"),
+        );
+    }
+    if ready && before.is_some_and(|b| !b.ready) && had_been_lost {
+        plan.event(
+            EventReason::Rejoined,
+            Some(name),
+            format!("{name} is ready again"),
+        );
+    }
+    if let Some(r) = report {
+        if let DataHealth::Lost { reason } = &r.data {
+            let known = before
+                .and_then(|b| b.last_error.as_deref())
+                .is_some_and(|e| e.contains(reason.as_str()));
+            if !known && r.activity.contains("fenced") {
+                plan.event(EventReason::Fenced, Some(name), reason.clone());
+            }
+        }
+    }
+}
+
+fn topology(input: &Input<'_>, current: Option<&str>, members: &[MemberStatus]) -> String {
+    input
+        .spec
+        .members
+        .iter()
+        .map(|m| {
+            let mode = if Some(m.name.as_str()) == current {
+                "primary".to_string()
+            } else {
+                match (m.replication, m.apply_delay.as_deref()) {
+                    (Replication::Sync, _) => "sync".to_string(),
+                    (Replication::Async, Some(d)) => format!("async({d})"),
+                    (Replication::Async, None) => "async".to_string(),
+                }
+            };
+            let ready = members.iter().any(|s| s.name == m.name && s.ready);
+            format!("{}={mode}{}", m.name, if ready { "" } else { "!" })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message,
+        last_transition_time: String::new(),
+        observed_generation: None,
+    }
+}
+
+/// Keep `lastTransitionTime` unless a condition's status flips.
+fn merge_conditions(
+    old: &[Condition],
+    new: Vec<Condition>,
+    now: &str,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    new.into_iter()
+        .map(|mut c| {
+            c.observed_generation = generation;
+            c.last_transition_time = match old.iter().find(|o| o.type_ == c.type_) {
+                Some(o) if o.status == c.status => o.last_transition_time.clone(),
+                _ => now.to_string(),
+            };
+            c
+        })
+        .collect()
+}

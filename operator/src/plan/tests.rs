@@ -1,0 +1,937 @@
+//! Table tests of the brain: bootstrap, steady state, failover rules, switchover, failback,
+//! spec changes, double failures, unknown members and a brain restarted mid-handover.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::api::validate::parse_and_validate;
+use crate::api::{MemberStatus, PgReplicaClusterSpec, PgReplicaClusterStatus, Role};
+use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport, StandbyView};
+use crate::postgres::Lsn;
+
+const LAB: &str = r#"
+apiVersion: pgreplica.io/v1alpha1
+kind: PgReplicaCluster
+metadata: {name: lab}
+spec:
+  primary: a
+  members:
+    - {name: a, replication: Sync}
+    - {name: b, replication: Sync}
+    - {name: c, replication: Async, applyDelay: 3s}
+"#;
+
+fn spec(edit: &[(&str, &str)]) -> PgReplicaClusterSpec {
+    let mut yaml = LAB.to_string();
+    for (from, to) in edit {
+        assert!(yaml.contains(from), "edit {from} does not apply");
+        yaml = yaml.replacen(from, to, 1);
+    }
+    parse_and_validate(&yaml)
+        .expect("test spec is valid")
+        .cluster
+        .spec
+}
+
+fn primary(name: &str, lsn: u64, standbys: &[(&str, &str)]) -> Observation {
+    let mut r = MemberReport::new(name);
+    r.role = ActualRole::Primary;
+    r.running = true;
+    r.data = DataHealth::Healthy;
+    r.holds_lease = true;
+    r.timeline = Some(1);
+    r.current_lsn = Some(Lsn(lsn));
+    r.standbys = standbys
+        .iter()
+        .map(|(n, sync)| StandbyView {
+            name: n.to_string(),
+            state: "streaming".into(),
+            sync_state: sync.to_string(),
+            flush_lsn: Some(Lsn(lsn)),
+            replay_lsn: Some(Lsn(lsn)),
+            replay_lag_seconds: None,
+        })
+        .collect();
+    Observation::Reported(Box::new(r))
+}
+
+fn standby(name: &str, upstream: &str, received: u64) -> Observation {
+    let mut r = MemberReport::new(name);
+    r.role = ActualRole::Standby;
+    r.running = true;
+    r.data = DataHealth::Healthy;
+    r.timeline = Some(1);
+    r.received_lsn = Some(Lsn(received));
+    r.replayed_lsn = Some(Lsn(received));
+    r.streaming_from = Some(upstream.to_string());
+    Observation::Reported(Box::new(r))
+}
+
+fn with(obs: Observation, f: impl FnOnce(&mut MemberReport)) -> Observation {
+    match obs {
+        Observation::Reported(mut r) => {
+            f(&mut r);
+            Observation::Reported(r)
+        }
+        other => other,
+    }
+}
+
+fn lost(name: &str) -> Observation {
+    let mut r = MemberReport::new(name);
+    r.data = DataHealth::Lost {
+        reason: "global/pg_control is gone".into(),
+    };
+    r.activity = "fenced: data directory lost".into();
+    r.last_error = Some("data directory lost: global/pg_control is gone".into());
+    Observation::Reported(Box::new(r))
+}
+
+fn unknown() -> Observation {
+    Observation::Unknown {
+        why: "connection refused".into(),
+    }
+}
+
+fn addresses() -> BTreeMap<String, Address> {
+    ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.to_string(),
+                Address {
+                    host: "127.0.0.1".into(),
+                    port: 6000 + i as u16,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A status where `primary` is settled and the given members were last seen with these sync states.
+fn settled(primary: &str, sync: &[(&str, &str)]) -> PgReplicaClusterStatus {
+    PgReplicaClusterStatus {
+        current_primary: Some(primary.into()),
+        target_primary: Some(primary.into()),
+        observed_preferred_primary: Some("a".into()),
+        members: sync
+            .iter()
+            .map(|(n, s)| MemberStatus {
+                name: n.to_string(),
+                role: Role::Standby,
+                ready: true,
+                sync_state: Some(s.to_string()),
+                timeline: Some(1),
+                received_lsn: None,
+                replayed_lsn: None,
+                replay_lag_seconds: None,
+                last_error: None,
+                last_event: None,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+struct World {
+    spec: PgReplicaClusterSpec,
+    status: PgReplicaClusterStatus,
+    members: BTreeMap<String, Observation>,
+    lease: Option<&'static str>,
+    switchover: Option<&'static str>,
+}
+
+impl World {
+    fn new(status: PgReplicaClusterStatus, members: Vec<(&str, Observation)>) -> Self {
+        let lease = members.iter().find_map(|(n, o)| {
+            o.report().filter(|r| r.holds_lease).map(|_| match *n {
+                "a" => "a",
+                "b" => "b",
+                "c" => "c",
+                _ => "d",
+            })
+        });
+        Self {
+            spec: spec(&[]),
+            status,
+            members: members
+                .into_iter()
+                .map(|(n, o)| (n.to_string(), o))
+                .collect(),
+            lease,
+            switchover: None,
+        }
+    }
+
+    fn plan(&self) -> Plan {
+        let addresses = addresses();
+        let lease = LeaseView {
+            holder: self.lease.map(String::from),
+        };
+        plan(&Input {
+            cluster: "lab",
+            spec: &self.spec,
+            generation: 1,
+            status: &self.status,
+            members: &self.members,
+            addresses: &addresses,
+            lease: &lease,
+            switchover_to: self.switchover,
+            now_ms: 1_800_000_000_000,
+        })
+    }
+}
+
+fn role(plan: &Plan, member: &str) -> Option<String> {
+    plan.desired.get(member).map(|d| match &d.role {
+        DesiredRole::Primary {
+            bootstrap, sync, ..
+        } => {
+            format!("primary(bootstrap={bootstrap}, sync='{}')", sync.setting())
+        }
+        DesiredRole::Standby {
+            upstream,
+            apply_delay_ms,
+            ..
+        } => format!("standby({}, {apply_delay_ms}ms)", upstream.member),
+        DesiredRole::Stopped => "stopped".into(),
+    })
+}
+
+fn reasons(plan: &Plan) -> Vec<&'static str> {
+    plan.events.iter().map(|e| e.reason.as_str()).collect()
+}
+
+#[test]
+fn bootstrap_starts_on_the_preferred_primary_only() {
+    let w = World::new(
+        PgReplicaClusterStatus::default(),
+        vec![("a", unknown()), ("b", unknown()), ("c", unknown())],
+    );
+    let p = w.plan();
+    assert_eq!(
+        role(&p, "a").as_deref(),
+        Some("primary(bootstrap=true, sync='')")
+    );
+    assert_eq!(role(&p, "b"), None);
+    assert_eq!(role(&p, "c"), None);
+    assert_eq!(p.status.target_primary.as_deref(), Some("a"));
+    assert_eq!(p.status.current_primary, None);
+    assert_eq!(p.status.phase, Some(crate::api::Phase::Bootstrapping));
+    assert_eq!(reasons(&p), vec!["Bootstrapping"]);
+    assert_eq!(p.routes.rw, None);
+}
+
+#[test]
+fn bootstrapped_primary_is_adopted_and_standbys_follow() {
+    let status = PgReplicaClusterStatus {
+        target_primary: Some("a".into()),
+        ..Default::default()
+    };
+    let w = World::new(
+        status,
+        vec![
+            ("a", primary("a", 100, &[])),
+            ("b", unknown()),
+            ("c", unknown()),
+        ],
+    );
+    let p = w.plan();
+    assert_eq!(p.status.current_primary.as_deref(), Some("a"));
+    assert_eq!(role(&p, "b").as_deref(), Some("standby(a, 0ms)"));
+    assert_eq!(role(&p, "c").as_deref(), Some("standby(a, 3000ms)"));
+    assert_eq!(p.routes.rw.as_deref(), Some("a"));
+    assert_eq!(reasons(&p), vec!["Bootstrapped"]);
+}
+
+#[test]
+fn sync_names_follow_durability_and_streaming() {
+    let cases = [
+        (
+            "Preferred",
+            vec![("b", "sync"), ("c", "async")],
+            "FIRST 1 (\"b\")",
+        ),
+        ("Preferred", vec![("c", "async")], ""),
+        ("Required", vec![("c", "async")], "FIRST 1 (\"b\")"),
+        (
+            "Required",
+            vec![("b", "sync"), ("c", "async")],
+            "FIRST 1 (\"b\")",
+        ),
+    ];
+    for (durability, streaming, want) in cases {
+        let mut w = World::new(
+            settled("a", &[]),
+            vec![
+                ("a", primary("a", 100, &streaming)),
+                ("b", standby("b", "a", 100)),
+                ("c", standby("c", "a", 100)),
+            ],
+        );
+        w.spec = spec(&[(
+            "primary: a",
+            &format!("primary: a\n  durability: {durability}"),
+        )]);
+        let p = w.plan();
+        assert_eq!(
+            role(&p, "a"),
+            Some(format!("primary(bootstrap=false, sync='{want}')")),
+            "{durability} {streaming:?}"
+        );
+    }
+}
+
+#[test]
+fn healthy_cluster_is_ready_with_routes_and_topology() {
+    let w = World::new(
+        settled("a", &[("b", "sync"), ("c", "async")]),
+        vec![
+            ("a", primary("a", 100, &[("b", "sync"), ("c", "async")])),
+            ("b", standby("b", "a", 100)),
+            ("c", standby("c", "a", 90)),
+        ],
+    );
+    let p = w.plan();
+    assert_eq!(p.routes.rw.as_deref(), Some("a"));
+    assert_eq!(p.routes.ro, vec!["b".to_string(), "c".to_string()]);
+    assert_eq!(p.status.ready_members.as_deref(), Some("3/3"));
+    assert_eq!(
+        p.status.topology.as_deref(),
+        Some("a=primary b=sync c=async(3s)")
+    );
+    assert_eq!(p.status.phase, Some(crate::api::Phase::Healthy));
+    assert!(p.events.is_empty(), "{:?}", p.events);
+    let ready = p
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(ready.status, "True");
+    // lastTransitionTime is kept while the condition does not flip
+    let mut w2 = World::new(p.status.clone(), vec![]);
+    w2.members = w.members.clone();
+    w2.lease = w.lease;
+    let p2 = w2.plan();
+    let ready2 = p2
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(ready.last_transition_time, ready2.last_transition_time);
+}
+
+/// The lab's stage 2: a loses its data, b (the sync standby) takes over.
+#[test]
+fn data_loss_fails_over_to_the_sync_standby_at_once() {
+    let mut w = World::new(
+        settled("a", &[("b", "sync"), ("c", "async")]),
+        vec![
+            ("a", lost("a")),
+            ("b", standby("b", "a", 100)),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    w.lease = None; // the agent released it when it saw the loss
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("b"));
+    assert_eq!(p.status.current_primary.as_deref(), Some("a"));
+    assert_eq!(role(&p, "a").as_deref(), Some("stopped"));
+    assert_eq!(
+        role(&p, "b").as_deref(),
+        Some("primary(bootstrap=false, sync='')")
+    );
+    assert_eq!(role(&p, "c").as_deref(), Some("standby(a, 3000ms)"));
+    assert_eq!(
+        reasons(&p),
+        vec!["PrimaryLost", "FailoverStarted", "Fenced"]
+    );
+    assert_eq!(p.status.phase, Some(crate::api::Phase::FailingOver));
+    assert_eq!(p.routes.rw, None);
+    let record = p.status.last_failover.as_ref().expect("recorded");
+    assert_eq!((record.from.as_str(), record.to.as_str()), ("a", "b"));
+    assert!(record.reason.contains("global/pg_control is gone"));
+}
+
+#[test]
+fn when_the_primary_is_lost() {
+    // (what, a's observation, lease holder, expected target or None when we wait/block)
+    let cases: Vec<(&str, Observation, Option<&'static str>, Option<&str>)> = vec![
+        ("unreachable, lease valid: wait", unknown(), Some("a"), None),
+        (
+            "unreachable, lease expired: fail over",
+            unknown(),
+            None,
+            Some("b"),
+        ),
+        (
+            "postgres down, lease held: agent restarts it",
+            with(primary("a", 1, &[]), |r| {
+                r.running = false;
+                r.role = ActualRole::Stopped;
+            }),
+            Some("a"),
+            None,
+        ),
+        (
+            "postgres down, lease free: fail over",
+            with(primary("a", 1, &[]), |r| {
+                r.running = false;
+                r.role = ActualRole::Stopped;
+                r.holds_lease = false;
+            }),
+            None,
+            Some("b"),
+        ),
+        (
+            "data lost, lease not yet released: fail over",
+            lost("a"),
+            Some("a"),
+            Some("b"),
+        ),
+    ];
+    for (what, a, lease, want) in cases {
+        let mut w = World::new(
+            settled("a", &[("b", "sync"), ("c", "async")]),
+            vec![
+                ("a", a),
+                ("b", standby("b", "a", 100)),
+                ("c", standby("c", "a", 100)),
+            ],
+        );
+        w.lease = lease;
+        let p = w.plan();
+        let target = p.status.target_primary.as_deref().filter(|t| *t != "a");
+        assert_eq!(target, want, "{what}");
+        if want.is_none() {
+            assert!(p.waiting_for.is_some(), "{what}: says what it waits for");
+        }
+    }
+}
+
+#[test]
+fn data_loss_with_lease_still_held_waits_for_release_before_promoting() {
+    let mut w = World::new(
+        settled("a", &[("b", "sync")]),
+        vec![
+            ("a", lost("a")),
+            ("b", standby("b", "a", 100)),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    w.lease = Some("a");
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("b"));
+    assert_eq!(
+        role(&p, "b").as_deref(),
+        Some("standby(a, 0ms)"),
+        "not promoted while a holds the lease"
+    );
+    assert!(p
+        .waiting_for
+        .as_deref()
+        .unwrap_or("")
+        .contains("lease held by a"));
+}
+
+#[test]
+fn failover_candidates() {
+    // (what, last sync states, observations of b and d, expected Ok(candidate) or Err(substring))
+    type Case = (
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        Vec<(&'static str, Observation)>,
+        Result<&'static str, &'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "sync standby wins",
+            vec![("b", "sync"), ("c", "async")],
+            vec![("b", standby("b", "a", 100)), ("c", standby("c", "a", 200))],
+            Ok("b"),
+        ),
+        (
+            "no sync standby at loss",
+            vec![("b", "async"), ("c", "async")],
+            vec![("b", standby("b", "a", 100)), ("c", standby("c", "a", 100))],
+            Err("no standby was synchronous"),
+        ),
+        (
+            "sync standby unknown: wait for it",
+            vec![("b", "sync")],
+            vec![("b", unknown()), ("c", standby("c", "a", 100))],
+            Err("b was synchronous and its state is unknown"),
+        ),
+        (
+            "double failure: sync standby lost too",
+            vec![("b", "sync")],
+            vec![("b", lost("b")), ("c", standby("c", "a", 100))],
+            Err("b lost its data"),
+        ),
+        (
+            "potential with more WAL wins",
+            vec![("b", "sync"), ("d", "potential")],
+            vec![("b", standby("b", "a", 100)), ("d", standby("d", "a", 150))],
+            Ok("d"),
+        ),
+        (
+            "tie on received: replayed decides",
+            vec![("b", "sync"), ("d", "potential")],
+            vec![
+                (
+                    "b",
+                    with(standby("b", "a", 100), |r| r.replayed_lsn = Some(Lsn(90))),
+                ),
+                (
+                    "d",
+                    with(standby("d", "a", 100), |r| r.replayed_lsn = Some(Lsn(95))),
+                ),
+            ],
+            Ok("d"),
+        ),
+        (
+            "full tie: name decides",
+            vec![("d", "potential"), ("b", "sync")],
+            vec![("b", standby("b", "a", 100)), ("d", standby("d", "a", 100))],
+            Ok("b"),
+        ),
+        (
+            "potential unknown blocks even if sync is known",
+            vec![("b", "sync"), ("d", "potential")],
+            vec![("b", standby("b", "a", 100)), ("d", unknown())],
+            Err("d was synchronous and its state is unknown"),
+        ),
+        (
+            "sync standby still cloning",
+            vec![("b", "sync")],
+            vec![(
+                "b",
+                with(standby("b", "a", 1), |r| {
+                    r.role = ActualRole::Preparing;
+                    r.running = false;
+                }),
+            )],
+            Err("b is still preparing"),
+        ),
+    ];
+    for (what, sync, obs, want) in cases {
+        let mut members = vec![("a", lost("a"))];
+        members.extend(obs);
+        let mut w = World::new(settled("a", &sync), members);
+        w.spec = spec(&[("    - {name: c, replication: Async, applyDelay: 3s}", "    - {name: c, replication: Async, applyDelay: 3s}\n    - {name: d, replication: Sync}")]);
+        w.lease = None;
+        let p = w.plan();
+        match want {
+            Ok(candidate) => assert_eq!(
+                p.status.target_primary.as_deref(),
+                Some(candidate),
+                "{what}"
+            ),
+            Err(fragment) => {
+                assert_eq!(
+                    p.status.target_primary.as_deref(),
+                    Some("a"),
+                    "{what}: nothing promoted"
+                );
+                let blocked = p.blocked.clone().unwrap_or_default();
+                assert!(blocked.contains(fragment), "{what}: {blocked}");
+                assert_eq!(p.status.phase, Some(crate::api::Phase::Blocked), "{what}");
+                let cond = p
+                    .status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "FailoverBlocked")
+                    .expect("condition");
+                assert_eq!(cond.status, "True", "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_delayed_member_is_never_a_candidate() {
+    let mut w = World::new(
+        settled("a", &[("c", "sync")]),
+        vec![
+            ("a", lost("a")),
+            ("b", unknown()),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    w.lease = None;
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("a"));
+    assert!(p
+        .blocked
+        .unwrap_or_default()
+        .contains("c is not a promotable Sync member"));
+}
+
+#[test]
+fn blocked_failover_reports_once() {
+    let mut w = World::new(
+        settled("a", &[("b", "async")]),
+        vec![
+            ("a", lost("a")),
+            ("b", standby("b", "a", 1)),
+            ("c", standby("c", "a", 1)),
+        ],
+    );
+    w.lease = None;
+    let first = w.plan();
+    assert_eq!(
+        reasons(&first),
+        vec!["PrimaryLost", "FailoverBlocked", "Fenced"]
+    );
+    w.status = first.status.clone();
+    let second = w.plan();
+    assert!(second.events.is_empty(), "{:?}", second.events);
+    assert!(second.blocked.is_some());
+}
+
+#[test]
+fn failover_completes_when_the_target_runs_as_primary_with_the_lease() {
+    let mut status = settled("a", &[("b", "sync"), ("c", "async")]);
+    status.target_primary = Some("b".into());
+    let w = World::new(
+        status,
+        vec![
+            ("a", lost("a")),
+            (
+                "b",
+                with(primary("b", 200, &[("c", "async")]), |r| {
+                    r.timeline = Some(2)
+                }),
+            ),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    let p = w.plan();
+    assert_eq!(p.status.current_primary.as_deref(), Some("b"));
+    assert_eq!(
+        role(&p, "a").as_deref(),
+        Some("standby(b, 0ms)"),
+        "the lost member re-clones from b"
+    );
+    assert_eq!(role(&p, "c").as_deref(), Some("standby(b, 3000ms)"));
+    assert_eq!(
+        role(&p, "b").as_deref(),
+        Some("primary(bootstrap=false, sync='')")
+    );
+    assert_eq!(p.routes.rw.as_deref(), Some("b"));
+    assert_eq!(p.status.timeline, Some(2));
+    assert!(reasons(&p).contains(&"Promoted"));
+}
+
+/// A brain restarted at any step of a failover decides the same thing again.
+#[test]
+fn restart_in_the_middle_of_each_step_is_idempotent() {
+    type Step<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, Observation)>,
+        Option<&'static str>,
+    );
+    let steps: Vec<Step> = vec![
+        (
+            "chosen, not promoted",
+            "b",
+            vec![
+                ("a", lost("a")),
+                ("b", standby("b", "a", 100)),
+                ("c", standby("c", "a", 100)),
+            ],
+            None,
+        ),
+        (
+            "promoting",
+            "b",
+            vec![
+                ("a", lost("a")),
+                (
+                    "b",
+                    with(standby("b", "a", 100), |r| {
+                        r.activity = "promoting".into();
+                    }),
+                ),
+                ("c", standby("c", "a", 100)),
+            ],
+            None,
+        ),
+        (
+            "promoted",
+            "b",
+            vec![
+                ("a", lost("a")),
+                ("b", primary("b", 200, &[])),
+                ("c", standby("c", "a", 100)),
+            ],
+            Some("b"),
+        ),
+        (
+            "old primary recloning",
+            "b",
+            vec![
+                (
+                    "a",
+                    with(standby("a", "b", 0), |r| {
+                        r.role = ActualRole::Preparing;
+                        r.running = false;
+                        r.activity = "cloning from b: 40%".into();
+                    }),
+                ),
+                ("b", primary("b", 200, &[])),
+                ("c", standby("c", "b", 200)),
+            ],
+            Some("b"),
+        ),
+    ];
+    for (what, target, members, lease) in steps {
+        let mut status = settled("a", &[("b", "sync"), ("c", "async")]);
+        status.target_primary = Some(target.into());
+        let mut w = World::new(status, members);
+        w.lease = lease;
+        let first = w.plan();
+        w.status = first.status.clone();
+        let again = w.plan();
+        assert_eq!(
+            first.desired, again.desired,
+            "{what}: same desired after a restart"
+        );
+        assert_eq!(
+            first.status.current_primary, again.status.current_primary,
+            "{what}"
+        );
+        assert_eq!(
+            first.status.target_primary, again.status.target_primary,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn switchover_stops_the_old_primary_then_promotes_once_the_checkpoint_arrived() {
+    let healthy = vec![
+        ("a", primary("a", 100, &[("b", "sync"), ("c", "async")])),
+        ("b", standby("b", "a", 100)),
+        ("c", standby("c", "a", 100)),
+    ];
+    let mut w = World::new(settled("a", &[("b", "sync"), ("c", "async")]), healthy);
+    w.switchover = Some("b");
+    let p = w.plan();
+    assert!(p.switchover_consumed);
+    assert_eq!(p.status.target_primary.as_deref(), Some("b"));
+    assert_eq!(role(&p, "a").as_deref(), Some("stopped"));
+    assert_eq!(role(&p, "b").as_deref(), Some("standby(a, 0ms)"));
+    assert_eq!(p.status.phase, Some(crate::api::Phase::SwitchingOver));
+    assert_eq!(reasons(&p), vec!["SwitchoverStarted"]);
+
+    // a stopped cleanly at checkpoint 150; b has received only up to 150: wait
+    let stopped_a = with(primary("a", 150, &[]), |r| {
+        r.running = false;
+        r.role = ActualRole::Stopped;
+        r.holds_lease = false;
+        r.shutdown_checkpoint = Some(Lsn(150));
+    });
+    let mut w2 = World::new(
+        p.status.clone(),
+        vec![
+            ("a", stopped_a.clone()),
+            ("b", standby("b", "a", 150)),
+            ("c", standby("c", "a", 150)),
+        ],
+    );
+    w2.lease = None;
+    let p2 = w2.plan();
+    assert_eq!(role(&p2, "b").as_deref(), Some("standby(a, 0ms)"));
+    assert!(p2
+        .waiting_for
+        .unwrap_or_default()
+        .contains("shutdown checkpoint"));
+
+    let mut w3 = World::new(
+        p.status.clone(),
+        vec![
+            ("a", stopped_a),
+            ("b", standby("b", "a", 190)),
+            ("c", standby("c", "a", 190)),
+        ],
+    );
+    w3.lease = None;
+    let p3 = w3.plan();
+    assert_eq!(
+        role(&p3, "b").as_deref(),
+        Some("primary(bootstrap=false, sync='')")
+    );
+    assert_eq!(role(&p3, "a").as_deref(), Some("stopped"));
+}
+
+#[test]
+fn switchover_requests_are_checked() {
+    let cases: Vec<(&str, &'static str, Observation, &str)> = vec![
+        (
+            "to the primary itself",
+            "a",
+            standby("b", "a", 1),
+            "already the primary",
+        ),
+        ("to a stranger", "z", standby("b", "a", 1), "not a member"),
+        (
+            "to a member not streaming",
+            "b",
+            with(standby("b", "a", 1), |r| {
+                r.streaming_from = None;
+                r.activity = "connecting".into();
+            }),
+            "not streaming from a",
+        ),
+        ("to an unreachable member", "b", unknown(), "not reachable"),
+    ];
+    for (what, to, b, fragment) in cases {
+        let mut w = World::new(
+            settled("a", &[("b", "sync")]),
+            vec![
+                ("a", primary("a", 100, &[("b", "sync")])),
+                ("b", b),
+                ("c", standby("c", "a", 1)),
+            ],
+        );
+        w.switchover = Some(to);
+        let p = w.plan();
+        assert!(p.switchover_consumed, "{what}");
+        assert_eq!(p.status.target_primary.as_deref(), Some("a"), "{what}");
+        let refused = p
+            .events
+            .iter()
+            .find(|e| e.reason == EventReason::SwitchoverRefused)
+            .expect("refused event");
+        assert!(
+            refused.message.contains(fragment),
+            "{what}: {}",
+            refused.message
+        );
+    }
+}
+
+#[test]
+fn failback() {
+    // (what, failback mode, observed preferred, a's sync state on b, a's lag, expect failback)
+    let cases = [
+        ("automatic, a in sync", "Automatic", "a", "sync", None, true),
+        (
+            "automatic, a async still",
+            "Automatic",
+            "a",
+            "async",
+            None,
+            false,
+        ),
+        (
+            "automatic, a lagging",
+            "Automatic",
+            "a",
+            "sync",
+            Some(5.0),
+            false,
+        ),
+        ("manual: stay on b", "Manual", "a", "sync", None, false),
+        (
+            "manual, spec.primary changed to a",
+            "Manual",
+            "b",
+            "sync",
+            None,
+            true,
+        ),
+    ];
+    for (what, mode, observed, a_sync, lag, want) in cases {
+        let mut status = settled("b", &[("a", a_sync), ("c", "async")]);
+        status.observed_preferred_primary = Some(observed.into());
+        let b = with(primary("b", 500, &[("a", a_sync), ("c", "async")]), |r| {
+            r.standbys[0].replay_lag_seconds = lag;
+        });
+        let mut w = World::new(
+            status,
+            vec![
+                ("a", standby("a", "b", 500)),
+                ("b", b),
+                ("c", standby("c", "b", 500)),
+            ],
+        );
+        w.spec = spec(&[("primary: a", &format!("primary: a\n  failback: {mode}"))]);
+        let p = w.plan();
+        let started = p.status.target_primary.as_deref() == Some("a");
+        assert_eq!(started, want, "{what}");
+        if want {
+            assert_eq!(role(&p, "b").as_deref(), Some("stopped"), "{what}");
+            assert!(reasons(&p).contains(&"FailbackStarted"), "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_target_that_fails_during_the_handover_is_dropped() {
+    let mut status = settled("a", &[("b", "sync")]);
+    status.target_primary = Some("b".into());
+    let mut w = World::new(
+        status,
+        vec![
+            ("a", lost("a")),
+            ("b", lost("b")),
+            ("c", standby("c", "a", 1)),
+        ],
+    );
+    w.lease = None;
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("a"));
+    assert!(reasons(&p).contains(&"FailoverBlocked"));
+}
+
+#[test]
+fn spec_changes_while_running() {
+    let members = || {
+        vec![
+            ("a", primary("a", 100, &[("b", "sync"), ("c", "async")])),
+            ("b", standby("b", "a", 100)),
+            ("c", standby("c", "a", 100)),
+        ]
+    };
+    // removing c: no desired state for it, no slot for it
+    let mut w = World::new(settled("a", &[("b", "sync")]), members());
+    w.spec = spec(&[("    - {name: c, replication: Async, applyDelay: 3s}\n", "")]);
+    let p = w.plan();
+    assert!(!p.desired.contains_key("c"));
+    match &p.desired["a"].role {
+        DesiredRole::Primary { slots, .. } => assert_eq!(slots, &vec!["pgreplica_b".to_string()]),
+        other => panic!("{other:?}"),
+    }
+    // a new delay for c
+    let mut w = World::new(settled("a", &[("b", "sync")]), members());
+    w.spec = spec(&[("applyDelay: 3s", "applyDelay: 10s")]);
+    assert_eq!(role(&w.plan(), "c").as_deref(), Some("standby(a, 10000ms)"));
+    // c becomes Sync: it joins the sync names once it streams
+    let mut w = World::new(settled("a", &[("b", "sync")]), members());
+    w.spec = spec(&[(
+        "{name: c, replication: Async, applyDelay: 3s}",
+        "{name: c, replication: Sync}",
+    )]);
+    assert_eq!(
+        role(&w.plan(), "a").as_deref(),
+        Some("primary(bootstrap=false, sync='FIRST 1 (\"b\", \"c\")')")
+    );
+    // a new member d gets a slot and follows a
+    let mut w = World::new(settled("a", &[("b", "sync")]), members());
+    w.spec = spec(&[(
+        "    - {name: c, replication: Async, applyDelay: 3s}",
+        "    - {name: c, replication: Async, applyDelay: 3s}\n    - {name: d, replication: Async}",
+    )]);
+    let p = w.plan();
+    assert_eq!(role(&p, "d").as_deref(), Some("standby(a, 0ms)"));
+    match &p.desired["a"].role {
+        DesiredRole::Primary { slots, .. } => assert!(slots.contains(&"pgreplica_d".to_string())),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,91 @@
+//! Changing a server: settings, promotion, roles.
+
+use tokio_postgres::error::SqlState;
+use tracing::info;
+
+use super::error::{PgError, PgResult};
+use super::query::Conn;
+use super::quote::{check_setting_name, sql_ident, sql_literal};
+
+impl Conn {
+    /// `ALTER SYSTEM SET name = 'value'` (written to postgresql.auto.conf; takes effect on
+    /// [`Conn::reload`] or restart, as the setting requires).
+    pub async fn alter_system(&self, name: &str, value: &str) -> PgResult<()> {
+        check_setting_name(name)?;
+        let sql = format!("ALTER SYSTEM SET {name} = {}", sql_literal(value)?);
+        if let Err(e) = self.client().batch_execute(&sql).await {
+            // The value may be secret: the error names the setting only.
+            return Err(PgError::query(
+                &format!("ALTER SYSTEM SET {name} = <value>"),
+                e,
+            ));
+        }
+        // The value is not logged: it may hold a password (primary_conninfo).
+        info!(setting = name, "ALTER SYSTEM");
+        Ok(())
+    }
+
+    /// `ALTER SYSTEM RESET name`: back to the configuration files' value.
+    pub async fn alter_system_reset(&self, name: &str) -> PgResult<()> {
+        check_setting_name(name)?;
+        self.batch(&format!("ALTER SYSTEM RESET {name}")).await?;
+        info!(setting = name, "ALTER SYSTEM RESET");
+        Ok(())
+    }
+
+    /// `pg_reload_conf()`: the postmaster re-reads its configuration (asynchronously).
+    pub async fn reload(&self) -> PgResult<bool> {
+        self.value("SELECT pg_reload_conf()", &[]).await
+    }
+
+    /// Promotes a standby with `pg_promote(true, wait_seconds)`; true when promotion finished
+    /// within the wait.
+    pub async fn promote(&self, wait_seconds: u32) -> PgResult<bool> {
+        let wait = i32::try_from(wait_seconds).unwrap_or(i32::MAX);
+        let done: bool = self.value("SELECT pg_promote(true, $1)", &[&wait]).await?;
+        info!(server = self.target(), done, "pg_promote");
+        Ok(done)
+    }
+
+    /// Creates the role, or updates it, with `REPLICATION LOGIN` and `password`.
+    /// The password is hashed here (SCRAM-SHA-256), so neither the server log nor
+    /// `pg_stat_activity` ever sees it in clear; the verifier is passed as a quoted literal.
+    pub async fn ensure_replication_role(&self, name: &str, password: &str) -> PgResult<()> {
+        let role = sql_ident(name)?;
+        if password.contains('\0') {
+            return Err(PgError::InvalidValue {
+                what: "role password".into(),
+                why: "contains a NUL byte",
+            });
+        }
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+        let secret = sql_literal(&verifier)?;
+        let exists: bool = self
+            .value(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+                &[&name],
+            )
+            .await?;
+        // If another session creates the role between the check and CREATE, ALTER it instead.
+        let verbs: &[&str] = if exists {
+            &["ALTER"]
+        } else {
+            &["CREATE", "ALTER"]
+        };
+        for (i, verb) in verbs.iter().enumerate() {
+            let sql = format!("{verb} ROLE {role} WITH REPLICATION LOGIN PASSWORD {secret}");
+            match self.client().batch_execute(&sql).await {
+                Ok(()) => break,
+                Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) && i + 1 < verbs.len() => {}
+                Err(e) => {
+                    // Never put the statement (it holds the verifier) into the error.
+                    let shown =
+                        format!("{verb} ROLE {role} WITH REPLICATION LOGIN PASSWORD <redacted>");
+                    return Err(PgError::query(&shown, e));
+                }
+            }
+        }
+        info!(role = name, created = !exists, "replication role ensured");
+        Ok(())
+    }
+}

@@ -1,0 +1,331 @@
+//! Connections and the typed queries about a server's position in the WAL.
+//! Replication views, slots and administration live in `replication.rs`, `slots.rs`, `admin.rs`.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use tokio::task::JoinHandle;
+use tokio_postgres::types::FromSqlOwned;
+use tokio_postgres::{Client, NoTls, Row};
+use tracing::debug;
+
+use super::error::{PgError, PgResult};
+use super::lsn::Lsn;
+use super::quote::conninfo;
+
+/// Where and as whom to connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnParams {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: String,
+    pub application_name: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+impl fmt::Debug for ConnParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnParams")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("application_name", &self.application_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl ConnParams {
+    /// Database `postgres`, application name `pgreplica`, 5 s connect timeout, no password.
+    pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>) -> ConnParams {
+        ConnParams {
+            host: host.into(),
+            port,
+            user: user.into(),
+            password: None,
+            dbname: "postgres".into(),
+            application_name: Some("pgreplica".into()),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn with_password(mut self, password: impl Into<String>) -> ConnParams {
+        self.password = Some(password.into());
+        self
+    }
+
+    pub fn with_application_name(mut self, name: impl Into<String>) -> ConnParams {
+        self.application_name = Some(name.into());
+        self
+    }
+
+    /// `user@host:port/dbname`, for messages.
+    pub fn target(&self) -> String {
+        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+    }
+
+    /// A libpq connection string (for `primary_conninfo`, `pg_rewind --source-server`).
+    /// The password is included only when asked for.
+    pub fn conninfo(&self, with_password: bool) -> PgResult<String> {
+        let port = self.port.to_string();
+        let timeout = self.connect_timeout.as_secs().max(1).to_string();
+        let mut pairs = vec![
+            ("host", self.host.as_str()),
+            ("port", port.as_str()),
+            ("user", self.user.as_str()),
+            ("dbname", self.dbname.as_str()),
+            ("connect_timeout", timeout.as_str()),
+        ];
+        if let Some(name) = &self.application_name {
+            pairs.push(("application_name", name.as_str()));
+        }
+        if let (true, Some(pw)) = (with_password, &self.password) {
+            pairs.push(("password", pw.as_str()));
+        }
+        conninfo(&pairs)
+    }
+
+    fn config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .connect_timeout(self.connect_timeout);
+        if let Some(pw) = &self.password {
+            config.password(pw.as_bytes());
+        }
+        if let Some(name) = &self.application_name {
+            config.application_name(name);
+        }
+        config
+    }
+}
+
+/// An open connection. The task driving it is aborted when this is dropped. Queries have no
+/// timeout of their own: wrap calls in `tokio::time::timeout` where a hung server matters.
+pub struct Conn {
+    client: Client,
+    driver: JoinHandle<()>,
+    target: String,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Connects without TLS (members talk over the cluster network or loopback).
+pub async fn connect(params: &ConnParams) -> PgResult<Conn> {
+    let target = params.target();
+    let (client, connection) = params
+        .config()
+        .connect(NoTls)
+        .await
+        .map_err(|e| PgError::connect(target.clone(), e))?;
+    let label = target.clone();
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(target_db = %label, error = %super::error::describe(&e), "connection ended");
+        }
+    });
+    Ok(Conn {
+        client,
+        driver,
+        target,
+    })
+}
+
+impl Conn {
+    /// The underlying client, for queries this module has no method for.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `user@host:port/dbname`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The connection is closed (server gone or connection lost).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    pub(crate) async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> PgResult<Vec<Row>> {
+        self.client
+            .query(sql, params)
+            .await
+            .map_err(|e| PgError::query(sql, e))
+    }
+
+    /// The single value of a query that returns exactly one row.
+    pub(crate) async fn value<T: FromSqlOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> PgResult<T> {
+        let row = self
+            .client
+            .query_one(sql, params)
+            .await
+            .map_err(|e| PgError::query(sql, e))?;
+        row.try_get(0).map_err(|e| PgError::query(sql, e))
+    }
+
+    /// Runs one statement; returns the number of rows it affected.
+    pub async fn execute(&self, sql: &str) -> PgResult<u64> {
+        self.client
+            .execute(sql, &[])
+            .await
+            .map_err(|e| PgError::query(sql, e))
+    }
+
+    /// Runs several statements separated by `;` (simple query protocol).
+    pub async fn batch(&self, sql: &str) -> PgResult<()> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| PgError::query(sql, e))
+    }
+
+    /// `server_version_num`, e.g. 150018.
+    pub async fn server_version_num(&self) -> PgResult<i32> {
+        let text: String = self
+            .value("SELECT current_setting('server_version_num')", &[])
+            .await?;
+        text.parse().map_err(|_| PgError::Parse {
+            what: "server_version_num".into(),
+            detail: text,
+        })
+    }
+
+    /// The current value of a setting (`SHOW name`).
+    pub async fn setting(&self, name: &str) -> PgResult<String> {
+        self.value("SELECT current_setting($1)", &[&name]).await
+    }
+
+    pub async fn is_in_recovery(&self) -> PgResult<bool> {
+        self.value("SELECT pg_is_in_recovery()", &[]).await
+    }
+
+    /// The primary's WAL write position (an error on a standby).
+    pub async fn current_wal_lsn(&self) -> PgResult<Lsn> {
+        let text: String = self.value("SELECT pg_current_wal_lsn()::text", &[]).await?;
+        text.parse()
+    }
+
+    /// On a standby, WAL received and flushed by the WAL receiver; `None` on a primary or before
+    /// any was received.
+    pub async fn receive_lsn(&self) -> PgResult<Option<Lsn>> {
+        self.optional_lsn("SELECT pg_last_wal_receive_lsn()::text")
+            .await
+    }
+
+    /// On a standby, WAL replayed; `None` on a primary.
+    pub async fn replay_lsn(&self) -> PgResult<Option<Lsn>> {
+        self.optional_lsn("SELECT pg_last_wal_replay_lsn()::text")
+            .await
+    }
+
+    /// When the last replayed transaction committed on the primary; `None` on a primary or
+    /// before any transaction was replayed.
+    pub async fn last_replay_timestamp(&self) -> PgResult<Option<SystemTime>> {
+        self.value("SELECT pg_last_xact_replay_timestamp()", &[])
+            .await
+    }
+
+    /// The timeline the server is on. On a primary, from the name of the current WAL file
+    /// (`pg_control_checkpoint()` lags after a promotion until the next checkpoint). On a standby,
+    /// the WAL receiver's timeline, else the timeline of the last replayed checkpoint.
+    pub async fn timeline(&self) -> PgResult<u32> {
+        if self.is_in_recovery().await? {
+            let sql = "SELECT COALESCE(\
+                 (SELECT received_tli FROM pg_stat_wal_receiver WHERE received_tli > 0), \
+                 (SELECT timeline_id FROM pg_control_checkpoint()))";
+            let tli: i32 = self.value(sql, &[]).await?;
+            return u32::try_from(tli).map_err(|_| PgError::Parse {
+                what: "timeline".into(),
+                detail: tli.to_string(),
+            });
+        }
+        let name: String = self
+            .value("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+            .await?;
+        timeline_of_walfile(&name)
+    }
+
+    async fn optional_lsn(&self, sql: &str) -> PgResult<Option<Lsn>> {
+        let text: Option<String> = self.value(sql, &[]).await?;
+        text.map(|t| t.parse()).transpose()
+    }
+}
+
+/// The timeline in a WAL file name: `00000002000000000000000A` → 2.
+pub fn timeline_of_walfile(name: &str) -> PgResult<u32> {
+    let bad = || PgError::Parse {
+        what: "WAL file name".into(),
+        detail: name.to_string(),
+    };
+    let hex = name.get(..8).ok_or_else(bad)?;
+    u32::from_str_radix(hex, 16).map_err(|_| bad())
+}
+
+/// Parses an optional `pg_lsn::text` column.
+pub(crate) fn lsn_column(row: &Row, column: &str) -> PgResult<Option<Lsn>> {
+    let text: Option<String> = row.try_get(column).map_err(|e| PgError::Parse {
+        what: format!("column {column}"),
+        detail: super::error::describe(&e),
+    })?;
+    text.map(|t| t.parse()).transpose()
+}
+
+/// Reads one column, naming it in the error.
+pub(crate) fn column<T: FromSqlOwned>(row: &Row, column: &str) -> PgResult<T> {
+    row.try_get(column).map_err(|e| PgError::Parse {
+        what: format!("column {column}"),
+        detail: super::error::describe(&e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walfile_timelines() {
+        assert_eq!(timeline_of_walfile("000000010000000000000003").unwrap(), 1);
+        assert_eq!(timeline_of_walfile("0000000A0000000000000003").unwrap(), 10);
+        assert!(timeline_of_walfile("0000").is_err());
+        assert!(timeline_of_walfile("zzzzzzzz0000000000000003").is_err());
+    }
+
+    #[test]
+    fn conninfo_and_debug_hide_password_unless_asked() {
+        let p = ConnParams::new("127.0.0.1", 5432, "rep").with_password("se'cret");
+        let without = p.conninfo(false).unwrap();
+        assert!(!without.contains("cret"), "{without}");
+        let with = p.conninfo(true).unwrap();
+        assert!(with.contains("password='se\\'cret'"), "{with}");
+        assert!(!format!("{p:?}").contains("cret"));
+        assert_eq!(p.target(), "rep@127.0.0.1:5432/postgres");
+    }
+}
