@@ -9,3 +9,4 @@ pub mod member;
 pub mod net;
 pub mod plan;
 pub mod postgres;
+pub mod runtime;

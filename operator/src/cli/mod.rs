@@ -1,6 +1,8 @@
 //! Command-line faces of the one binary.
 
 mod crd;
+mod local;
+mod status_table;
 mod validate;
 
 use std::path::PathBuf;
@@ -23,6 +25,11 @@ pub struct Cli {
 pub enum Command {
     /// Print the PgReplicaCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Run a cluster as processes on this machine (the embedded runtime).
+    Local {
+        #[command(subcommand)]
+        command: local::LocalCommand,
+    },
     /// Run one member's agent (PostgreSQL as its child).
     Instance {
         #[command(subcommand)]
@@ -65,6 +72,8 @@ pub enum CliError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Local(#[from] crate::runtime::local::LocalError),
+    #[error(transparent)]
     Agent(#[from] crate::instance::AgentError),
     #[error("{0} of {1} files are invalid")]
     Invalid(usize, usize),
@@ -74,6 +83,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Crd => crd::run(),
         Command::Validate { files } => validate::run(&files),
+        Command::Local { command } => Ok(local::run(command).await?),
         Command::Instance {
             command: InstanceCommand::Run { config },
         } => {

@@ -45,6 +45,9 @@ pub struct Agent {
     restart_not_before_ms: u64,
     rewind_failed: bool,
     rewind_requested: bool,
+    /// Times a standby was found stuck since it last streamed; a rewind that did not help
+    /// (the upstream no longer has the WAL it needs) turns into a re-clone.
+    stuck_stops: u32,
     last_streaming_ms: u64,
     started_ms: u64,
     origin: Instant,
@@ -87,6 +90,7 @@ impl Agent {
             restart_not_before_ms: 0,
             rewind_failed: false,
             rewind_requested: false,
+            stuck_stops: 0,
             last_streaming_ms: 0,
             started_ms: 0,
             origin,
@@ -239,6 +243,9 @@ impl Agent {
         if streaming || running != Running::Standby {
             self.last_streaming_ms = now;
         }
+        if streaming {
+            self.stuck_stops = 0;
+        }
         let not_streaming_ms = if running == Running::Standby {
             now.saturating_sub(self.last_streaming_ms.max(self.started_ms))
         } else {
@@ -306,7 +313,13 @@ impl Agent {
             Step::StopForRewind => {
                 warn!(member = %self.cfg.member, "standby has not streamed for a while: stopping it to rewind from its upstream");
                 self.stop_server(Shutdown::Fast).await;
-                self.rewind_requested = true;
+                self.stuck_stops += 1;
+                if self.stuck_stops > 1 {
+                    warn!(member = %self.cfg.member, "a rewind did not make it stream again: re-cloning");
+                    self.rewind_failed = true;
+                } else {
+                    self.rewind_requested = true;
+                }
                 Ok(())
             }
             Step::Idle | Step::Wait(_) | Step::Blocked(_) => Ok(()),

@@ -219,6 +219,7 @@ fn move_trigger(
     }
     if switch_target_ready(input, current, preferred).is_ok()
         && caught_up(input, current, preferred)
+        && (changed || others_settled(input, current, preferred))
     {
         let why = if changed {
             format!("spec.primary is now {preferred}")
@@ -248,6 +249,20 @@ fn switch_target_ready(input: &Input<'_>, current: &str, to: &str) -> Result<(),
         )),
         Some(_) => Ok(()),
     }
+}
+
+/// Every other reachable member streams from the current primary: moving the primary while one
+/// is still catching up would make it chase WAL that the new primary may not have.
+fn others_settled(input: &Input<'_>, current: &str, preferred: &str) -> bool {
+    input
+        .spec
+        .members
+        .iter()
+        .filter(|m| m.name != current && m.name != preferred)
+        .all(|m| match input.report(&m.name) {
+            None => true,
+            Some(r) => r.is_streaming_from(current) || r.data_lost().is_some(),
+        })
 }
 
 /// The preferred member is in sync (or, if Async, close behind) with the primary.

@@ -818,15 +818,24 @@ fn switchover_requests_are_checked() {
 
 #[test]
 fn failback() {
-    // (what, failback mode, observed preferred, a's sync state on b, a's lag, expect failback)
+    // (what, failback mode, observed preferred, a's sync state on b, a's lag, c, expect failback)
     let cases = [
-        ("automatic, a in sync", "Automatic", "a", "sync", None, true),
+        (
+            "automatic, a in sync",
+            "Automatic",
+            "a",
+            "sync",
+            None,
+            standby("c", "b", 500),
+            true,
+        ),
         (
             "automatic, a async still",
             "Automatic",
             "a",
             "async",
             None,
+            standby("c", "b", 500),
             false,
         ),
         (
@@ -835,19 +844,48 @@ fn failback() {
             "a",
             "sync",
             Some(5.0),
+            standby("c", "b", 500),
             false,
         ),
-        ("manual: stay on b", "Manual", "a", "sync", None, false),
+        (
+            "manual: stay on b",
+            "Manual",
+            "a",
+            "sync",
+            None,
+            standby("c", "b", 500),
+            false,
+        ),
         (
             "manual, spec.primary changed to a",
             "Manual",
             "b",
             "sync",
             None,
+            standby("c", "b", 500),
+            true,
+        ),
+        // moving the primary while c still catches up would make it chase WAL a may not have
+        (
+            "automatic, c not following b yet",
+            "Automatic",
+            "a",
+            "sync",
+            None,
+            with(standby("c", "a", 400), |r| r.streaming_from = None),
+            false,
+        ),
+        (
+            "automatic, c down",
+            "Automatic",
+            "a",
+            "sync",
+            None,
+            unknown(),
             true,
         ),
     ];
-    for (what, mode, observed, a_sync, lag, want) in cases {
+    for (what, mode, observed, a_sync, lag, c, want) in cases {
         let mut status = settled("b", &[("a", a_sync), ("c", "async")]);
         status.observed_preferred_primary = Some(observed.into());
         let b = with(primary("b", 500, &[("a", a_sync), ("c", "async")]), |r| {
@@ -855,11 +893,7 @@ fn failback() {
         });
         let mut w = World::new(
             status,
-            vec![
-                ("a", standby("a", "b", 500)),
-                ("b", b),
-                ("c", standby("c", "b", 500)),
-            ],
+            vec![("a", standby("a", "b", 500)), ("b", b), ("c", c)],
         );
         w.spec = spec(&[("primary: a", &format!("primary: a\n  failback: {mode}"))]);
         let p = w.plan();

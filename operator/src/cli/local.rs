@@ -1,0 +1,442 @@
+//! `pgreplica local ...`: the whole cluster as processes on one machine.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
+
+use clap::Subcommand;
+
+use crate::api::validate::parse_and_validate;
+use crate::instance::config::SUPERUSER;
+use crate::runtime::local::brain::{self, progress};
+use crate::runtime::local::layout::{port_is_free, resolve_dir, DEFAULT_RO_PORT, DEFAULT_RW_PORT};
+use crate::runtime::local::status_file::LocalStatus;
+use crate::runtime::local::{secrets, Layout, LocalError, LocalState};
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start (or resume) the cluster of FILE: one agent per member, the brain, the endpoints.
+    Up {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// State directory (default ./.pgreplica/<cluster>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Read-write endpoint port (first start only; kept afterwards).
+        #[arg(long)]
+        rw_port: Option<u16>,
+        /// Read-only endpoint port (first start only; kept afterwards).
+        #[arg(long)]
+        ro_port: Option<u16>,
+        /// Return once the cluster is ready, leaving it running in the background.
+        #[arg(long)]
+        detach: bool,
+        /// With --detach: how long to wait for the cluster to become ready.
+        #[arg(long, default_value_t = 300)]
+        timeout_seconds: u64,
+    },
+    /// Show members, roles, replication and lag (`-o json` for tools).
+    Status {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(short = 'o', long = "output", default_value = "table")]
+        output: String,
+    },
+    /// Print `export PG...` lines for psql: `eval "$(pgreplica local env)"`.
+    Env {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The read-only endpoint instead of the read-write one.
+        #[arg(long)]
+        ro: bool,
+    },
+    /// Move the primary to MEMBER with a clean switchover (no acknowledged commit is lost).
+    Switchover {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
+    /// Apply a changed cluster file to a running cluster (members, modes, delays, primary).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the last lines of a member's log (or the brain's).
+    Logs {
+        member: Option<String>,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+    },
+    /// Stop the cluster (PostgreSQL stops cleanly); data is kept unless --purge.
+    Down {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Run the brain in this process (what `up --detach` starts in the background).
+    #[command(hide = true)]
+    Brain {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
+    match cmd {
+        LocalCommand::Up {
+            file,
+            dir,
+            rw_port,
+            ro_port,
+            detach,
+            timeout_seconds,
+        } => {
+            up(
+                &file,
+                dir.as_deref(),
+                rw_port,
+                ro_port,
+                detach,
+                timeout_seconds,
+            )
+            .await
+        }
+        LocalCommand::Status { dir, output } => status(dir.as_deref(), &output),
+        LocalCommand::Env { dir, ro } => env(dir.as_deref(), ro),
+        LocalCommand::Switchover {
+            to,
+            dir,
+            timeout_seconds,
+        } => switchover(&to, dir.as_deref(), timeout_seconds).await,
+        LocalCommand::Apply { file, dir } => apply(&file, dir.as_deref()),
+        LocalCommand::Logs { member, dir, lines } => logs(member.as_deref(), dir.as_deref(), lines),
+        LocalCommand::Down { dir, purge } => down(dir.as_deref(), purge).await,
+        LocalCommand::Brain { dir } => brain::run(Layout::new(dir)).await,
+    }
+}
+
+fn read_cluster_file(file: &Path) -> Result<(String, crate::api::PgReplicaCluster), LocalError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(LocalError::io(format!("read {}", file.display())))?;
+    let valid = parse_and_validate(&text).map_err(|e| {
+        LocalError::Invalid(format!(
+            "{} is invalid (nothing was started or changed):\n{e}",
+            file.display()
+        ))
+    })?;
+    for w in &valid.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok((text, valid.cluster))
+}
+
+async fn up(
+    file: &Path,
+    dir: Option<&Path>,
+    rw_port: Option<u16>,
+    ro_port: Option<u16>,
+    detach: bool,
+    timeout_seconds: u64,
+) -> Result<(), LocalError> {
+    let (text, cluster) = read_cluster_file(file)?;
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let layout = Layout::new(resolve_dir(dir, Some(&name))?);
+    let existing = LocalState::load(&layout)?;
+    if let Some(state) = &existing {
+        if state.cluster != name {
+            return Err(LocalError::OtherCluster {
+                dir: layout.dir.clone(),
+                found: state.cluster.clone(),
+                wanted: name,
+            });
+        }
+    }
+    if let Some(pid) = layout.running_brain() {
+        return Err(LocalError::AlreadyRunning { cluster: name, pid });
+    }
+    // PostgreSQL programs must exist before anything is written
+    crate::postgres::Programs::detect(None, None)?;
+    let host = "127.0.0.1".to_string();
+    let state = match existing {
+        Some(mut s) => {
+            if rw_port.is_some_and(|p| p != s.rw_port) || ro_port.is_some_and(|p| p != s.ro_port) {
+                eprintln!(
+                    "note: keeping the endpoint ports chosen at the first start ({} and {})",
+                    s.rw_port, s.ro_port
+                );
+            }
+            s.assign_ports(cluster.spec.members.iter().map(|m| m.name.as_str()))?;
+            s
+        }
+        None => {
+            let mut s = LocalState {
+                cluster: name.clone(),
+                host: host.clone(),
+                rw_port: rw_port.unwrap_or(DEFAULT_RW_PORT),
+                ro_port: ro_port.unwrap_or(DEFAULT_RO_PORT),
+                members: Default::default(),
+            };
+            s.assign_ports(cluster.spec.members.iter().map(|m| m.name.as_str()))?;
+            s
+        }
+    };
+    if !port_is_free(&state.host, state.rw_port) {
+        return Err(LocalError::PortBusy {
+            port: state.rw_port,
+            what: "read-write endpoint",
+            flag: "--rw-port",
+        });
+    }
+    if !port_is_free(&state.host, state.ro_port) {
+        return Err(LocalError::PortBusy {
+            port: state.ro_port,
+            what: "read-only endpoint",
+            flag: "--ro-port",
+        });
+    }
+    std::fs::create_dir_all(layout.logs_dir())
+        .map_err(LocalError::io(format!("create {}", layout.dir.display())))?;
+    crate::postgres::create_private_dir(&layout.secrets_dir(), None)?;
+    secrets::ensure(&layout.superuser_password())?;
+    secrets::ensure(&layout.replication_password())?;
+    state.save(&layout)?;
+    crate::runtime::local::layout::write_atomic(&layout.spec_file(), text.as_bytes())?;
+
+    if !detach {
+        return brain::run(layout).await;
+    }
+    let log_path = layout.log_file("brain");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(LocalError::io(format!("open {}", log_path.display())))?;
+    let err = log.try_clone().map_err(LocalError::io("dup log"))?;
+    let exe = std::env::current_exe().map_err(LocalError::io("find the pgreplica binary"))?;
+    let mut child = std::process::Command::new(exe)
+        .args(["local", "brain", "--dir"])
+        .arg(&layout.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(LocalError::io("start the brain in the background"))?;
+    progress(&format!(
+        "brain started in the background (pid {}), log {}",
+        child.id(),
+        log_path.display()
+    ));
+    let began = Instant::now();
+    let mut last_line = String::new();
+    loop {
+        if let Ok(Some(exit)) = child.try_wait() {
+            return Err(LocalError::Failed(format!(
+                "the brain exited ({exit}); last lines of {}:\n{}",
+                log_path.display(),
+                tail(&log_path, 20)
+            )));
+        }
+        if let Ok(Some(status)) = LocalStatus::load(&layout) {
+            let line = format!(
+                "{} {} primary={} [{}]",
+                status.phase.as_deref().unwrap_or("-"),
+                status.ready_members.as_deref().unwrap_or("-"),
+                status.current_primary.as_deref().unwrap_or("-"),
+                status
+                    .members
+                    .iter()
+                    .map(|m| format!("{}: {}", m.name, m.activity))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            if line != last_line {
+                progress(&line);
+                last_line = line;
+            }
+            if status.running && status.is_ready() {
+                println!(
+                    "ready: rw {}  ro {}  (eval \"$(pgreplica local env --dir {})\"; psql)",
+                    status.endpoints.rw,
+                    status.endpoints.ro,
+                    layout.dir.display()
+                );
+                return Ok(());
+            }
+        }
+        if began.elapsed() > Duration::from_secs(timeout_seconds) {
+            return Err(LocalError::Failed(format!(
+                "the cluster is not ready after {timeout_seconds} s (it keeps trying in the background): see `pgreplica local status` and `pgreplica local logs`"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn layout_for(dir: Option<&Path>) -> Result<Layout, LocalError> {
+    let layout = Layout::new(resolve_dir(dir, None)?);
+    if !layout.state_file().exists() {
+        return Err(LocalError::NoCluster(layout.dir));
+    }
+    Ok(layout)
+}
+
+fn status(dir: Option<&Path>, output: &str) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    let Some(mut status) = LocalStatus::load(&layout)? else {
+        return Err(LocalError::Failed(
+            "no status yet: the cluster has not started".into(),
+        ));
+    };
+    status.running = status.running && layout.running_brain().is_some();
+    match output {
+        "json" => {
+            let text = serde_json::to_string_pretty(&status)
+                .map_err(|e| LocalError::Failed(e.to_string()))?;
+            println!("{text}");
+        }
+        "table" | "wide" => print!("{}", super::status_table::render(&status)),
+        other => {
+            return Err(LocalError::Invalid(format!(
+                "-o {other}: use table or json"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn env(dir: Option<&Path>, ro: bool) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    let state =
+        LocalState::load(&layout)?.ok_or_else(|| LocalError::NoCluster(layout.dir.clone()))?;
+    let password = secrets::read(&layout.superuser_password())?;
+    let port = if ro { state.ro_port } else { state.rw_port };
+    println!(
+        "export PGHOST={} PGPORT={port} PGUSER={SUPERUSER} PGPASSWORD={} PGDATABASE=postgres",
+        state.host,
+        shell_quote(&password)
+    );
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+async fn switchover(to: &str, dir: Option<&Path>, timeout_seconds: u64) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    if layout.running_brain().is_none() {
+        return Err(LocalError::Failed(
+            "the cluster is not running: `pgreplica local up` first".into(),
+        ));
+    }
+    let before = LocalStatus::load(&layout)?
+        .map(|s| s.events.len())
+        .unwrap_or(0);
+    crate::runtime::local::layout::write_atomic(&layout.switchover_request(), to.as_bytes())?;
+    progress(&format!("switchover to {to} requested"));
+    let began = Instant::now();
+    let mut seen = before;
+    loop {
+        if let Some(status) = LocalStatus::load(&layout)? {
+            for e in status.events.iter().skip(seen.min(status.events.len())) {
+                progress(&format!("{} {}", e.reason, e.message));
+                if e.reason == "SwitchoverRefused" {
+                    return Err(LocalError::Failed(e.message.clone()));
+                }
+            }
+            seen = status.events.len();
+            if status.current_primary.as_deref() == Some(to)
+                && status.target_primary.as_deref() == Some(to)
+                && !layout.switchover_request().exists()
+            {
+                progress(&format!("{to} is the primary"));
+                return Ok(());
+            }
+        }
+        if began.elapsed() > Duration::from_secs(timeout_seconds) {
+            return Err(LocalError::Failed(format!(
+                "switchover to {to} did not finish in {timeout_seconds} s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn apply(file: &Path, dir: Option<&Path>) -> Result<(), LocalError> {
+    let (text, cluster) = read_cluster_file(file)?;
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let layout = Layout::new(resolve_dir(dir, Some(&name))?);
+    let state =
+        LocalState::load(&layout)?.ok_or_else(|| LocalError::NoCluster(layout.dir.clone()))?;
+    if state.cluster != name {
+        return Err(LocalError::OtherCluster {
+            dir: layout.dir.clone(),
+            found: state.cluster,
+            wanted: name,
+        });
+    }
+    crate::runtime::local::layout::write_atomic(&layout.spec_file(), text.as_bytes())?;
+    println!(
+        "applied {} to cluster {name}; the brain picks it up within a second",
+        file.display()
+    );
+    Ok(())
+}
+
+fn logs(member: Option<&str>, dir: Option<&Path>, lines: usize) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    let path = layout.log_file(member.unwrap_or("brain"));
+    if !path.exists() {
+        return Err(LocalError::Failed(format!("no log at {}", path.display())));
+    }
+    print!("{}", tail(&path, lines));
+    Ok(())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    all[start..].join("\n") + "\n"
+}
+
+async fn down(dir: Option<&Path>, purge: bool) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    if let Some(pid) = layout.running_brain() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        progress(&format!("stopping the cluster (brain pid {pid})"));
+        let began = Instant::now();
+        while layout.running_brain().is_some() {
+            if began.elapsed() > Duration::from_secs(120) {
+                return Err(LocalError::Failed(format!(
+                    "the brain (pid {pid}) did not stop within 120 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        progress("stopped");
+    } else {
+        progress("the cluster is not running");
+    }
+    if purge {
+        std::fs::remove_dir_all(&layout.dir)
+            .map_err(LocalError::io(format!("remove {}", layout.dir.display())))?;
+        progress(&format!("removed {}", layout.dir.display()));
+    } else {
+        progress(&format!("data kept in {}", layout.dir.display()));
+    }
+    Ok(())
+}

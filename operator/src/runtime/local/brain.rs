@@ -1,0 +1,419 @@
+//! The local brain: observe every agent, plan, act, report — every 200 ms — and keep the
+//! endpoints pointing at the right members.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use futures::future::join_all;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::api::validate::parse_and_validate;
+use crate::api::{PgReplicaCluster, PgReplicaClusterStatus};
+use crate::lease::{unix_now_ms, FileLease, Lease};
+use crate::member::MemberReport;
+use crate::net::http::{get_json, send_json};
+use crate::net::proxy::run_proxy;
+use crate::plan::{plan, Address, Input, LeaseView, Observation, Plan};
+
+use super::error::LocalError;
+use super::layout::{Layout, LocalState};
+use super::members::Supervisor;
+use super::status_file::{Endpoints, LocalEvent, LocalMember, LocalStatus};
+
+const TICK: Duration = Duration::from_millis(200);
+const AGENT_TIMEOUT: Duration = Duration::from_millis(800);
+/// Clients wait this long for a primary during a failover instead of being refused.
+const WAIT_FOR_ROUTE: Duration = Duration::from_secs(15);
+const KEPT_EVENTS: usize = 100;
+
+/// Where progress lines go: the terminal in the foreground, the log when detached.
+pub fn progress(line: &str) {
+    let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3f");
+    println!("{now} {line}");
+}
+
+pub fn load_spec(layout: &Layout) -> Result<PgReplicaCluster, LocalError> {
+    let text = std::fs::read_to_string(layout.spec_file()).map_err(LocalError::io(format!(
+        "read {}",
+        layout.spec_file().display()
+    )))?;
+    parse_and_validate(&text)
+        .map(|v| v.cluster)
+        .map_err(|e| LocalError::Invalid(format!("{}:\n{e}", layout.spec_file().display())))
+}
+
+/// Run until SIGTERM/SIGINT. Agents are stopped (each stops PostgreSQL cleanly) on the way out.
+pub async fn run(layout: Layout) -> Result<(), LocalError> {
+    let mut state =
+        LocalState::load(&layout)?.ok_or_else(|| LocalError::NoCluster(layout.dir.clone()))?;
+    let mut cluster = load_spec(&layout)?;
+    let mut spec_stamp = modified(&layout.spec_file());
+    std::fs::write(layout.brain_pid_file(), std::process::id().to_string())
+        .map_err(LocalError::io("write brain.pid"))?;
+
+    let rw_listener = bind(
+        &state.host,
+        state.rw_port,
+        "read-write endpoint",
+        "--rw-port",
+    )
+    .await?;
+    let ro_listener = bind(
+        &state.host,
+        state.ro_port,
+        "read-only endpoint",
+        "--ro-port",
+    )
+    .await?;
+    let (rw_tx, rw_rx) = watch::channel(Vec::<SocketAddr>::new());
+    let (ro_tx, ro_rx) = watch::channel(Vec::<SocketAddr>::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let rw = tokio::spawn(run_proxy(
+        "rw",
+        rw_listener,
+        rw_rx,
+        WAIT_FOR_ROUTE,
+        stopped(stop_rx.clone()),
+    ));
+    let ro = tokio::spawn(run_proxy(
+        "ro",
+        ro_listener,
+        ro_rx,
+        WAIT_FOR_ROUTE,
+        stopped(stop_rx.clone()),
+    ));
+
+    let mut supervisor = Supervisor::new(layout.clone())?;
+    for m in &cluster.spec.members {
+        supervisor.write_config(&state, &cluster.spec, &m.name)?;
+    }
+    let lease = FileLease::new(layout.lease_file());
+    let mut status: PgReplicaClusterStatus = super::status_file::LocalStatus::load(&layout)
+        .ok()
+        .flatten()
+        .map(|s| s.status)
+        .unwrap_or_default();
+    let mut events: VecDeque<LocalEvent> = VecDeque::new();
+    let mut activities: BTreeMap<String, String> = BTreeMap::new();
+    let mut term =
+        signal(SignalKind::terminate()).map_err(LocalError::io("install SIGTERM handler"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(LocalError::io("install SIGINT handler"))?;
+    let generation = 1i64;
+    progress(&format!(
+        "cluster {} starting: rw endpoint {}:{}, ro endpoint {}:{}, state in {}",
+        state.cluster,
+        state.host,
+        state.rw_port,
+        state.host,
+        state.ro_port,
+        layout.dir.display()
+    ));
+
+    loop {
+        // spec changes (`pgreplica local apply`)
+        let stamp = modified(&layout.spec_file());
+        if stamp != spec_stamp {
+            spec_stamp = stamp;
+            match load_spec(&layout) {
+                Ok(new) => {
+                    state.assign_ports(new.spec.members.iter().map(|m| m.name.as_str()))?;
+                    state.save(&layout)?;
+                    for m in &new.spec.members {
+                        supervisor.write_config(&state, &new.spec, &m.name)?;
+                    }
+                    progress("spec changed: applying");
+                    cluster = new;
+                }
+                Err(e) => {
+                    error!(error = %e, "the changed spec is invalid; keeping the previous one")
+                }
+            }
+        }
+        let spec = &cluster.spec;
+        let wanted: Vec<String> = spec.members.iter().map(|m| m.name.clone()).collect();
+        for note in supervisor.ensure(&wanted) {
+            remember(
+                &mut events,
+                "AgentRestarted",
+                Some(&note.member),
+                &note.message,
+            );
+            progress(&format!("{}: {}", note.member, note.message));
+        }
+
+        let observations = observe(&state, &wanted).await;
+        let now_ms = unix_now_ms();
+        let holder = match lease.read().await {
+            Ok(record) if !record.free(now_ms) => record.holder,
+            Ok(_) => None,
+            Err(e) => {
+                warn!(error = %e, "cannot read the lease; treating it as held");
+                status.current_primary.clone()
+            }
+        };
+        let switchover = std::fs::read_to_string(layout.switchover_request())
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let addresses: BTreeMap<String, Address> = state
+            .members
+            .iter()
+            .map(|(n, p)| {
+                (
+                    n.clone(),
+                    Address {
+                        host: state.host.clone(),
+                        port: p.postgres,
+                    },
+                )
+            })
+            .collect();
+        let lease_view = LeaseView { holder };
+        let decided = plan(&Input {
+            cluster: &state.cluster,
+            spec,
+            generation,
+            status: &status,
+            members: &observations,
+            addresses: &addresses,
+            lease: &lease_view,
+            switchover_to: switchover.as_deref(),
+            now_ms,
+        });
+        act(&state, &observations, &decided).await;
+        route(&state, &decided, &rw_tx, &ro_tx);
+        if decided.switchover_consumed {
+            let _ = std::fs::remove_file(layout.switchover_request());
+        }
+        for e in &decided.events {
+            let line = match &e.member {
+                Some(m) => format!("{} [{m}] {}", e.reason.as_str(), e.message),
+                None => format!("{} {}", e.reason.as_str(), e.message),
+            };
+            if e.reason.is_warning() {
+                warn!(cluster = %state.cluster, "{line}");
+            } else {
+                info!(cluster = %state.cluster, "{line}");
+            }
+            progress(&line);
+            remember(
+                &mut events,
+                e.reason.as_str(),
+                e.member.as_deref(),
+                &e.message,
+            );
+        }
+        for (name, obs) in &observations {
+            let activity = match obs {
+                Observation::Reported(r) => r.activity.clone(),
+                Observation::Unknown { why } => format!("agent unreachable ({why})"),
+            };
+            if activities.get(name) != Some(&activity) {
+                progress(&format!("{name}: {activity}"));
+                activities.insert(name.clone(), activity);
+            }
+        }
+        status = decided.status.clone();
+        let report = local_status(
+            &layout,
+            &state,
+            &cluster,
+            &decided,
+            &observations,
+            &events,
+            true,
+        );
+        if let Err(e) = report.save(&layout) {
+            warn!(error = %e, "cannot write status.json");
+        }
+
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    progress("stopping: agents stop PostgreSQL with a fast shutdown");
+    supervisor.stop_all(Duration::from_secs(90)).await;
+    let _ = stop_tx.send(true);
+    let _ = rw.await;
+    let _ = ro.await;
+    if let Ok(Some(mut last)) = LocalStatus::load(&layout) {
+        last.running = false;
+        let _ = last.save(&layout);
+    }
+    let _ = std::fs::remove_file(layout.brain_pid_file());
+    progress("stopped; data kept (pgreplica local up resumes it, pgreplica local down --purge deletes it)");
+    Ok(())
+}
+
+async fn bind(
+    host: &str,
+    port: u16,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, LocalError> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|_| LocalError::PortBusy { port, what, flag })
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+async fn observe(state: &LocalState, members: &[String]) -> BTreeMap<String, Observation> {
+    let asks = members.iter().map(|name| async move {
+        let obs = match state.agent_addr(name) {
+            None => Observation::Unknown {
+                why: "no agent address".into(),
+            },
+            Some(addr) => match get_json::<MemberReport>(addr, "/status", AGENT_TIMEOUT).await {
+                Ok(report) => Observation::Reported(Box::new(report)),
+                Err(e) => Observation::Unknown { why: e.to_string() },
+            },
+        };
+        (name.clone(), obs)
+    });
+    join_all(asks).await.into_iter().collect()
+}
+
+/// Hand each agent its desired state when it differs from what the agent has.
+async fn act(state: &LocalState, observations: &BTreeMap<String, Observation>, decided: &Plan) {
+    let sends = decided.desired.iter().filter_map(|(name, desired)| {
+        let report = observations.get(name)?.report()?;
+        let same = report.desired.as_ref().is_some_and(|d| d.same_role(desired));
+        if same {
+            return None;
+        }
+        let addr = state.agent_addr(name)?;
+        Some(async move {
+            info!(member = %name, role = desired.role_name(), reason = %desired.reason, "desired state");
+            if let Err(e) = send_json(addr, "PUT", "/desired", desired, AGENT_TIMEOUT).await {
+                warn!(member = %name, error = %e, "could not hand over the desired state");
+            }
+        })
+    });
+    join_all(sends).await;
+}
+
+fn route(
+    state: &LocalState,
+    decided: &Plan,
+    rw: &watch::Sender<Vec<SocketAddr>>,
+    ro: &watch::Sender<Vec<SocketAddr>>,
+) {
+    let rw_addrs: Vec<SocketAddr> = decided
+        .routes
+        .rw
+        .iter()
+        .filter_map(|m| state.postgres_addr(m))
+        .collect();
+    let mut ro_addrs: Vec<SocketAddr> = decided
+        .routes
+        .ro
+        .iter()
+        .filter_map(|m| state.postgres_addr(m))
+        .collect();
+    if ro_addrs.is_empty() {
+        // no ready standby: reads still work, from the primary
+        ro_addrs = rw_addrs.clone();
+    }
+    rw.send_if_modified(|current| replace(current, rw_addrs));
+    ro.send_if_modified(|current| replace(current, ro_addrs));
+}
+
+fn replace(current: &mut Vec<SocketAddr>, new: Vec<SocketAddr>) -> bool {
+    if *current == new {
+        false
+    } else {
+        *current = new;
+        true
+    }
+}
+
+fn remember(events: &mut VecDeque<LocalEvent>, reason: &str, member: Option<&str>, message: &str) {
+    events.push_back(LocalEvent {
+        at: jiff::Timestamp::now().to_string(),
+        reason: reason.to_string(),
+        member: member.map(String::from),
+        message: message.to_string(),
+    });
+    while events.len() > KEPT_EVENTS {
+        events.pop_front();
+    }
+}
+
+fn local_status(
+    layout: &Layout,
+    state: &LocalState,
+    cluster: &PgReplicaCluster,
+    decided: &Plan,
+    observations: &BTreeMap<String, Observation>,
+    events: &VecDeque<LocalEvent>,
+    running: bool,
+) -> LocalStatus {
+    let status = &decided.status;
+    let members = cluster
+        .spec
+        .members
+        .iter()
+        .map(|m| {
+            let st = status.members.iter().find(|s| s.name == m.name);
+            let report = observations.get(&m.name).and_then(Observation::report);
+            LocalMember {
+                name: m.name.clone(),
+                role: st
+                    .map(|s| format!("{:?}", s.role).to_lowercase())
+                    .unwrap_or_else(|| "unknown".into()),
+                ready: st.is_some_and(|s| s.ready),
+                port: state.members.get(&m.name).map(|p| p.postgres).unwrap_or(0),
+                data_dir: layout
+                    .member_dir(&m.name)
+                    .join("data")
+                    .display()
+                    .to_string(),
+                replication: format!("{:?}", m.replication),
+                apply_delay: m.apply_delay.clone(),
+                sync_state: st.and_then(|s| s.sync_state.clone()),
+                replay_lag_seconds: st.and_then(|s| s.replay_lag_seconds),
+                timeline: st.and_then(|s| s.timeline),
+                activity: report
+                    .map(|r| r.activity.clone())
+                    .unwrap_or_else(|| "agent unreachable".into()),
+                last_event: st.and_then(|s| s.last_event.clone()),
+                last_error: st.and_then(|s| s.last_error.clone()),
+            }
+        })
+        .collect();
+    LocalStatus {
+        cluster: state.cluster.clone(),
+        running,
+        phase: status.phase.map(|p| format!("{p:?}")),
+        current_primary: status.current_primary.clone(),
+        target_primary: status.target_primary.clone(),
+        timeline: status.timeline,
+        ready_members: status.ready_members.clone(),
+        topology: status.topology.clone(),
+        waiting_for: decided.waiting_for.clone(),
+        conditions: status.conditions.clone(),
+        last_failover: status.last_failover.clone(),
+        endpoints: Endpoints {
+            rw: format!("{}:{}", state.host, state.rw_port),
+            ro: format!("{}:{}", state.host, state.ro_port),
+        },
+        members,
+        events: events.iter().cloned().collect(),
+        updated_at: jiff::Timestamp::now().to_string(),
+        status: status.clone(),
+    }
+}

@@ -1,0 +1,46 @@
+//! Errors of the local runtime, each saying what to do about it.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LocalError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{dir} holds cluster `{found}`, not `{wanted}`: pass --dir to use another directory (nothing was changed)")]
+    OtherCluster {
+        dir: PathBuf,
+        found: String,
+        wanted: String,
+    },
+    #[error("cluster `{cluster}` is already running (brain pid {pid}): use `pgreplica local status` or `pgreplica local down`")]
+    AlreadyRunning { cluster: String, pid: i32 },
+    #[error("port {port} ({what}) is already in use: pass {flag} with a free port")]
+    PortBusy {
+        port: u16,
+        what: &'static str,
+        flag: &'static str,
+    },
+    #[error("no cluster found under {0}: run `pgreplica local up -f FILE` first, or pass --dir")]
+    NoCluster(PathBuf),
+    #[error("several clusters under {dir} ({names}): pass --dir")]
+    SeveralClusters { dir: PathBuf, names: String },
+    #[error(transparent)]
+    Postgres(#[from] crate::postgres::PgError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl LocalError {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalError {
+        let what = what.into();
+        move |source| LocalError::Io { what, source }
+    }
+}

@@ -1,0 +1,195 @@
+//! Where the local runtime keeps things, and the ports it chose (kept so `up` resumes the same
+//! cluster on the same ports).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::LocalError;
+
+pub const DEFAULT_ROOT: &str = ".pgreplica";
+pub const DEFAULT_RW_PORT: u16 = 15432;
+pub const DEFAULT_RO_PORT: u16 = 15433;
+
+/// Paths under a cluster's state directory.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn spec_file(&self) -> PathBuf {
+        self.dir.join("cluster.yaml")
+    }
+    pub fn status_file(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+    pub fn brain_pid_file(&self) -> PathBuf {
+        self.dir.join("brain.pid")
+    }
+    pub fn lease_file(&self) -> PathBuf {
+        self.dir.join("lease.json")
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.dir.join("secrets")
+    }
+    pub fn superuser_password(&self) -> PathBuf {
+        self.secrets_dir().join("superuser-password")
+    }
+    pub fn replication_password(&self) -> PathBuf {
+        self.secrets_dir().join("replication-password")
+    }
+    pub fn member_dir(&self, member: &str) -> PathBuf {
+        self.dir.join("members").join(member)
+    }
+    pub fn agent_config(&self, member: &str) -> PathBuf {
+        self.member_dir(member).join("agent.json")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+    pub fn log_file(&self, name: &str) -> PathBuf {
+        self.logs_dir().join(format!("{name}.log"))
+    }
+    pub fn switchover_request(&self) -> PathBuf {
+        self.dir.join("switchover-request")
+    }
+
+    /// The pid of a running brain, if any.
+    pub fn running_brain(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.brain_pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        alive.then_some(pid)
+    }
+}
+
+/// Ports of one member.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberPorts {
+    pub postgres: u16,
+    pub agent: u16,
+}
+
+/// What `up` decided once and keeps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalState {
+    pub cluster: String,
+    pub host: String,
+    pub rw_port: u16,
+    pub ro_port: u16,
+    pub members: BTreeMap<String, MemberPorts>,
+}
+
+impl LocalState {
+    pub fn load(layout: &Layout) -> Result<Option<LocalState>, LocalError> {
+        match std::fs::read_to_string(layout.state_file()) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                LocalError::Invalid(format!(
+                    "{} is damaged ({e}); fix or remove it",
+                    layout.state_file().display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LocalError::io(format!(
+                "read {}",
+                layout.state_file().display()
+            ))(e)),
+        }
+    }
+
+    pub fn save(&self, layout: &Layout) -> Result<(), LocalError> {
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| LocalError::Failed(format!("encode state: {e}")))?;
+        write_atomic(&layout.state_file(), &bytes)
+    }
+
+    /// Give every member in `names` ports, keeping the ones it has.
+    pub fn assign_ports<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), LocalError> {
+        for name in names {
+            if !self.members.contains_key(name) {
+                let ports = MemberPorts {
+                    postgres: free_port(&self.host)?,
+                    agent: free_port(&self.host)?,
+                };
+                self.members.insert(name.to_string(), ports);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn agent_addr(&self, member: &str) -> Option<SocketAddr> {
+        let ports = self.members.get(member)?;
+        format!("{}:{}", self.host, ports.agent).parse().ok()
+    }
+
+    pub fn postgres_addr(&self, member: &str) -> Option<SocketAddr> {
+        let ports = self.members.get(member)?;
+        format!("{}:{}", self.host, ports.postgres).parse().ok()
+    }
+}
+
+/// A port the OS says is free now.
+pub fn free_port(host: &str) -> Result<u16, LocalError> {
+    let listener = TcpListener::bind((host, 0)).map_err(LocalError::io("pick a free port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(LocalError::io("pick a free port"))?
+        .port();
+    Ok(port)
+}
+
+pub fn port_is_free(host: &str, port: u16) -> bool {
+    TcpListener::bind((host, port)).is_ok()
+}
+
+/// Write via a temporary file and rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(LocalError::io(format!("write {}", path.display())))
+}
+
+/// The state directory: the one given, else `./.pgreplica/<cluster>` (or the only cluster there).
+pub fn resolve_dir(given: Option<&Path>, cluster: Option<&str>) -> Result<PathBuf, LocalError> {
+    if let Some(dir) = given {
+        return Ok(dir.to_path_buf());
+    }
+    let root = PathBuf::from(DEFAULT_ROOT);
+    if let Some(name) = cluster {
+        return Ok(root.join(name));
+    }
+    let names: Vec<String> = std::fs::read_dir(&root)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().join("state.json").exists())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    match names.as_slice() {
+        [] => Err(LocalError::NoCluster(root)),
+        [one] => Ok(root.join(one)),
+        _ => Err(LocalError::SeveralClusters {
+            dir: root,
+            names: names.join(", "),
+        }),
+    }
+}

@@ -1,0 +1,88 @@
+//! `status.json`: what the brain last saw and decided, for `local status` and tools.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Condition, FailoverRecord, PgReplicaClusterStatus};
+
+use super::error::LocalError;
+use super::layout::{write_atomic, Layout};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    pub rw: String,
+    pub ro: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalMember {
+    pub name: String,
+    pub role: String,
+    pub ready: bool,
+    pub port: u16,
+    pub data_dir: String,
+    pub replication: String,
+    pub apply_delay: Option<String>,
+    pub sync_state: Option<String>,
+    pub replay_lag_seconds: Option<f64>,
+    pub timeline: Option<u32>,
+    pub activity: String,
+    pub last_event: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalEvent {
+    pub at: String,
+    pub reason: String,
+    pub member: Option<String>,
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalStatus {
+    pub cluster: String,
+    pub running: bool,
+    pub phase: Option<String>,
+    pub current_primary: Option<String>,
+    pub target_primary: Option<String>,
+    pub timeline: Option<u32>,
+    pub ready_members: Option<String>,
+    pub topology: Option<String>,
+    pub waiting_for: Option<String>,
+    pub conditions: Vec<Condition>,
+    pub last_failover: Option<FailoverRecord>,
+    pub endpoints: Endpoints,
+    pub members: Vec<LocalMember>,
+    pub events: Vec<LocalEvent>,
+    pub updated_at: String,
+    /// The brain's full status (as the Kubernetes runtime would write it).
+    pub status: PgReplicaClusterStatus,
+}
+
+impl LocalStatus {
+    pub fn load(layout: &Layout) -> Result<Option<LocalStatus>, LocalError> {
+        match std::fs::read_to_string(layout.status_file()) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| LocalError::Invalid(format!("status.json is damaged: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LocalError::io("read status.json")(e)),
+        }
+    }
+
+    pub fn save(&self, layout: &Layout) -> Result<(), LocalError> {
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| LocalError::Failed(format!("encode status: {e}")))?;
+        write_atomic(&layout.status_file(), &bytes)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    }
+}

@@ -1,0 +1,508 @@
+//! The member agent (`pgreplica instance run`) on real PostgreSQL: bootstrap, clone, sync and
+//! delayed async standbys, data-directory loss, failover, re-clone, rewind (and its fallback to a
+//! re-clone) and a clean switchover under writes. The test plays the brain by PUTting desired
+//! states; every wait is a bounded poll of a condition.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgreplica::member::MemberReport;
+use pgreplica::postgres::{connect, Conn, ConnParams};
+
+const BOOT: Duration = Duration::from_secs(60);
+const CLONE: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn sync_state(report: &MemberReport, standby: &str) -> Option<String> {
+    report
+        .standbys
+        .iter()
+        .find(|s| s.name == standby && s.state == "streaming")
+        .map(|s| s.sync_state.clone())
+}
+
+/// a primary with sync b; b a sync standby streaming from a (both converged).
+async fn primary_and_sync_standby(cluster: &Cluster, sync: bool) {
+    let sync_names: &[&str] = if sync { &["b"] } else { &[] };
+    cluster.put("a", primary(true, sync_names, &["b"])).await;
+    cluster.wait_primary("a", BOOT).await;
+    cluster.put("b", cluster.standby_of("b", "a", 0)).await;
+    cluster.wait_streaming("b", "a", CLONE).await;
+    let want = if sync { "sync" } else { "async" };
+    cluster
+        .wait_for("a", &format!("b {want} in a's report"), SETTLE, |r| {
+            sync_state(r, "b").as_deref() == Some(want)
+        })
+        .await;
+}
+
+/// Waits until the table exists on `name` (a delayed standby applies DDL late too).
+async fn wait_table(cluster: &Cluster, name: &str, limit: Duration) {
+    eventually(&format!("table t on {name}"), limit, || async {
+        let conn = connect(&cluster.params(name)).await.ok()?;
+        let exists: bool = conn
+            .client()
+            .query_one("SELECT to_regclass('t') IS NOT NULL", &[])
+            .await
+            .ok()?
+            .get(0);
+        exists.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_primary_with_sync_and_delayed_async_standbys() {
+    let cluster = Cluster::start("boot", &["a", "b", "c"]).await;
+    let began = Instant::now();
+    cluster.put("a", primary(true, &["b"], &["b", "c"])).await;
+    let a = cluster.wait_primary("a", BOOT).await;
+    println!(
+        "boot: a bootstrapped in {:.2}s",
+        began.elapsed().as_secs_f64()
+    );
+    assert!(
+        a.holds_lease,
+        "the primary's agent must hold the lease: {a:#?}"
+    );
+    assert_eq!(cluster.lease().await.holder.as_deref(), Some("a"));
+
+    let began = Instant::now();
+    cluster.put("b", cluster.standby_of("b", "a", 0)).await;
+    cluster.put("c", cluster.standby_of("c", "a", 2_000)).await;
+    cluster.wait_streaming("b", "a", CLONE).await;
+    cluster.wait_streaming("c", "a", CLONE).await;
+    println!(
+        "boot: b and c cloned and streaming in {:.2}s",
+        began.elapsed().as_secs_f64()
+    );
+    for standby in ["b", "c"] {
+        let r = cluster.status(standby).await;
+        assert!(!r.holds_lease, "standby {standby} must not hold the lease");
+        assert_eq!(r.timeline, Some(1));
+    }
+
+    let report = cluster
+        .wait_for("a", "b sync and c async in a's report", SETTLE, |r| {
+            sync_state(r, "b").as_deref() == Some("sync")
+                && sync_state(r, "c").as_deref() == Some("async")
+        })
+        .await;
+    println!("boot: a reports standbys {:?}", report.standbys);
+
+    let pa = cluster.sql("a").await;
+    let names: String = pa
+        .client()
+        .query_one("SHOW synchronous_standby_names", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(names, "FIRST 1 (\"b\")");
+    let rows = pa
+        .client()
+        .query(
+            "SELECT application_name, sync_state FROM pg_stat_replication \
+             WHERE state = 'streaming'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_replication");
+    let states: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        states.get("b").map(String::as_str),
+        Some("sync"),
+        "{states:?}"
+    );
+    assert_eq!(
+        states.get("c").map(String::as_str),
+        Some("async"),
+        "{states:?}"
+    );
+
+    create_table(&pa).await;
+    wait_table(&cluster, "b", SETTLE).await;
+    wait_table(&cluster, "c", SETTLE).await;
+    let pb = cluster.sql("b").await;
+    let pc = cluster.sql("c").await;
+
+    let commit_began = Instant::now();
+    insert(&pa, 1, "one").await;
+    let acked = Instant::now();
+    assert!(
+        !has_row(&pc, 1).await,
+        "the delayed standby c shows the row right after the commit"
+    );
+    eventually(
+        "row 1 on the sync standby b",
+        Duration::from_secs(2),
+        || async { has_row(&pb, 1).await.then_some(()) },
+    )
+    .await;
+    let on_sync = acked.elapsed();
+    assert!(
+        !has_row(&pc, 1).await,
+        "the delayed standby c shows the row before its delay"
+    );
+    eventually(
+        "row 1 on the delayed standby c",
+        Duration::from_secs(15),
+        || async { has_row(&pc, 1).await.then_some(()) },
+    )
+    .await;
+    let on_delayed = commit_began.elapsed();
+    println!(
+        "boot: row visible on sync standby b {:.1} ms after the commit was acknowledged; \
+         on delayed standby c {:.2} s after the commit began ({:.2} s after acknowledgement)",
+        on_sync.as_secs_f64() * 1e3,
+        on_delayed.as_secs_f64(),
+        acked.elapsed().as_secs_f64()
+    );
+    assert!(
+        on_delayed >= Duration::from_millis(1_950),
+        "c applied the commit after {on_delayed:?}, before its 2 s delay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_primary_data_is_fenced_then_failover_and_reclone() {
+    let cluster = Cluster::start("lost", &["a", "b"]).await;
+    primary_and_sync_standby(&cluster, true).await;
+    let pa = cluster.sql("a").await;
+    create_table(&pa).await;
+    for id in 1..=100 {
+        insert(&pa, id, "before").await;
+    }
+    let pid = postmaster_pid(&cluster.member("a").data_dir());
+    assert_eq!(cluster.lease().await.holder.as_deref(), Some("a"));
+
+    let deleted = Instant::now();
+    std::fs::remove_dir_all(cluster.member("a").data_dir()).expect("rm -rf a's PGDATA");
+    let report = cluster
+        .wait_for("a", "data: lost", Duration::from_secs(10), |r| {
+            r.data_lost().is_some()
+        })
+        .await;
+    let noticed = deleted.elapsed();
+    eventually(
+        "a's postmaster to be gone",
+        Duration::from_secs(10),
+        || async { process_gone(pid).then_some(()) },
+    )
+    .await;
+    let gone = deleted.elapsed();
+    eventually(
+        "the lease to be released",
+        Duration::from_secs(10),
+        || async { cluster.lease().await.holder.is_none().then_some(()) },
+    )
+    .await;
+    let released = deleted.elapsed();
+    println!(
+        "lost: PGDATA deleted → reported lost {:.0} ms, postmaster gone {:.0} ms, lease released {:.0} ms ({})",
+        noticed.as_secs_f64() * 1e3,
+        gone.as_secs_f64() * 1e3,
+        released.as_secs_f64() * 1e3,
+        report.data_lost().unwrap_or_default()
+    );
+    drop(pa);
+    let a = cluster
+        .wait_for("a", "not running, no lease", Duration::from_secs(10), |r| {
+            !r.running && !r.holds_lease
+        })
+        .await;
+    assert!(a.data_lost().is_some(), "{a:#?}");
+
+    let promoting = Instant::now();
+    cluster.put("b", primary(false, &[], &["a"])).await;
+    let b = cluster.wait_primary("b", SETTLE).await;
+    println!(
+        "lost: b promoted in {:.2}s (timeline {:?})",
+        promoting.elapsed().as_secs_f64(),
+        b.timeline
+    );
+    assert!(b.holds_lease);
+    assert_eq!(b.timeline, Some(2));
+    let pb = cluster.sql("b").await;
+    for id in 101..=200 {
+        insert(&pb, id, "after").await;
+    }
+
+    let cloning = Instant::now();
+    cluster.put("a", cluster.standby_of("a", "b", 0)).await;
+    let a = cluster.wait_streaming("a", "b", CLONE).await;
+    println!(
+        "lost: a re-cloned from b and streaming in {:.2}s",
+        cloning.elapsed().as_secs_f64()
+    );
+    assert_eq!(a.data, pgreplica::member::DataHealth::Healthy);
+    assert!(!a.holds_lease);
+
+    // Back to synchronous: a is b's sync standby and gets the next commit at once.
+    cluster.put("b", primary(false, &["a"], &["a"])).await;
+    cluster
+        .wait_for("b", "a sync in b's report", SETTLE, |r| {
+            sync_state(r, "a").as_deref() == Some("sync")
+        })
+        .await;
+    insert(&pb, 201, "after, sync").await;
+    let all: Vec<i64> = (1..=201).collect();
+    wait_rows(&cluster, "a", &all, Duration::from_secs(5)).await;
+    wait_rows(&cluster, "b", &all, Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diverged_member_is_rewound_and_a_failed_rewind_falls_back_to_reclone() {
+    let cluster = Cluster::start("rewind", &["a", "b"]).await;
+    primary_and_sync_standby(&cluster, false).await;
+    let pa = cluster.sql("a").await;
+    create_table(&pa).await;
+    insert(&pa, 1, "common").await;
+    wait_rows(&cluster, "b", &[1], SETTLE).await;
+
+    // Divergence: X on a after b stopped, Y on b after it was promoted.
+    cluster.put("b", stopped()).await;
+    wait_down(&cluster, "b").await;
+    insert(&pa, 2, "X: only on the old timeline of a").await;
+    drop(pa);
+    cluster.put("a", stopped()).await;
+    wait_down(&cluster, "a").await;
+    cluster.put("b", primary(false, &[], &["a"])).await;
+    cluster.wait_primary("b", SETTLE).await;
+    let pb = cluster.sql("b").await;
+    insert(&pb, 3, "Y: on b's new timeline").await;
+
+    let rewinding = Instant::now();
+    cluster.put("a", cluster.standby_of("a", "b", 0)).await;
+    cluster.wait_streaming("a", "b", CLONE).await;
+    println!(
+        "rewind: a rewound and streaming from b in {:.2}s",
+        rewinding.elapsed().as_secs_f64()
+    );
+    let log = cluster.member("a").log_text();
+    let rewound = log
+        .lines()
+        .find(|l| l.contains("rewind finished"))
+        .unwrap_or_else(|| panic!("a did not rewind"));
+    assert!(rewound.contains("Rewound"), "{rewound}");
+    assert!(
+        !log.contains("clone complete"),
+        "a was re-cloned instead of rewound"
+    );
+    wait_rows(&cluster, "a", &[1, 3], SETTLE).await;
+    let on_a = cluster.sql("a").await;
+    assert!(!has_row(&on_a, 2).await, "X survived the rewind on a");
+    drop(on_a);
+
+    // Second divergence, then a rewind that fails for a real reason: b's pg_control is cut.
+    cluster.put("a", stopped()).await;
+    wait_down(&cluster, "a").await;
+    insert(&pb, 4, "X2: only on the old timeline of b").await;
+    drop(pb);
+    cluster.put("b", stopped()).await;
+    wait_down(&cluster, "b").await;
+    cluster.put("a", primary(false, &[], &["b"])).await;
+    cluster.wait_primary("a", SETTLE).await;
+    let pa = cluster.sql("a").await;
+    insert(&pa, 5, "Y2: on a's new timeline").await;
+
+    let b_dir = cluster.member("b").dir.clone();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(b_dir.join("data/global/pg_control"))
+        .expect("truncate b's pg_control");
+    let log_before = cluster.member("b").log_text().lines().count();
+    let recloning = Instant::now();
+    cluster.put("b", cluster.standby_of("b", "a", 0)).await;
+    cluster.wait_streaming("b", "a", CLONE).await;
+    println!(
+        "rewind: b's rewind failed, b re-cloned and streaming from a in {:.2}s",
+        recloning.elapsed().as_secs_f64()
+    );
+    let log = cluster.member("b").log_text();
+    let new: Vec<&str> = log.lines().skip(log_before).collect();
+    let new = new.join("\n");
+    let at = lines_in_order(
+        &new,
+        &[
+            "rewind failed",
+            "moved the old data directory aside",
+            "clone complete",
+            "PostgreSQL accepts connections",
+            "deleted the old data directory",
+        ],
+    );
+    let failure = new.lines().nth(at[0]).unwrap_or_default();
+    assert!(
+        failure.contains("pg_control") || failure.contains("control file"),
+        "pg_rewind failed for another reason than the cut control file: {failure}"
+    );
+    let left: Vec<String> = std::fs::read_dir(&b_dir)
+        .expect("read b's dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("data.") && n != "data")
+        .collect();
+    assert!(left.is_empty(), "left behind in b's directory: {left:?}");
+    wait_rows(&cluster, "b", &[1, 3, 5], SETTLE).await;
+    let on_b = cluster.sql("b").await;
+    assert!(!has_row(&on_b, 4).await, "X2 survived the re-clone on b");
+    // and b keeps streaming new commits
+    insert(&pa, 6, "after").await;
+    wait_rows(&cluster, "b", &[1, 3, 5, 6], SETTLE).await;
+}
+
+async fn wait_down(cluster: &Cluster, name: &str) -> MemberReport {
+    cluster
+        .wait_for(name, "stopped", SETTLE, |r| !r.running && r.converged)
+        .await
+}
+
+/// Acknowledged commits, with the member that acknowledged each.
+type Ledger = Arc<Mutex<Vec<(i64, String, Instant)>>>;
+
+/// Inserts ids one by one against whichever member is primary; records every acknowledged id.
+async fn writer(targets: Vec<(String, ConnParams)>, stop: Arc<AtomicBool>, ledger: Ledger) {
+    let mut next: i64 = 1;
+    let mut current: Option<(String, Conn)> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let Some((name, conn)) = current.as_ref() else {
+            current = find_primary(&targets).await;
+            if current.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            continue;
+        };
+        let id = next;
+        next += 1;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+        let insert = conn
+            .client()
+            .execute("INSERT INTO t (id, note) VALUES ($1, 'writer')", &params);
+        match tokio::time::timeout(Duration::from_secs(30), insert).await {
+            Ok(Ok(1)) => ledger
+                .lock()
+                .expect("ledger")
+                .push((id, name.clone(), Instant::now())),
+            _ => current = None, // outcome unknown: not acknowledged
+        }
+    }
+}
+
+async fn find_primary(targets: &[(String, ConnParams)]) -> Option<(String, Conn)> {
+    for (name, params) in targets {
+        let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), connect(params)).await
+        else {
+            continue;
+        };
+        if let Ok(Ok(false)) =
+            tokio::time::timeout(Duration::from_secs(2), conn.is_in_recovery()).await
+        {
+            return Some((name.clone(), conn));
+        }
+    }
+    None
+}
+
+fn acked(ledger: &Ledger) -> usize {
+    ledger.lock().expect("ledger").len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_switchover_under_writes_loses_no_acknowledged_commit() {
+    let cluster = Cluster::start("switch", &["a", "b"]).await;
+    primary_and_sync_standby(&cluster, true).await;
+    create_table(&cluster.sql("a").await).await;
+
+    let ledger: Ledger = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let targets = vec![
+        ("a".to_string(), cluster.params("a")),
+        ("b".to_string(), cluster.params("b")),
+    ];
+    let task = tokio::spawn(writer(targets, stop.clone(), ledger.clone()));
+    eventually("50 acknowledged commits on a", SETTLE, || async {
+        (acked(&ledger) >= 50).then_some(())
+    })
+    .await;
+
+    let switching = Instant::now();
+    cluster.put("a", stopped()).await;
+    let a = cluster
+        .wait_for("a", "a shutdown checkpoint", SETTLE, |r| {
+            !r.running && r.shutdown_checkpoint.is_some()
+        })
+        .await;
+    let checkpoint = a.shutdown_checkpoint.expect("checkpoint");
+    let b = cluster
+        .wait_for(
+            "b",
+            &format!("b received past a's shutdown checkpoint {checkpoint}"),
+            Duration::from_secs(10),
+            |r| r.received_lsn.is_some_and(|l| l > checkpoint),
+        )
+        .await;
+    println!(
+        "switch: a stopped at checkpoint {checkpoint} after {:.2}s; b received {:?}",
+        switching.elapsed().as_secs_f64(),
+        b.received_lsn
+    );
+    cluster.put("b", primary(false, &["a"], &["a"])).await;
+    cluster.wait_primary("b", SETTLE).await;
+    let promoted = switching.elapsed();
+    cluster.put("a", cluster.standby_of("a", "b", 0)).await;
+    cluster.wait_streaming("a", "b", CLONE).await;
+    let rejoined = switching.elapsed();
+    cluster
+        .wait_for("b", "a sync in b's report", SETTLE, |r| {
+            sync_state(r, "a").as_deref() == Some("sync")
+        })
+        .await;
+    let at_switch = acked(&ledger);
+    eventually("50 more acknowledged commits on b", SETTLE, || async {
+        let on_b = ledger
+            .lock()
+            .expect("ledger")
+            .iter()
+            .filter(|(_, m, _)| m == "b")
+            .count();
+        (on_b >= 50 && acked(&ledger) >= at_switch + 50).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(40), task)
+        .await
+        .expect("writer stops")
+        .expect("writer task");
+
+    let entries = ledger.lock().expect("ledger").clone();
+    let by_a = entries.iter().filter(|(_, m, _)| m == "a").count();
+    let by_b = entries.iter().filter(|(_, m, _)| m == "b").count();
+    let longest_gap = entries
+        .windows(2)
+        .map(|w| w[1].2.duration_since(w[0].2))
+        .max()
+        .unwrap_or_default();
+    println!(
+        "switch: b primary {:.2}s after the switch began, a streaming from b after {:.2}s; \
+         {} commits acknowledged ({by_a} by a, {by_b} by b); longest write gap {:.2}s",
+        promoted.as_secs_f64(),
+        rejoined.as_secs_f64(),
+        entries.len(),
+        longest_gap.as_secs_f64()
+    );
+    assert!(by_a >= 50 && by_b >= 50, "a: {by_a}, b: {by_b}");
+    let want: Vec<i64> = entries.iter().map(|(id, _, _)| *id).collect();
+    let on_b = ids(&cluster.sql("b").await).await;
+    let missing: Vec<&i64> = want.iter().filter(|id| !on_b.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged ids missing on b: {missing:?}"
+    );
+    wait_rows(&cluster, "a", &want, SETTLE).await;
+}
