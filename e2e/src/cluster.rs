@@ -1,0 +1,175 @@
+//! A cluster run by `pgreplica local` in a temporary directory, torn down on drop.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `pgreplica` binary: `$PGREPLICA_BIN`, else the workspace's target directory.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("PGREPLICA_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    for profile in ["debug", "release"] {
+        let candidate = target.join(profile).join("pgreplica");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!(
+        "pgreplica binary not found under {}: run `cargo build -p pgreplica` or set PGREPLICA_BIN",
+        target.display()
+    );
+}
+
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    pub rw_port: u16,
+    pub ro_port: u16,
+    _tmp: tempfile::TempDir,
+    up: bool,
+}
+
+impl LocalCluster {
+    /// `pgreplica local up -f FILE --detach` in a fresh directory.
+    pub fn up(file: &Path, timeout: Duration) -> Result<LocalCluster, String> {
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        // PostgreSQL runs as an unprivileged user when tests run as root: let it walk in.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        let dir = tmp.path().join("state");
+        let mut cluster = LocalCluster {
+            dir,
+            rw_port: free_port(),
+            ro_port: free_port(),
+            _tmp: tmp,
+            up: true,
+        };
+        let out = cluster.run(&[
+            "up",
+            "-f",
+            &file.display().to_string(),
+            "--rw-port",
+            &cluster.rw_port.to_string(),
+            "--ro-port",
+            &cluster.ro_port.to_string(),
+            "--detach",
+            "--timeout-seconds",
+            &timeout.as_secs().to_string(),
+        ]);
+        match out {
+            Ok(_) => Ok(cluster),
+            Err(e) => {
+                let diag = cluster.diagnostics();
+                cluster.up = true;
+                Err(format!("{e}\n{diag}"))
+            }
+        }
+    }
+
+    /// Run `pgreplica local <args> --dir DIR`; stdout on success.
+    pub fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(binary())
+            .arg("local")
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .env("PGREPLICA_LOG", "warn")
+            .output()
+            .map_err(|e| format!("cannot run pgreplica: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "pgreplica local {} failed ({}):\n{stdout}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    pub fn status(&self) -> Result<Value, String> {
+        let text = self.run(&["status", "-o", "json"])?;
+        serde_json::from_str(&text).map_err(|e| format!("status is not JSON: {e}"))
+    }
+
+    pub fn password(&self) -> String {
+        std::fs::read_to_string(self.dir.join("secrets/superuser-password"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// A member's field from status, such as its port or data directory.
+    pub fn member(&self, status: &Value, name: &str) -> Option<Value> {
+        status["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == name)
+            .cloned()
+    }
+
+    /// Poll status until `cond` holds or the deadline passes.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Result<(Value, Instant), String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            if let Ok(s) = self.status() {
+                if cond(&s) {
+                    return Ok((s, Instant::now()));
+                }
+                last = s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "timed out after {timeout:?} waiting for {what}; last status:\n{last:#}"
+        ))
+    }
+
+    /// Every member's status and log tail, for failures.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&self.run(&["status"]).unwrap_or_else(|e| e));
+        for name in ["brain", "a", "b", "c"] {
+            let mut args = vec!["logs", "-n", "40"];
+            if name != "brain" {
+                args.insert(1, name);
+            }
+            out.push_str(&format!("\n----- log of {name} -----\n"));
+            out.push_str(&self.run(&args).unwrap_or_else(|e| e));
+        }
+        out
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if self.up {
+            let _ = self.run(&["down", "--purge"]);
+        }
+    }
+}
