@@ -192,7 +192,17 @@ fn move_trigger(
 ) -> Option<(String, EventReason, String)> {
     if let Some(to) = input.switchover_to {
         plan.switchover_consumed = true;
-        return match switch_target_ready(input, current, to) {
+        let automatic_elsewhere =
+            input.spec.failback == Failback::Automatic && to != input.spec.primary;
+        let ready = if automatic_elsewhere {
+            Err(format!(
+                "failback is Automatic, so the primary would move straight back to {}: change spec.primary to {to}, or set failback: Manual",
+                input.spec.primary
+            ))
+        } else {
+            switch_target_ready(input, current, to)
+        };
+        return match ready {
             Ok(()) => Some((
                 to.to_string(),
                 EventReason::SwitchoverStarted,

@@ -720,6 +720,7 @@ fn switchover_stops_the_old_primary_then_promotes_once_the_checkpoint_arrived() 
         ("c", standby("c", "a", 100)),
     ];
     let mut w = World::new(settled("a", &[("b", "sync"), ("c", "async")]), healthy);
+    w.spec = spec(&[("primary: a", "primary: a\n  failback: Manual")]);
     w.switchover = Some("b");
     let p = w.plan();
     assert!(p.switchover_consumed);
@@ -799,6 +800,7 @@ fn switchover_requests_are_checked() {
                 ("c", standby("c", "a", 1)),
             ],
         );
+        w.spec = spec(&[("primary: a", "primary: a\n  failback: Manual")]);
         w.switchover = Some(to);
         let p = w.plan();
         assert!(p.switchover_consumed, "{what}");
@@ -814,6 +816,31 @@ fn switchover_requests_are_checked() {
             refused.message
         );
     }
+}
+
+#[test]
+fn switchover_away_from_the_preferred_primary_needs_manual_failback() {
+    let mut w = World::new(
+        settled("a", &[("b", "sync")]),
+        vec![
+            ("a", primary("a", 100, &[("b", "sync")])),
+            ("b", standby("b", "a", 100)),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    w.switchover = Some("b");
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("a"));
+    let refused = p
+        .events
+        .iter()
+        .find(|e| e.reason == EventReason::SwitchoverRefused)
+        .expect("refused");
+    assert!(
+        refused.message.contains("failback is Automatic"),
+        "{}",
+        refused.message
+    );
 }
 
 #[test]
