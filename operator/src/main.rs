@@ -8,7 +8,18 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = pgreplica::cli::Cli::parse();
+    // Installed as `kubectl-pgrc`, the binary is the kubectl plugin: `kubectl pgrc status lab`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    if invoked_as == "kubectl-pgrc" {
+        args.insert(1, "kubectl".into());
+    }
+    let cli = pgreplica::cli::Cli::parse_from(args);
     let runtime = if cli.wants_single_thread() {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -130,6 +130,7 @@ async fn bootstrap_primary_with_sync_and_delayed_async_standbys() {
     let pb = cluster.sql("b").await;
     let pc = cluster.sql("c").await;
 
+    // Watch both standbys from the moment the commit is acknowledged.
     let commit_began = Instant::now();
     insert(&pa, 1, "one").await;
     let acked = Instant::now();
@@ -137,30 +138,28 @@ async fn bootstrap_primary_with_sync_and_delayed_async_standbys() {
         !has_row(&pc, 1).await,
         "the delayed standby c shows the row right after the commit"
     );
-    eventually(
-        "row 1 on the sync standby b",
-        Duration::from_secs(2),
-        || async { has_row(&pb, 1).await.then_some(()) },
-    )
-    .await;
-    let on_sync = acked.elapsed();
-    assert!(
-        !has_row(&pc, 1).await,
-        "the delayed standby c shows the row before its delay"
-    );
-    eventually(
-        "row 1 on the delayed standby c",
-        Duration::from_secs(15),
-        || async { has_row(&pc, 1).await.then_some(()) },
-    )
-    .await;
-    let on_delayed = commit_began.elapsed();
+    let (mut on_sync, mut on_delayed) = (None, None);
+    let deadline = acked + Duration::from_secs(15);
+    while (on_sync.is_none() || on_delayed.is_none()) && Instant::now() < deadline {
+        if on_sync.is_none() && has_row(&pb, 1).await {
+            on_sync = Some(acked.elapsed());
+        }
+        if on_delayed.is_none() && has_row(&pc, 1).await {
+            on_delayed = Some(commit_began.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let on_sync = on_sync.expect("row 1 never reached the sync standby b");
+    let on_delayed = on_delayed.expect("row 1 never reached the delayed standby c");
     println!(
         "boot: row visible on sync standby b {:.1} ms after the commit was acknowledged; \
-         on delayed standby c {:.2} s after the commit began ({:.2} s after acknowledgement)",
+         on delayed standby c (apply delay 2 s) {:.3} s after the commit began",
         on_sync.as_secs_f64() * 1e3,
         on_delayed.as_secs_f64(),
-        acked.elapsed().as_secs_f64()
+    );
+    assert!(
+        on_sync <= Duration::from_secs(2),
+        "the sync standby b showed the row only after {on_sync:?}"
     );
     assert!(
         on_delayed >= Duration::from_millis(1_950),
@@ -180,42 +179,49 @@ async fn lost_primary_data_is_fenced_then_failover_and_reclone() {
     let pid = postmaster_pid(&cluster.member("a").data_dir());
     assert_eq!(cluster.lease().await.holder.as_deref(), Some("a"));
 
+    // rm -rf runs on its own thread while the agent's reaction is timed from its start.
+    let data = cluster.member("a").data_dir();
     let deleted = Instant::now();
-    std::fs::remove_dir_all(cluster.member("a").data_dir()).expect("rm -rf a's PGDATA");
-    let report = cluster
-        .wait_for("a", "data: lost", Duration::from_secs(10), |r| {
-            r.data_lost().is_some()
-        })
-        .await;
+    let rm = tokio::task::spawn_blocking(move || {
+        std::fs::remove_dir_all(data).expect("rm -rf a's PGDATA");
+        deleted.elapsed()
+    });
+    let limit = Duration::from_secs(10);
+    let (report, gone, released) = tokio::join!(
+        cluster.wait_for("a", "data: lost", limit, |r| r.data_lost().is_some()),
+        time_until("a's postmaster to be gone", deleted, limit, || async {
+            process_gone(pid)
+        }),
+        time_until("the lease to be released", deleted, limit, || async {
+            cluster.lease().await.holder.is_none()
+        }),
+    );
     let noticed = deleted.elapsed();
-    eventually(
-        "a's postmaster to be gone",
-        Duration::from_secs(10),
-        || async { process_gone(pid).then_some(()) },
-    )
-    .await;
-    let gone = deleted.elapsed();
-    eventually(
-        "the lease to be released",
-        Duration::from_secs(10),
-        || async { cluster.lease().await.holder.is_none().then_some(()) },
-    )
-    .await;
-    let released = deleted.elapsed();
+    let removed = rm.await.expect("rm -rf");
     println!(
-        "lost: PGDATA deleted → reported lost {:.0} ms, postmaster gone {:.0} ms, lease released {:.0} ms ({})",
-        noticed.as_secs_f64() * 1e3,
+        "lost: rm -rf of PGDATA took {:.0} ms; from its start: postmaster gone {:.0} ms, \
+         lease released {:.0} ms, report says lost by {:.0} ms ({})",
+        removed.as_secs_f64() * 1e3,
         gone.as_secs_f64() * 1e3,
         released.as_secs_f64() * 1e3,
+        noticed.as_secs_f64() * 1e3,
         report.data_lost().unwrap_or_default()
     );
     drop(pa);
+    // Still desired primary (even with bootstrap on): the agent must refuse, not initdb anew.
     let a = cluster
-        .wait_for("a", "not running, no lease", Duration::from_secs(10), |r| {
-            !r.running && !r.holds_lease
-        })
+        .wait_for(
+            "a",
+            "blocked: not running, no lease",
+            Duration::from_secs(10),
+            |r| !r.running && !r.holds_lease && r.activity.contains("data directory lost"),
+        )
         .await;
     assert!(a.data_lost().is_some(), "{a:#?}");
+    assert!(
+        !cluster.member("a").data_dir().exists(),
+        "a made a new data directory after losing its own"
+    );
 
     let promoting = Instant::now();
     cluster.put("b", primary(false, &[], &["a"])).await;
@@ -337,11 +343,18 @@ async fn diverged_member_is_rewound_and_a_failed_rewind_falls_back_to_reclone() 
             "deleted the old data directory",
         ],
     );
-    let failure = new.lines().nth(at[0]).unwrap_or_default();
+    // The error (with pg_rewind's last output lines) runs up to the next step's line.
+    let failure: Vec<&str> = new.lines().skip(at[0]).take(at[1] - at[0]).collect();
+    let failure = failure.join("\n");
     assert!(
-        failure.contains("pg_control") || failure.contains("control file"),
-        "pg_rewind failed for another reason than the cut control file: {failure}"
+        failure.contains("control file"),
+        "pg_rewind failed for another reason than the cut control file:\n{failure}"
     );
+    let reason = failure
+        .lines()
+        .find(|l| l.contains("control file"))
+        .unwrap_or_default();
+    println!("rewind: pg_rewind failed as intended: {}", reason.trim());
     let left: Vec<String> = std::fs::read_dir(&b_dir)
         .expect("read b's dir")
         .filter_map(Result::ok)
@@ -355,6 +368,24 @@ async fn diverged_member_is_rewound_and_a_failed_rewind_falls_back_to_reclone() 
     // and b keeps streaming new commits
     insert(&pa, 6, "after").await;
     wait_rows(&cluster, "b", &[1, 3, 5, 6], SETTLE).await;
+}
+
+/// Polls `check` every 5 ms until true; how long after `since` it became true (bounded).
+async fn time_until<F, Fut>(what: &str, since: Instant, limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if check().await {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn wait_down(cluster: &Cluster, name: &str) -> MemberReport {
@@ -439,6 +470,12 @@ async fn clean_switchover_under_writes_loses_no_acknowledged_commit() {
         })
         .await;
     let checkpoint = a.shutdown_checkpoint.expect("checkpoint");
+    assert!(!a.holds_lease);
+    assert_eq!(
+        cluster.lease().await.holder,
+        None,
+        "a stopped but did not release the lease"
+    );
     let b = cluster
         .wait_for(
             "b",
@@ -463,6 +500,17 @@ async fn clean_switchover_under_writes_loses_no_acknowledged_commit() {
             sync_state(r, "a").as_deref() == Some("sync")
         })
         .await;
+    let rewind = cluster
+        .member("a")
+        .log_text()
+        .lines()
+        .find(|l| l.contains("rewind finished"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("a did not check its timeline against b with pg_rewind"));
+    assert!(
+        rewind.contains("NotNeeded"),
+        "after a clean switchover a must have nothing b lacks: {rewind}"
+    );
     let at_switch = acked(&ledger);
     eventually("50 more acknowledged commits on b", SETTLE, || async {
         let on_b = ledger

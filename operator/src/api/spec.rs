@@ -48,6 +48,10 @@ pub struct PgReplicaClusterSpec {
     /// Preferred: fall back to asynchronous replication while none streams.
     #[serde(default)]
     pub durability: Durability,
+    /// Retain (default): member volumes outlive the cluster object, so deleting it never deletes
+    /// data. Delete: volumes are garbage-collected with the cluster.
+    #[serde(default)]
+    pub volume_reclaim: VolumeReclaim,
     /// Every member of the cluster, in any order.
     #[schemars(length(min = 1, max = 9))]
     pub members: Vec<MemberSpec>,
@@ -102,6 +106,14 @@ pub enum Durability {
     Required,
     #[default]
     Preferred,
+}
+
+/// What happens to member volumes when the cluster object is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum VolumeReclaim {
+    #[default]
+    Retain,
+    Delete,
 }
 
 /// One member: a PostgreSQL server with its own data directory, on its own node.

@@ -1,6 +1,7 @@
 //! Command-line faces of the one binary.
 
 mod crd;
+mod kubectl;
 mod local;
 mod status_table;
 mod validate;
@@ -30,6 +31,26 @@ pub enum Command {
         #[command(subcommand)]
         command: local::LocalCommand,
     },
+    /// Run the Kubernetes operator (in the cluster, from manifests/).
+    Operator {
+        /// Where /healthz and /metrics are served.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        http: std::net::SocketAddr,
+        /// The operator's own image: member pods copy the agent binary from it.
+        #[arg(
+            long,
+            env = "PGREPLICA_OPERATOR_IMAGE",
+            default_value = "pgreplica:0.1.0"
+        )]
+        image: String,
+    },
+    /// kubectl plugin commands (also available as `kubectl pgrc ...` when installed as kubectl-pgrc).
+    Kubectl {
+        #[command(subcommand)]
+        command: kubectl::KubectlCommand,
+    },
+    /// Copy this binary to DEST (the member pods' init container installs the agent this way).
+    InstallBinary { dest: PathBuf },
     /// Run one member's agent (PostgreSQL as its child).
     Instance {
         #[command(subcommand)]
@@ -48,8 +69,11 @@ pub enum InstanceCommand {
     /// Run the agent until SIGTERM: converge PostgreSQL to the desired role, serve /status.
     Run {
         /// The agent configuration (JSON), written by the runtime that starts the agent.
+        #[arg(long, required_unless_present = "config_env")]
+        config: Option<PathBuf>,
+        /// Read the configuration (JSON) from this environment variable instead (pods).
         #[arg(long)]
-        config: PathBuf,
+        config_env: Option<String>,
     },
 }
 
@@ -75,8 +99,32 @@ pub enum CliError {
     Local(#[from] crate::runtime::local::LocalError),
     #[error(transparent)]
     Agent(#[from] crate::instance::AgentError),
+    #[error(transparent)]
+    Kube(#[from] crate::runtime::kube::error::KubeError),
+    #[error("{0}")]
+    Usage(String),
     #[error("{0} of {1} files are invalid")]
     Invalid(usize, usize),
+}
+
+fn install_binary(dest: &std::path::Path) -> Result<(), CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    let me = std::env::current_exe().map_err(|source| CliError::Read {
+        path: "/proc/self/exe".into(),
+        source,
+    })?;
+    std::fs::copy(&me, dest).map_err(|source| CliError::Read {
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755)).map_err(|source| {
+        CliError::Read {
+            path: dest.to_path_buf(),
+            source,
+        }
+    })?;
+    println!("installed {} as {}", me.display(), dest.display());
+    Ok(())
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -85,10 +133,27 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Validate { files } => validate::run(&files),
         Command::Local { command } => Ok(local::run(command).await?),
         Command::Instance {
-            command: InstanceCommand::Run { config },
+            command: InstanceCommand::Run { config, config_env },
         } => {
-            let cfg = crate::instance::AgentConfig::load(&config)?;
+            let cfg = match (config, config_env) {
+                (Some(path), _) => crate::instance::AgentConfig::load(&path)?,
+                (None, Some(var)) => crate::instance::AgentConfig::from_env(&var)?,
+                (None, None) => {
+                    return Err(CliError::Usage(
+                        "instance run needs --config or --config-env".into(),
+                    ))
+                }
+            };
             Ok(crate::instance::run(cfg).await?)
         }
+        Command::Operator { http, image } => Ok(crate::runtime::kube::controller::run(
+            crate::runtime::kube::controller::OperatorOptions {
+                operator_image: image,
+                http,
+            },
+        )
+        .await?),
+        Command::Kubectl { command } => Ok(kubectl::run(command).await?),
+        Command::InstallBinary { dest } => install_binary(&dest),
     }
 }

@@ -372,6 +372,9 @@ impl Agent {
             .connection()
             .await
             .ok_or_else(|| AgentError::Step("cannot connect after bootstrap".into()))?;
+        // synchronous_standby_names is already in force and no standby exists yet: a commit
+        // waiting for one would hang the agent. A new cluster has nothing to protect.
+        conn.batch("SET synchronous_commit = local").await?;
         conn.ensure_replication_role(REPLICATION_USER, &password)
             .await?;
         info!(member = %self.cfg.member, "bootstrapped a new cluster");
@@ -434,7 +437,12 @@ impl Agent {
         self.rewind_requested = false;
         self.write_config(&desired.role)?;
         self.start().await?;
-        for dir in aside.into_iter().chain(old_asides(&self.cfg.member_dir)) {
+        // old_asides lists this run's aside too: delete each directory once.
+        let older: Vec<PathBuf> = old_asides(&self.cfg.member_dir)
+            .into_iter()
+            .filter(|dir| Some(dir) != aside.as_ref())
+            .collect();
+        for dir in aside.into_iter().chain(older) {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {
                     info!(member = %self.cfg.member, dir = %dir.display(), "deleted the old data directory")

@@ -144,6 +144,7 @@ mod tests {
             superuser_password_file: PathBuf::from("/x/su"),
             replication_password_file: PathBuf::from("/x/repl"),
             lease_file: PathBuf::from("/x/lease"),
+            lease_backend: Default::default(),
             lease_duration_ms: 4000,
             allow_networks: vec![],
             parameters: BTreeMap::from([("Max_Connections".to_string(), "50".to_string())]),

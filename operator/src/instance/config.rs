@@ -32,6 +32,9 @@ pub struct AgentConfig {
     pub replication_password_file: PathBuf,
     /// Lease file (local runtime).
     pub lease_file: PathBuf,
+    /// Where the one-writer lease lives.
+    #[serde(default)]
+    pub lease_backend: LeaseBackend,
     pub lease_duration_ms: u64,
     /// Networks (CIDR) allowed to connect besides loopback, such as a pod network.
     #[serde(default)]
@@ -44,6 +47,17 @@ pub struct AgentConfig {
     pub max_slot_wal_keep_size: String,
 }
 
+/// The lease store an agent uses.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum LeaseBackend {
+    /// `leaseFile` (local runtime).
+    #[default]
+    File,
+    /// A `coordination.k8s.io` Lease (Kubernetes runtime).
+    Kubernetes { namespace: String, name: String },
+}
+
 fn default_slot_keep() -> String {
     "1GB".into()
 }
@@ -52,6 +66,13 @@ pub const SUPERUSER: &str = "postgres";
 pub const REPLICATION_USER: &str = "replicator";
 
 impl AgentConfig {
+    /// The configuration from an environment variable holding JSON (Kubernetes pods).
+    pub fn from_env(var: &str) -> Result<AgentConfig, AgentError> {
+        let text = std::env::var(var)
+            .map_err(|_| AgentError::Config(format!("environment variable {var} is not set")))?;
+        serde_json::from_str(&text).map_err(|e| AgentError::Config(format!("{var}: {e}")))
+    }
+
     pub fn load(path: &Path) -> Result<AgentConfig, AgentError> {
         let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
             what: format!("read agent config {}", path.display()),

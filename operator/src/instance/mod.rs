@@ -22,7 +22,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
-use crate::lease::FileLease;
+use crate::lease::{AnyLease, FileLease, KubeLease};
 use crate::member::{Desired, MemberReport};
 use crate::postgres::Programs;
 
@@ -42,7 +42,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let shared = Arc::new(Shared {
         member: cfg.member.clone(),
         data_dir: cfg.data_dir(),
-        lease: FileLease::new(cfg.lease_file.clone()),
+        lease: lease_for(&cfg).await?,
         lease_duration_ms: cfg.lease_duration_ms,
         report: Mutex::new(MemberReport::new(&cfg.member)),
         desired: desired_tx,
@@ -104,6 +104,24 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let _ = http.await;
     info!(member = %cfg.member, "agent stopped");
     Ok(())
+}
+
+/// The lease store of this runtime: a file locally, a Lease object in Kubernetes.
+async fn lease_for(cfg: &AgentConfig) -> Result<AnyLease, AgentError> {
+    Ok(match &cfg.lease_backend {
+        config::LeaseBackend::File => AnyLease::File(FileLease::new(cfg.lease_file.clone())),
+        config::LeaseBackend::Kubernetes { namespace, name } => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                AgentError::Config(format!(
+                    "cannot reach the Kubernetes API for the lease: {e}"
+                ))
+            })?;
+            AnyLease::Kube(Box::new(KubeLease::new(
+                kube::Api::namespaced(client, namespace),
+                name.clone(),
+            )))
+        }
+    })
 }
 
 fn load_desired(cfg: &AgentConfig) -> Option<Desired> {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use tokio::sync::{watch, Notify};
 
-use crate::lease::FileLease;
+use crate::lease::AnyLease;
 use crate::member::{Desired, MemberReport};
 
 use super::datadir::Identity;
@@ -15,7 +15,7 @@ use super::datadir::Identity;
 pub struct Shared {
     pub member: String,
     pub data_dir: PathBuf,
-    pub lease: FileLease,
+    pub lease: AnyLease,
     pub lease_duration_ms: u64,
     pub report: Mutex<MemberReport>,
     pub desired: watch::Sender<Option<Desired>>,

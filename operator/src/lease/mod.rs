@@ -6,17 +6,22 @@
 //! once so failover need not wait for expiry.
 //!
 //! Time is always an input (`now_ms`, unix milliseconds), so every decision is table-testable.
-//! Each runtime implements [`Lease`]: [`FileLease`] for the local runtime, [`MemoryLease`] for tests.
+//! Each runtime implements [`Lease`]: [`FileLease`] for the local runtime, [`KubeLease`] for
+//! Kubernetes, [`MemoryLease`] for tests.
 
+mod any;
 mod clock;
 mod error;
 mod file;
 mod holder_timing;
+mod kube;
 mod memory;
 mod record;
 
 use std::future::Future;
 
+pub use self::kube::{KubeLease, KubeLeaseError};
+pub use any::AnyLease;
 pub use clock::unix_now_ms;
 pub use error::LeaseError;
 pub use file::FileLease;

@@ -137,6 +137,7 @@ impl Cluster {
                 superuser_password_file: superuser_file.clone(),
                 replication_password_file: replication_file.clone(),
                 lease_file: lease_file.clone(),
+                lease_backend: Default::default(),
                 lease_duration_ms: LEASE_DURATION_MS,
                 allow_networks: vec![],
                 parameters: BTreeMap::new(),
@@ -244,7 +245,8 @@ impl Cluster {
             String::from_utf8_lossy(&body)
         );
         println!(
-            "[{:6.2}s] {name} ← {} ({})",
+            "[{} {:6.2}s] {name} ← {} ({})",
+            self.name,
             self.elapsed(),
             desired.role_name(),
             desired.reason
@@ -393,9 +395,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("PGREPLICA_TEST_DUMP").is_some() {
             self.dump();
         }
+        let stopping = Instant::now();
         // SIGTERM everyone first so they stop in parallel, then wait for each.
         for m in &self.members {
             if let Some(pid) = m.agent_pid() {
@@ -407,6 +410,12 @@ impl Drop for Cluster {
                 terminate(&mut child, &m.name);
             }
         }
+        println!(
+            "[{} {:6.2}s] agents stopped in {:.2}s",
+            self.name,
+            self.elapsed(),
+            stopping.elapsed().as_secs_f64()
+        );
     }
 }
 

@@ -82,6 +82,7 @@ impl Supervisor {
             superuser_password_file: absolute(&self.layout.superuser_password())?,
             replication_password_file: absolute(&self.layout.replication_password())?,
             lease_file: absolute(&self.layout.lease_file())?,
+            lease_backend: Default::default(),
             lease_duration_ms: LEASE_DURATION_MS,
             allow_networks: vec![],
             parameters: spec.postgres.parameters.clone(),

@@ -1,0 +1,149 @@
+//! The kubectl plugin face (`pgreplica` installed as `kubectl-pgrc`):
+//! `kubectl pgrc status NAME`, `kubectl pgrc switchover NAME --to MEMBER`.
+
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::api::PgReplicaCluster;
+use crate::runtime::kube::error::KubeError;
+use crate::runtime::kube::labels::SWITCHOVER_TO_ANNOTATION;
+use crate::runtime::kube::names;
+use crate::runtime::local::status_file::{Endpoints, LocalMember, LocalStatus};
+
+#[derive(Debug, Subcommand)]
+pub enum KubectlCommand {
+    /// The member table of a cluster (roles, sync state, lag, timeline).
+    Status {
+        name: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Move the primary to MEMBER with a clean switchover.
+    Switchover {
+        name: String,
+        #[arg(long)]
+        to: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
+}
+
+async fn api(namespace: Option<&str>) -> Result<Api<PgReplicaCluster>, KubeError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(KubeError::Client)?;
+    Ok(match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::default_namespaced(client),
+    })
+}
+
+pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
+    match cmd {
+        KubectlCommand::Status { name, namespace } => {
+            let api = api(namespace.as_deref()).await?;
+            let cluster =
+                api.get(&name)
+                    .await
+                    .map_err(KubeError::api("get", "PgReplicaCluster", &name))?;
+            print!("{}", super::status_table::render(&as_table(&cluster)));
+            Ok(())
+        }
+        KubectlCommand::Switchover {
+            name,
+            to,
+            namespace,
+            timeout_seconds,
+        } => {
+            let api = api(namespace.as_deref()).await?;
+            let patch = json!({"metadata": {"annotations": {SWITCHOVER_TO_ANNOTATION: to}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(KubeError::api("annotate", "PgReplicaCluster", &name))?;
+            println!("switchover of {name} to {to} requested");
+            let began = Instant::now();
+            loop {
+                let cluster = api.get(&name).await.map_err(KubeError::api(
+                    "get",
+                    "PgReplicaCluster",
+                    &name,
+                ))?;
+                let status = cluster.status.clone().unwrap_or_default();
+                let pending = cluster.annotations().contains_key(SWITCHOVER_TO_ANNOTATION);
+                if !pending && status.current_primary.as_deref() == Some(to.as_str()) {
+                    println!("{to} is the primary");
+                    return Ok(());
+                }
+                if !pending && status.target_primary.as_deref() != Some(to.as_str()) {
+                    return Err(KubeError::Other(format!(
+                        "switchover to {to} was refused: see `kubectl describe pgrc {name}` (Events)"
+                    )));
+                }
+                if began.elapsed() > Duration::from_secs(timeout_seconds) {
+                    return Err(KubeError::Other(format!(
+                        "switchover to {to} did not finish in {timeout_seconds} s"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// The same table as `pgreplica local status`, from the cluster object.
+pub fn as_table(cluster: &PgReplicaCluster) -> LocalStatus {
+    let name = cluster.name_any();
+    let status = cluster.status.clone().unwrap_or_default();
+    let members = cluster
+        .spec
+        .members
+        .iter()
+        .map(|m| {
+            let st = status.members.iter().find(|s| s.name == m.name);
+            LocalMember {
+                name: m.name.clone(),
+                role: st
+                    .map(|s| format!("{:?}", s.role).to_lowercase())
+                    .unwrap_or_else(|| "unknown".into()),
+                ready: st.is_some_and(|s| s.ready),
+                port: names::POSTGRES_PORT as u16,
+                data_dir: format!("{}/data", names::MEMBER_DIR),
+                replication: format!("{:?}", m.replication),
+                apply_delay: m.apply_delay.clone(),
+                sync_state: st.and_then(|s| s.sync_state.clone()),
+                replay_lag_seconds: st.and_then(|s| s.replay_lag_seconds),
+                timeline: st.and_then(|s| s.timeline),
+                activity: st.and_then(|s| s.last_event.clone()).unwrap_or_default(),
+                last_event: st.and_then(|s| s.last_event.clone()),
+                last_error: st.and_then(|s| s.last_error.clone()),
+            }
+        })
+        .collect();
+    LocalStatus {
+        cluster: name.clone(),
+        running: true,
+        phase: status.phase.map(|p| format!("{p:?}")),
+        current_primary: status.current_primary.clone(),
+        target_primary: status.target_primary.clone(),
+        timeline: status.timeline,
+        ready_members: status.ready_members.clone(),
+        topology: status.topology.clone(),
+        waiting_for: None,
+        conditions: status.conditions.clone(),
+        last_failover: status.last_failover.clone(),
+        endpoints: Endpoints {
+            rw: names::rw_service(&name),
+            ro: names::ro_service(&name),
+        },
+        members,
+        events: Vec::new(),
+        updated_at: String::new(),
+        status,
+    }
+}

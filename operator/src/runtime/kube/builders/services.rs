@@ -1,0 +1,56 @@
+//! The cluster's three endpoints. They select pods by role label; the operator moves the label.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::meta::Owner;
+use super::BuildError;
+use crate::api::PgReplicaCluster;
+use crate::runtime::kube::{labels, names};
+
+/// `<cluster>-rw` (the primary), `<cluster>-ro` (standbys), `<cluster>-r` (every member), in that
+/// order. Only ready pods receive connections.
+pub fn services(cluster: &PgReplicaCluster) -> Result<Vec<Service>, BuildError> {
+    let owner = Owner::of(cluster)?;
+    let name = owner.name;
+    Ok(vec![
+        service(
+            &owner,
+            names::rw_service(name),
+            labels::role_selector(name, labels::ROLE_PRIMARY),
+        ),
+        service(
+            &owner,
+            names::ro_service(name),
+            labels::role_selector(name, labels::ROLE_STANDBY),
+        ),
+        service(
+            &owner,
+            names::r_service(name),
+            labels::cluster_selector(name),
+        ),
+    ])
+}
+
+fn service(owner: &Owner<'_>, name: String, selector: BTreeMap<String, String>) -> Service {
+    Service {
+        metadata: owner.meta(name, labels::cluster_labels(owner.name)),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_string()),
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some(names::POSTGRES_PORT_NAME.to_string()),
+                port: names::POSTGRES_PORT,
+                target_port: Some(IntOrString::String(names::POSTGRES_PORT_NAME.to_string())),
+                protocol: Some("TCP".to_string()),
+                ..ServicePort::default()
+            }]),
+            // A member that is not ready must not receive clients, whatever its label says.
+            publish_not_ready_addresses: Some(false),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}

@@ -1,0 +1,128 @@
+//! Label and annotation keys the operator puts on (and reads from) a cluster's objects.
+//!
+//! Services select pods by `pgreplica.io/cluster` and `pgreplica.io/role`, so moving the primary is
+//! a relabel of two pods, not a change to any Service.
+
+use std::collections::BTreeMap;
+
+/// The `PgReplicaCluster` an object belongs to.
+pub const CLUSTER_LABEL: &str = "pgreplica.io/cluster";
+/// The member an object belongs to (pods and volume claims).
+pub const MEMBER_LABEL: &str = "pgreplica.io/member";
+/// The member's current role, on pods only; one of [`ROLE_PRIMARY`], [`ROLE_STANDBY`], [`ROLE_NONE`].
+pub const ROLE_LABEL: &str = "pgreplica.io/role";
+
+/// Accepts writes: the `<cluster>-rw` Service selects it.
+pub const ROLE_PRIMARY: &str = "primary";
+/// Streams from the primary: the `<cluster>-ro` Service selects it.
+pub const ROLE_STANDBY: &str = "standby";
+/// Neither (starting, cloning, fenced, unknown): only `<cluster>-r` may select it, once ready.
+pub const ROLE_NONE: &str = "none";
+
+/// Recommended Kubernetes labels (`app.kubernetes.io/*`).
+pub const APP_NAME_LABEL: &str = "app.kubernetes.io/name";
+pub const APP_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+pub const APP_MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const APP_NAME: &str = "pgreplica";
+pub const MANAGED_BY: &str = "pgreplica-operator";
+
+/// A person's switchover request on the `PgReplicaCluster`: the member to make primary.
+pub const SWITCHOVER_TO_ANNOTATION: &str = "pgreplica.io/switchover-to";
+
+/// Labels on every object of `cluster`.
+pub fn cluster_labels(cluster: &str) -> BTreeMap<String, String> {
+    [
+        (APP_NAME_LABEL, APP_NAME),
+        (APP_INSTANCE_LABEL, cluster),
+        (APP_MANAGED_BY_LABEL, MANAGED_BY),
+        (CLUSTER_LABEL, cluster),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Labels on a member's objects (volume claim; the pod adds its role).
+pub fn member_labels(cluster: &str, member: &str) -> BTreeMap<String, String> {
+    let mut labels = cluster_labels(cluster);
+    labels.insert(MEMBER_LABEL.to_string(), member.to_string());
+    labels
+}
+
+/// Labels on a member's pod.
+pub fn pod_labels(cluster: &str, member: &str, role: &str) -> BTreeMap<String, String> {
+    let mut labels = member_labels(cluster, member);
+    labels.insert(ROLE_LABEL.to_string(), role.to_string());
+    labels
+}
+
+/// Selects every pod of `cluster`.
+pub fn cluster_selector(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(CLUSTER_LABEL.to_string(), cluster.to_string())])
+}
+
+/// Selects the pods of `cluster` whose role label is `role`.
+pub fn role_selector(cluster: &str, role: &str) -> BTreeMap<String, String> {
+    let mut selector = cluster_selector(cluster);
+    selector.insert(ROLE_LABEL.to_string(), role.to_string());
+    selector
+}
+
+/// A selector in the `key=value,key=value` form of list and watch calls.
+pub fn selector_string(selector: &BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_labels_carry_cluster_member_role_and_recommended_labels() {
+        let labels = pod_labels("lab", "c", ROLE_STANDBY);
+        let want: BTreeMap<String, String> = [
+            ("app.kubernetes.io/instance", "lab"),
+            ("app.kubernetes.io/managed-by", "pgreplica-operator"),
+            ("app.kubernetes.io/name", "pgreplica"),
+            ("pgreplica.io/cluster", "lab"),
+            ("pgreplica.io/member", "c"),
+            ("pgreplica.io/role", "standby"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(labels, want);
+    }
+
+    #[test]
+    fn selectors_table() {
+        let table = [
+            (cluster_selector("lab"), "pgreplica.io/cluster=lab"),
+            (
+                role_selector("lab", ROLE_PRIMARY),
+                "pgreplica.io/cluster=lab,pgreplica.io/role=primary",
+            ),
+            (
+                role_selector("shop", ROLE_STANDBY),
+                "pgreplica.io/cluster=shop,pgreplica.io/role=standby",
+            ),
+        ];
+        for (selector, want) in table {
+            assert_eq!(selector_string(&selector), want);
+        }
+    }
+
+    #[test]
+    fn every_selector_matches_the_labels_it_is_meant_for() {
+        let pod = pod_labels("lab", "a", ROLE_PRIMARY);
+        for selector in [cluster_selector("lab"), role_selector("lab", ROLE_PRIMARY)] {
+            assert!(selector.iter().all(|(k, v)| pod.get(k) == Some(v)));
+        }
+        let standby = role_selector("lab", ROLE_STANDBY);
+        assert!(!standby.iter().all(|(k, v)| pod.get(k) == Some(v)));
+    }
+}

@@ -1,0 +1,16 @@
+//! The Kubernetes runtime: members as pods, endpoints as Services, the one-writer Lease.
+
+pub mod agent_config;
+pub mod apply;
+pub mod builders;
+pub mod controller;
+pub mod error;
+mod health;
+pub mod labels;
+pub mod metrics;
+pub mod names;
+pub mod observe;
+pub mod report;
+
+#[cfg(test)]
+mod reconcile_tests;

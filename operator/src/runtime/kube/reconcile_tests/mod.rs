@@ -1,0 +1,376 @@
+//! Reconciler tests against an in-memory API (the wire shapes) and fake agents on loopback (the
+//! member reports): a new cluster's objects, an invalid spec, a failover moving role labels.
+
+mod fake_api;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{json, Value};
+
+use super::controller::{reconcile, Context};
+use super::metrics::Metrics;
+use crate::api::PgReplicaCluster;
+use crate::member::{ActualRole, DataHealth, Desired, MemberReport};
+use crate::net::http::{serve, Response};
+use fake_api::FakeApi;
+
+const PODS: &str = "/api/v1/namespaces/db/pods";
+const CLUSTER: &str = "/apis/pgreplica.io/v1alpha1/namespaces/db/pgreplicaclusters/lab";
+
+fn lab(edit: Option<(&str, &str)>) -> PgReplicaCluster {
+    let mut yaml =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab.yaml"))
+            .expect("lab.yaml");
+    if let Some((from, to)) = edit {
+        yaml = yaml.replacen(from, to, 1);
+    }
+    let value: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("yaml");
+    let mut cluster: PgReplicaCluster = serde_yaml::from_value(value).expect("cluster");
+    cluster.metadata.namespace = Some("db".into());
+    cluster.metadata.uid = Some("0000-uid".into());
+    cluster.metadata.generation = Some(1);
+    cluster
+}
+
+fn context(api: &FakeApi, agent_port: u16) -> Arc<Context> {
+    let client = api.client();
+    Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "pgreplica-operator".into(),
+                instance: None,
+            },
+        ),
+        metrics: Arc::new(Metrics::default()),
+        operator_image: "pgreplica:test".into(),
+        agent_port,
+    })
+}
+
+fn created(api: &FakeApi, method: &str, path_part: &str) -> Vec<Value> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == method && r.path.contains(path_part))
+        .map(|r| r.body)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_cluster_gets_its_objects_and_a_status() {
+    let api = FakeApi::default();
+    let cluster = lab(None);
+    api.put(CLUSTER, serde_json::to_value(&cluster).expect("json"));
+    let action = reconcile(Arc::new(cluster), context(&api, 1))
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        action,
+        Action::requeue(std::time::Duration::from_secs(1)),
+        "busy while bootstrapping"
+    );
+
+    let secrets = created(&api, "POST", "/secrets");
+    assert_eq!(secrets.len(), 2);
+    for s in &secrets {
+        let pw = s["stringData"]["password"]
+            .as_str()
+            .or(s["data"]["password"].as_str())
+            .expect("password");
+        assert!(pw.len() >= 32, "generated password");
+        assert_ne!(pw, "postgres");
+    }
+    let applied: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.query.contains("fieldManager=pgreplica-operator"))
+        .map(|r| r.path.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    for name in ["lab-agent", "lab-rw", "lab-ro", "lab-r", "lab"] {
+        assert!(
+            applied.contains(&name.to_string()),
+            "{name} applied by SSA: {applied:?}"
+        );
+    }
+    assert_eq!(created(&api, "POST", "/persistentvolumeclaims").len(), 3);
+    let pods = created(&api, "POST", "/pods");
+    assert_eq!(pods.len(), 3);
+    let c = pods
+        .iter()
+        .find(|p| p["metadata"]["name"] == "lab-c")
+        .expect("pod lab-c");
+    let spec = &c["spec"];
+    assert_eq!(spec["nodeSelector"]["kubernetes.io/hostname"], "rpi2");
+    assert_eq!(spec["initContainers"][0]["image"], "pgreplica:test");
+    assert_eq!(spec["containers"][0]["image"], "postgres:16-bookworm");
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        spec["containers"][0]["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+    assert_eq!(
+        spec["containers"][0]["livenessProbe"]["httpGet"]["path"],
+        "/healthz"
+    );
+    assert_eq!(c["metadata"]["ownerReferences"][0]["name"], "lab");
+    let env = spec["containers"][0]["env"].as_array().expect("env");
+    let config = env
+        .iter()
+        .find(|e| e["name"] == "PGREPLICA_AGENT_CONFIG")
+        .and_then(|e| e["value"].as_str())
+        .expect("agent config");
+    let config: Value = serde_json::from_str(config).expect("config json");
+    assert_eq!(config["member"], "c");
+    assert_eq!(config["leaseBackend"]["kind"], "kubernetes");
+    let volumes: Vec<&str> = spec["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(volumes.len() >= 3, "{volumes:?}");
+
+    let status = api.get(CLUSTER).expect("status written")["status"].clone();
+    assert_eq!(status["phase"], "Bootstrapping");
+    assert_eq!(status["targetPrimary"], "a");
+    assert_eq!(status["readyMembers"], "0/3");
+    let events = created(&api, "POST", "/events");
+    assert!(
+        events.iter().any(|e| e["reason"] == "Bootstrapping"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_once_and_not_retried() {
+    let api = FakeApi::default();
+    let cluster = lab(Some(("replication: Sync\n      nodeSelector: {kubernetes.io/hostname: rpi1}", "replication: Sync\n      applyDelay: 1s\n      nodeSelector: {kubernetes.io/hostname: rpi1}")));
+    api.put(CLUSTER, serde_json::to_value(&cluster).expect("json"));
+    let action = reconcile(Arc::new(cluster.clone()), context(&api, 1))
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    let status = api.get(CLUSTER).expect("cluster")["status"].clone();
+    assert_eq!(status["phase"], "Invalid");
+    let ready = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("Ready")
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert!(ready["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("spec.members[1].applyDelay"));
+    let events = created(&api, "POST", "/events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["reason"], "InvalidSpec");
+    assert!(
+        created(&api, "POST", "/pods").is_empty(),
+        "nothing is created for an invalid spec"
+    );
+
+    // the same generation again: nothing new is written
+    let mut seen = cluster;
+    seen.status = serde_json::from_value(status).ok();
+    api.clear_requests();
+    let action = reconcile(Arc::new(seen), context(&api, 1))
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+}
+
+/// Agents on 127.0.0.2-4 at one port answer `/status` with canned reports and record `PUT /desired`.
+struct FakeAgents {
+    port: u16,
+    reports: Arc<Mutex<BTreeMap<String, MemberReport>>>,
+    desired: Arc<Mutex<Vec<(String, Desired)>>>,
+}
+
+impl FakeAgents {
+    async fn start() -> FakeAgents {
+        let a = tokio::net::TcpListener::bind("127.0.0.2:0")
+            .await
+            .expect("bind a");
+        let port = a.local_addr().expect("addr").port();
+        let b = tokio::net::TcpListener::bind(format!("127.0.0.3:{port}"))
+            .await
+            .expect("bind b");
+        let c = tokio::net::TcpListener::bind(format!("127.0.0.4:{port}"))
+            .await
+            .expect("bind c");
+        let reports = Arc::new(Mutex::new(BTreeMap::new()));
+        let desired = Arc::new(Mutex::new(Vec::new()));
+        for (member, listener) in [("a", a), ("b", b), ("c", c)] {
+            let (reports, desired, member) = (reports.clone(), desired.clone(), member.to_string());
+            tokio::spawn(serve(
+                listener,
+                move |req| {
+                    let (reports, desired, member) =
+                        (reports.clone(), desired.clone(), member.clone());
+                    async move {
+                        if req.method == "PUT" {
+                            if let Ok(d) = serde_json::from_slice::<Desired>(&req.body) {
+                                desired.lock().expect("lock").push((member, d));
+                            }
+                            return Response::json(200, &json!({"changed": true}));
+                        }
+                        let report = reports.lock().expect("lock").get(&member).cloned();
+                        match report {
+                            Some(r) => Response::json(200, &r),
+                            None => Response::text(503, "no report"),
+                        }
+                    }
+                },
+                std::future::pending::<()>(),
+            ));
+        }
+        FakeAgents {
+            port,
+            reports,
+            desired,
+        }
+    }
+
+    fn report(&self, r: MemberReport) {
+        self.reports
+            .lock()
+            .expect("lock")
+            .insert(r.member.clone(), r);
+    }
+
+    fn desired_roles(&self) -> Vec<(String, &'static str)> {
+        self.desired
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(m, d)| (m.clone(), d.role_name()))
+            .collect()
+    }
+}
+
+fn report(member: &str, role: ActualRole, upstream: Option<&str>, lease: bool) -> MemberReport {
+    let mut r = MemberReport::new(member);
+    r.role = role;
+    r.running = true;
+    r.data = DataHealth::Healthy;
+    r.streaming_from = upstream.map(String::from);
+    r.holds_lease = lease;
+    r.timeline = Some(if role == ActualRole::Primary && member == "b" {
+        2
+    } else {
+        1
+    });
+    r.received_lsn = Some(crate::postgres::Lsn(100));
+    r.replayed_lsn = Some(crate::postgres::Lsn(100));
+    r.desired = None;
+    r
+}
+
+fn pod(member: &str, ip: &str, role: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("lab-{member}"), "namespace": "db",
+            "labels": {"pgreplica.io/cluster": "lab", "pgreplica.io/member": member, "pgreplica.io/role": role,
+                "app.kubernetes.io/managed-by": "pgreplica-operator"}},
+        "spec": {"containers": []},
+        "status": {"phase": "Running", "podIP": ip}
+    })
+}
+
+fn role_label(api: &FakeApi, member: &str) -> Value {
+    api.get(&format!("{PODS}/lab-{member}")).expect("pod")["metadata"]["labels"]
+        ["pgreplica.io/role"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_failover_moves_the_role_labels_and_patches_status() {
+    let agents = FakeAgents::start().await;
+    let api = FakeApi::default();
+    let mut cluster = lab(None);
+    cluster.status = Some(
+        serde_json::from_value(json!({
+            "currentPrimary": "a", "targetPrimary": "a", "observedPreferredPrimary": "a",
+            "members": [
+                {"name": "a", "role": "Primary", "ready": true},
+                {"name": "b", "role": "Standby", "ready": true, "syncState": "sync"},
+                {"name": "c", "role": "Standby", "ready": true, "syncState": "async"}
+            ]
+        }))
+        .expect("status"),
+    );
+    api.put(CLUSTER, serde_json::to_value(&cluster).expect("json"));
+    for (m, ip, role) in [
+        ("a", "127.0.0.2", "primary"),
+        ("b", "127.0.0.3", "standby"),
+        ("c", "127.0.0.4", "standby"),
+    ] {
+        api.put(&format!("{PODS}/lab-{m}"), pod(m, ip, role));
+    }
+    let mut lost = MemberReport::new("a");
+    lost.data = DataHealth::Lost {
+        reason: "global/pg_control is gone".into(),
+    };
+    lost.activity = "fenced: data directory lost".into();
+    agents.report(lost.clone());
+    agents.report(report("b", ActualRole::Standby, Some("a"), false));
+    agents.report(report("c", ActualRole::Standby, Some("a"), false));
+    let ctx = context(&api, agents.port);
+
+    // 1: the primary lost its data; b is chosen and told to promote
+    reconcile(Arc::new(cluster.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert!(
+        agents
+            .desired_roles()
+            .contains(&("b".to_string(), "primary")),
+        "{:?}",
+        agents.desired_roles()
+    );
+    let status = api.get(CLUSTER).expect("cluster")["status"].clone();
+    assert_eq!(status["targetPrimary"], "b");
+    assert_eq!(status["phase"], "FailingOver");
+    assert_eq!(
+        role_label(&api, "a"),
+        "none",
+        "the rw Service no longer selects a"
+    );
+    let reasons: Vec<Value> = created(&api, "POST", "/events")
+        .iter()
+        .map(|e| e["reason"].clone())
+        .collect();
+    assert!(
+        reasons.contains(&json!("PrimaryLost")) && reasons.contains(&json!("FailoverStarted")),
+        "{reasons:?}"
+    );
+
+    // 2: b runs as primary and holds the Lease: the handover completes, labels move to b
+    agents.report(report("b", ActualRole::Primary, None, true));
+    let now = jiff::Timestamp::now();
+    api.put(
+        "/apis/coordination.k8s.io/v1/namespaces/db/leases/lab-primary",
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "lab-primary", "namespace": "db"},
+               "spec": {"holderIdentity": "b", "leaseDurationSeconds": 6, "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}}),
+    );
+    cluster.status = serde_json::from_value(status).ok();
+    reconcile(Arc::new(cluster), ctx).await.expect("reconcile");
+    let status = api.get(CLUSTER).expect("cluster")["status"].clone();
+    assert_eq!(status["currentPrimary"], "b");
+    assert!(status["lastFailover"]["finishedAt"].is_string());
+    assert_eq!(role_label(&api, "b"), "primary");
+    let roles = agents.desired_roles();
+    assert!(
+        roles.contains(&("a".to_string(), "standby")),
+        "a re-clones from b: {roles:?}"
+    );
+    assert!(roles.contains(&("c".to_string(), "standby")), "{roles:?}");
+}
