@@ -488,6 +488,9 @@ pub fn markdown(r: &Report) -> String {
                 .map(move |e| format!("- {}: {}", s.name, e.lines().next().unwrap_or("")))
         })
         .collect();
+    if let Ok(notes) = std::fs::read_to_string(crate::cluster::repo_file("e2e/bench/notes.md")) {
+        let _ = writeln!(md, "{}\n", notes.trim_end());
+    }
     if !errs.is_empty() {
         let _ = writeln!(md, "## Errors during the runs\n\n{}\n", errs.join("\n"));
     }

@@ -429,7 +429,11 @@ async fn data_loss(
                 streaming_at = Some(Instant::now());
                 out.add("recovery.small.streaming_s", secs(d));
                 out.add("recovery.small.db_mib", small_bytes as f64 / 1048576.0);
-                log(opts, &name, format!("recovery (small): a streaming after {:.3}s", secs(d)));
+                log(
+                    opts,
+                    &name,
+                    format!("recovery (small): a streaming after {:.3}s", secs(d)),
+                );
             }
             Err(e) => out.errors.push(format!("recovery small: {e}")),
         }
@@ -479,14 +483,23 @@ async fn data_loss(
     // A system that cannot restore the lab topology gets a fresh cluster for what follows.
     let restored = tokio::task::block_in_place(|| sys.restore_topology(Duration::from_secs(120)));
     // The bare pg_basebackup of the same data, once nothing moves any more.
-    if let (Ok(()), Some(d)) = (&restored, out.metrics.get("recovery.small.streaming_s").and_then(|v| v.last().copied())) {
+    if let (Ok(()), Some(d)) = (
+        &restored,
+        out.metrics
+            .get("recovery.small.streaming_s")
+            .and_then(|v| v.last().copied()),
+    ) {
         if streaming_at.is_some() {
             let (user, rpw) = sys.replication_login();
             let port = current_primary_port(sys).await.ok_or("no primary")?;
             let bare = tokio::task::block_in_place(|| pg::bare_basebackup(port, &user, &rpw))?;
             out.add("recovery.small.bare_basebackup_s", bare);
             out.add("recovery.small.ratio", d / bare);
-            log(opts, &name, format!("recovery (small): bare pg_basebackup {bare:.3}s"));
+            log(
+                opts,
+                &name,
+                format!("recovery (small): bare pg_basebackup {bare:.3}s"),
+            );
         }
     }
     if restored.is_err() {

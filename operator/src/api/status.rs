@@ -102,10 +102,23 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
+/// Why the primary moved.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum HandoverKind {
+    /// The primary was lost.
+    Failover,
+    /// A person asked, or spec.primary changed.
+    Switchover,
+    /// Automatic return to the preferred primary.
+    Failback,
+}
+
 /// The last failover or switchover.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<HandoverKind>,
     pub from: String,
     pub to: String,
     pub reason: String,

@@ -113,7 +113,7 @@ pub fn as_table(cluster: &PgReplicaCluster) -> LocalStatus {
                     .unwrap_or_else(|| "unknown".into()),
                 ready: st.is_some_and(|s| s.ready),
                 port: names::POSTGRES_PORT as u16,
-                data_dir: format!("{}/data", names::MEMBER_DIR),
+                data_dir: format!("{}/{}/data", names::MEMBER_DIR, m.name),
                 replication: format!("{:?}", m.replication),
                 apply_delay: m.apply_delay.clone(),
                 sync_state: st.and_then(|s| s.sync_state.clone()),

@@ -22,10 +22,21 @@ pub fn identity(data: &Path) -> Option<Identity> {
     })
 }
 
+/// Entries of a data directory that exist for as long as a server runs on it.
+const ALWAYS_PRESENT: [&str; 4] = ["PG_VERSION", "base", "global", "pg_wal"];
+
 /// Why the directory no longer is the one the server was started on, if it is not.
 pub fn loss_reason(data: &Path, started: Identity) -> Option<String> {
     if !data.exists() {
         return Some(format!("data directory {} was deleted", data.display()));
+    }
+    // rm -rf takes a while on a real directory and reaches pg_control at a random point:
+    // whatever a running server always has going missing first is already the loss.
+    for entry in ALWAYS_PRESENT {
+        let path = data.join(entry);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Some(format!("{} is gone", path.display()));
+        }
     }
     let control = data.join("global/pg_control");
     match identity(data) {
@@ -87,6 +98,9 @@ mod tests {
         );
         std::fs::write(data.join("global/pg_control"), b"x").expect("write");
         std::fs::write(data.join("postgresql.conf"), b"").expect("write");
+        for dir in ["base", "pg_wal"] {
+            std::fs::create_dir_all(data.join(dir)).expect("mkdir");
+        }
         assert_eq!(
             inspect(&data),
             DataState::Present {
@@ -118,6 +132,12 @@ mod tests {
         assert!(loss_reason(&data, id)
             .expect("lost")
             .contains("was replaced"));
+        // rm -rf in progress: the first of the always-present entries to go is the loss
+        let id = identity(&data).expect("identity");
+        std::fs::remove_dir_all(data.join("base")).expect("rm -rf base");
+        assert!(loss_reason(&data, id)
+            .expect("lost")
+            .ends_with("base is gone"));
         std::fs::remove_dir_all(&data).expect("rm -rf");
         assert!(loss_reason(&data, id)
             .expect("lost")

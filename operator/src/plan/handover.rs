@@ -2,7 +2,7 @@
 //! status (`currentPrimary` vs `targetPrimary`), so every step is idempotent and a restarted brain
 //! continues where it was.
 
-use crate::api::{Failback, FailoverRecord, Replication};
+use crate::api::{Failback, FailoverRecord, HandoverKind, Replication};
 use crate::member::{DataHealth, MemberReport};
 
 use super::candidates;
@@ -173,7 +173,13 @@ fn start_handover(
     plan: &mut Plan,
 ) {
     plan.status.target_primary = Some(to.to_string());
+    let kind = match reason {
+        EventReason::FailoverStarted => HandoverKind::Failover,
+        EventReason::FailbackStarted => HandoverKind::Failback,
+        _ => HandoverKind::Switchover,
+    };
     plan.status.last_failover = Some(FailoverRecord {
+        kind: Some(kind),
         from: from.to_string(),
         to: to.to_string(),
         reason: why.clone(),

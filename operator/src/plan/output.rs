@@ -18,6 +18,7 @@ pub struct Routes {
 /// Why something happened, as a machine-readable word (Kubernetes Event reasons).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventReason {
+    MemberCreated,
     Bootstrapping,
     Bootstrapped,
     PrimaryLost,
@@ -35,6 +36,7 @@ pub enum EventReason {
 impl EventReason {
     pub fn as_str(self) -> &'static str {
         match self {
+            EventReason::MemberCreated => "MemberCreated",
             EventReason::Bootstrapping => "Bootstrapping",
             EventReason::Bootstrapped => "Bootstrapped",
             EventReason::PrimaryLost => "PrimaryLost",

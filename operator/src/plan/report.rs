@@ -95,7 +95,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
         Phase::Blocked
     } else if current.is_none() {
         Phase::Bootstrapping
-    } else if handing_over && primary_healthy {
+    } else if handing_over && (primary_healthy || planned_handover(status)) {
         Phase::SwitchingOver
     } else if handing_over {
         Phase::FailingOver
@@ -171,6 +171,17 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
         ),
     ];
     status.conditions = merge_conditions(&input.status.conditions, conditions, &now, generation);
+}
+
+/// The running handover was asked for (switchover, failback), not forced by a loss.
+fn planned_handover(status: &crate::api::PgReplicaClusterStatus) -> bool {
+    status.last_failover.as_ref().is_some_and(|f| {
+        f.finished_at.is_none()
+            && matches!(
+                f.kind,
+                Some(crate::api::HandoverKind::Switchover | crate::api::HandoverKind::Failback)
+            )
+    })
 }
 
 fn role_of(report: Option<&MemberReport>, desired_stopped: bool) -> Role {

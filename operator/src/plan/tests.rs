@@ -748,6 +748,11 @@ fn switchover_stops_the_old_primary_then_promotes_once_the_checkpoint_arrived() 
     w2.lease = None;
     let p2 = w2.plan();
     assert_eq!(role(&p2, "b").as_deref(), Some("standby(a, 0ms)"));
+    assert_eq!(
+        p2.status.phase,
+        Some(crate::api::Phase::SwitchingOver),
+        "a planned handover stays a switchover"
+    );
     assert!(p2
         .waiting_for
         .unwrap_or_default()

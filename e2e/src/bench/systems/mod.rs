@@ -144,3 +144,31 @@ pub fn kill_child(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `psql -At -c QUERY` against one server (a subprocess, so it is safe from synchronous code).
+pub fn psql(port: u16, password: &str, query: &str) -> Result<String, String> {
+    let out = std::process::Command::new(crate::bench::pg_bin("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .args(["-X", "-At", "-F", "|", "-c", query])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "2")
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(format!(
+            "psql {query}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

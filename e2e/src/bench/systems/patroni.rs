@@ -197,13 +197,18 @@ postgresql:
 
     fn all_streaming(&self, leader: &str) -> bool {
         let port = self.pg_ports[leader];
-        super::block(async {
-            let mut ok = true;
-            for m in ["a", "b", "c"].into_iter().filter(|m| *m != leader) {
-                ok &= pg::streaming_on(port, &self.password, m).await;
-            }
-            ok
-        })
+        let text = super::psql(
+            port,
+            &self.password,
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1",
+        )
+        .unwrap_or_default();
+        let got: Vec<&str> = text.lines().collect();
+        let want: Vec<&str> = ["a", "b", "c"]
+            .into_iter()
+            .filter(|m| *m != leader)
+            .collect();
+        got == want
     }
 }
 
@@ -278,10 +283,11 @@ impl System for Patroni {
             },
         )
         .map_err(|e| format!("{e}\n{}", self.diagnostics()))?;
-        super::block(pg::batch(
-            &self.write_conninfo(),
+        super::psql(
+            self.pg_ports["a"],
+            &self.password,
             "CREATE TABLE ledger (writer int, seq bigint, PRIMARY KEY (writer, seq))",
-        ))?;
+        )?;
         Ok(())
     }
 
@@ -381,16 +387,23 @@ impl System for Patroni {
     }
 
     fn switchover(&mut self, to: &str) -> Result<(), String> {
-        let leader = self.leader().ok_or("no leader")?;
-        self.patronictl(&[
-            "switchover",
-            "--primary",
-            &leader,
-            "--candidate",
-            to,
-            "--force",
-        ])
-        .map(|_| ())
+        // patronictl exits 0 even when Patroni refuses (candidate not yet healthy/in sync): retry
+        // until it reports success.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let leader = self.leader().ok_or("no leader")?;
+            if leader == to {
+                return Ok(());
+            }
+            let out = self.patronictl(&["switchover", "--primary", &leader, "--candidate", to, "--force"]);
+            if out.as_deref().is_ok_and(|o| o.contains("Successfully switched over")) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("patronictl switchover to {to} kept failing: {out:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     fn recovers_destroyed_member(&self) -> bool {
@@ -403,39 +416,22 @@ impl System for Patroni {
 
     fn restore_topology(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + timeout;
-        // a must be a healthy replica before Patroni accepts it as a candidate.
-        wait_until("a running as a replica", timeout, || {
-            self.leader().as_deref() == Some("a")
-                || self.cluster().is_some_and(|c| {
-                    c["members"].as_array().is_some_and(|ms| {
-                        ms.iter().any(|m| {
-                            m["name"] == "a"
-                                && (m["state"] == "streaming" || m["state"] == "running")
-                                && m["role"] != "leader"
-                        })
-                    })
-                }) && self.leader().is_some_and(|l| self.all_streaming(&l))
-        })?;
-        if self.leader().as_deref() != Some("a") {
-            let mut tries = 0;
-            loop {
-                match self.switchover("a") {
-                    Ok(()) => break,
-                    Err(e) if tries < 20 => {
-                        tries += 1;
-                        let _ = e;
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                    Err(e) => return Err(e),
+        loop {
+            let leader = self.leader();
+            if leader.as_deref() == Some("a") && self.all_streaming("a") {
+                return Ok(());
+            }
+            if let Some(l) = leader.filter(|l| l != "a") {
+                // a must stream from the leader before Patroni takes it as a candidate.
+                if self.all_streaming(&l) {
+                    let _ = self.switchover("a");
                 }
             }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("a not back as leader with b and c streaming within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let rest = deadline
-            .saturating_duration_since(std::time::Instant::now())
-            .max(Duration::from_secs(30));
-        wait_until("a leading with b and c streaming", rest, || {
-            self.leader().as_deref() == Some("a") && self.all_streaming("a")
-        })
     }
 
     fn processes(&self) -> Vec<Proc> {

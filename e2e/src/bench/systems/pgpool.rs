@@ -178,29 +178,15 @@ impl Pgpool {
         super::chown_postgres(&base)
     }
 
+    /// (port, status, role) per node from `SHOW pool_nodes` through pgpool.
     fn pool_nodes(&self) -> Vec<(String, String, String)> {
-        let conn = pg::conninfo(self.port, &self.password);
-        super::block(async {
-            match pg::connect(&conn).await {
-                Ok(c) => c
-                    .simple_query("SHOW pool_nodes")
-                    .await
-                    .map(|msgs| {
-                        msgs.iter()
-                            .filter_map(|m| match m {
-                                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
-                                    r.get("port").unwrap_or("").to_string(),
-                                    r.get("status").unwrap_or("").to_string(),
-                                    r.get("role").unwrap_or("").to_string(),
-                                )),
-                                _ => None,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                Err(_) => Vec::new(),
-            }
-        })
+        let text = super::psql(self.port, &self.password, "SHOW pool_nodes").unwrap_or_default();
+        // node_id|hostname|port|status|pg_status|lb_weight|role|pg_role|...
+        text.lines()
+            .map(|l| l.split('|').map(str::to_string).collect::<Vec<_>>())
+            .filter(|f| f.len() > 6)
+            .map(|f| (f[2].clone(), f[3].clone(), f[6].clone()))
+            .collect()
     }
 
     fn pgpool_pids(&self) -> Vec<u32> {
@@ -263,13 +249,14 @@ impl System for Pgpool {
         .map_err(|e| e.to_string())?;
         super::chown_postgres(&self.data_dir("a"))?;
         self.pg_ctl("a", &["start"])?;
-        super::block(pg::batch(
-            &pg::conninfo(self.pg_ports["a"], &self.password),
+        super::psql(
+            self.pg_ports["a"],
+            &self.password,
             &format!(
                 "CREATE ROLE replicator REPLICATION LOGIN PASSWORD '{}'",
                 self.repl_password
             ),
-        ))?;
+        )?;
         self.clone_standby("b")?;
         self.clone_standby("c")?;
         self.write_pgpool_conf()?;
@@ -295,21 +282,19 @@ impl System for Pgpool {
         )
         .map_err(|e| format!("{e}\n{}", self.diagnostics()))?;
         wait_until("b sync and c streaming", Duration::from_secs(30), || {
-            super::block(async {
-                let rows = pg::sql(
-                    &pg::conninfo(self.pg_ports["a"], &self.password),
-                    "SELECT application_name, sync_state FROM pg_stat_replication ORDER BY 1",
-                )
-                .await
-                .unwrap_or_default();
-                let v: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-                v == vec![("b".into(), "sync".into()), ("c".into(), "async".into())]
-            })
+            super::psql(
+                self.pg_ports["a"],
+                &self.password,
+                "SELECT application_name, sync_state FROM pg_stat_replication ORDER BY 1",
+            )
+            .unwrap_or_default()
+                == "b|sync\nc|async\n"
         })?;
-        super::block(pg::batch(
-            &self.write_conninfo(),
+        super::psql(
+            self.port,
+            &self.password,
             "CREATE TABLE ledger (writer int, seq bigint, PRIMARY KEY (writer, seq))",
-        ))?;
+        )?;
         Ok(())
     }
 

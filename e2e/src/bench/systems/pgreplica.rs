@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{block, wait_until};
+use super::wait_until;
 use crate::bench::pg;
 use crate::bench::procs;
 use crate::bench::system::{Proc, System};
@@ -77,10 +77,11 @@ impl System for Pgreplica {
             self.ports.insert(m.into(), port);
         }
         self.cluster = Some(cluster);
-        block(pg::batch(
-            &self.write_conninfo(),
+        super::psql(
+            self.cluster().rw_port,
+            &self.password(),
             "CREATE TABLE ledger (writer int, seq bigint, PRIMARY KEY (writer, seq))",
-        ))?;
+        )?;
         Ok(())
     }
 

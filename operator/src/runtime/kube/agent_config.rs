@@ -19,7 +19,8 @@ pub fn agent_config(
     AgentConfig {
         cluster: name.clone(),
         member: member.name.clone(),
-        member_dir: names::MEMBER_DIR.into(),
+        // a directory of our own inside the volume: the volume root belongs to root
+        member_dir: format!("{}/{}", names::MEMBER_DIR, member.name).into(),
         listen_host: "127.0.0.1".into(),
         port: names::POSTGRES_PORT as u16,
         http: std::net::SocketAddr::from(([0, 0, 0, 0], names::AGENT_PORT as u16)),

@@ -154,7 +154,7 @@ pub async fn reconcile(
 
     // act
     let roles = apply::role_labels(&cluster, &decided);
-    apply::members(
+    let created = apply::members(
         client,
         &cluster,
         &namespace,
@@ -163,6 +163,14 @@ pub async fn reconcile(
         &ctx.operator_image,
     )
     .await?;
+    let mut events = decided.events.clone();
+    for member in created {
+        events.push(crate::plan::PlanEvent {
+            reason: crate::plan::EventReason::MemberCreated,
+            member: Some(member.clone()),
+            message: format!("created the pod of member {member}"),
+        });
+    }
     apply::desired_states(&observed, &decided, ctx.agent_port).await;
     if decided.switchover_consumed {
         apply::forget_switchover(client, &cluster, &namespace).await?;
@@ -170,7 +178,7 @@ pub async fn reconcile(
 
     // report
     report::status(client, &cluster, &namespace, &decided.status).await?;
-    report::events(&ctx.recorder, &cluster, &decided.events, &ctx.metrics).await;
+    report::events(&ctx.recorder, &cluster, &events, &ctx.metrics).await;
     let key = format!("{namespace}/{name}");
     for m in &decided.status.members {
         ctx.metrics.set_lag(&key, &m.name, m.replay_lag_seconds);

@@ -1,0 +1,123 @@
+# The node: containerd (Debian) with runc and CNI bridge, kubelet, kube-proxy, static PVs.
+
+start_containerd() {
+  local c=$WORK/containerd
+  mkdir -p "$c/root" "$c/state" "$c/opt" "$WORK/cni/net.d" "$WORK/cni/ipam"
+  cat >"$c/config.toml" <<EOC
+version = 2
+root = "$c/root"
+state = "$c/state"
+[grpc]
+  address = "$c/containerd.sock"
+[ttrpc]
+  address = "$c/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$c/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$WORK/cni/net.d"
+EOC
+  cat >"$WORK/cni/net.d/10-pgr.conflist" <<EOC
+{"cniVersion":"0.4.0","name":"pgr","plugins":[
+ {"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":false,"hairpinMode":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":"$POD_CIDR"}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":"$WORK/cni/ipam"}},
+ {"type":"portmap","capabilities":{"portMappings":true}}]}
+EOC
+  spawn containerd containerd --config "$c/config.toml"
+  wait_for 30 "containerd answers" innet ctr -a "$c/containerd.sock" version || die "containerd did not start"
+}
+
+start_kubelet() {
+  local d=$WORK/kubelet; mkdir -p "$d"
+  printf 'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.1\n' >"$WORK/resolv.conf"
+  cat >"$d/config.yaml" <<EOC
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+  x509: {clientCAFile: $WORK/pki/ca.crt}
+authorization: {mode: AlwaysAllow}
+cgroupDriver: cgroupfs
+cgroupRoot: $CGROUP_ROOT
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix://$WORK/containerd/containerd.sock
+imageServiceEndpoint: unix://$WORK/containerd/containerd.sock
+evictionHard: {memory.available: "1Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+localStorageCapacityIsolation: false
+resolvConf: $WORK/resolv.conf
+clusterDomain: cluster.local
+serializeImagePulls: false
+maxPods: 30
+syncFrequency: 5s
+fileCheckFrequency: 5s
+nodeStatusUpdateFrequency: 5s
+EOC
+  ls /var/log/pods /var/log/containers >"$WORK/varlog.before" 2>/dev/null || true
+  spawn kubelet "$BIN/kubelet" --config "$d/config.yaml" --kubeconfig "$WORK/kubelet.kubeconfig" \
+    --root-dir "$d/root" --cert-dir "$d/pki" --hostname-override "$NODE" --node-ip "$NODE_IP" -v 1
+  wait_for 90 "node $NODE Ready" k wait --for condition=Ready "node/$NODE" --timeout 1s \
+    || { tail -30 "$WORK/logs/kubelet.log"; die "kubelet: node not Ready"; }
+}
+
+start_kube_proxy() {
+  cat >"$WORK/kube-proxy.yaml" <<EOC
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $WORK/admin.kubeconfig}
+mode: iptables
+hostnameOverride: $NODE
+clusterCIDR: $POD_CIDR
+bindAddress: $NODE_IP
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 127.0.0.1:10256
+conntrack: {maxPerCore: 0, min: 0}
+EOC
+  spawn kube-proxy "$BIN/kube-proxy" --config "$WORK/kube-proxy.yaml"
+  wait_for 30 "kube-proxy programmed the kubernetes Service" \
+    bash -c "nsenter --net=$NSPATH iptables-save -t nat | grep -q 'default/kubernetes:https'" || die "kube-proxy did not program iptables"
+}
+
+make_pvs() { # static hostPath PVs for the members' claims, owned by the postgres uid
+  local i
+  for i in 1 2 3 4; do
+    mkdir -p "$WORK/pv/$i"; chown 999:999 "$WORK/pv/$i"; chmod 0700 "$WORK/pv/$i"
+    cat <<EOP
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: e2e-pv-$i}
+spec:
+  capacity: {storage: 10Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {path: $WORK/pv/$i, type: Directory}
+---
+EOP
+  done | k apply -f - >/dev/null
+  log "4 hostPath PersistentVolumes created"
+}
+
+remove_var_log() { # the kubelet writes container logs under /var/log/pods whatever its root dir
+  [ -f "$WORK/varlog.before" ] || return 0
+  local e
+  for e in $(ls /var/log/pods 2>/dev/null); do grep -qx "$e" "$WORK/varlog.before" || rm -rf "/var/log/pods/$e"; done
+  for e in $(ls /var/log/containers 2>/dev/null); do grep -qx "$e" "$WORK/varlog.before" || rm -f "/var/log/containers/$e"; done
+}
