@@ -289,6 +289,34 @@ async fn scenario(cluster: &LocalCluster, stages: &mut Stages) -> Result<(), Str
             ));
         }
     }
+    // standbys keep copies of the other members' slots, so a promoted one holds their WAL
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (name, port) in [("b", ports[1].1), ("c", ports[2].1)] {
+        let want: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .filter(|m| **m != name)
+            .map(|m| format!("pgreplica_{m}"))
+            .collect();
+        let slots = loop {
+            let rows = sql(
+                port,
+                &password,
+                "SELECT slot_name::text FROM pg_replication_slots ORDER BY 1",
+            )
+            .await?;
+            let slots: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            if slots == want || Instant::now() > deadline {
+                break slots;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        stages.say(format!("{name} keeps slot copies {slots:?}"));
+        if slots != want {
+            return Err(format!(
+                "{name} should keep slot copies {want:?}, has {slots:?}"
+            ));
+        }
+    }
     stages.say("lab passed: 0 acknowledged commits lost");
     Ok(())
 }

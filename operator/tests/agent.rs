@@ -355,6 +355,10 @@ async fn diverged_member_is_rewound_and_a_failed_rewind_falls_back_to_reclone() 
         .find(|l| l.contains("control file"))
         .unwrap_or_default();
     println!("rewind: pg_rewind failed as intended: {}", reason.trim());
+    assert!(
+        !new.contains("could not delete old data"),
+        "the agent failed to delete an aside:\n{new}"
+    );
     let left: Vec<String> = std::fs::read_dir(&b_dir)
         .expect("read b's dir")
         .filter_map(Result::ok)

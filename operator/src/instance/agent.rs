@@ -29,6 +29,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// Patience for a fast shutdown before escalating.
 const STOP_PATIENCE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF_MS: u64 = 30_000;
+/// How often a standby refreshes its slot copies.
+const SLOT_UPKEEP_EVERY_MS: u64 = 2_000;
 
 pub struct Agent {
     pub cfg: AgentConfig,
@@ -48,6 +50,7 @@ pub struct Agent {
     /// Times a standby was found stuck since it last streamed; a rewind that did not help
     /// (the upstream no longer has the WAL it needs) turns into a re-clone.
     stuck_stops: u32,
+    next_slot_upkeep_ms: u64,
     last_streaming_ms: u64,
     started_ms: u64,
     origin: Instant,
@@ -91,6 +94,7 @@ impl Agent {
             rewind_failed: false,
             rewind_requested: false,
             stuck_stops: 0,
+            next_slot_upkeep_ms: 0,
             last_streaming_ms: 0,
             started_ms: 0,
             origin,
@@ -164,6 +168,8 @@ impl Agent {
                 if let Err(e) = self.maintain_primary(d).await {
                     warn!(member = %self.cfg.member, error = %e, "primary upkeep failed");
                 }
+            } else if let Err(e) = self.maintain_standby(d).await {
+                warn!(member = %self.cfg.member, error = %e, "standby slot upkeep failed");
             }
         }
         self.refresh_report(desired, &step).await;
@@ -602,6 +608,32 @@ impl Agent {
             Ok(cd) => warn!(member = %self.cfg.member, state = %cd.state, "shutdown was not clean"),
             Err(e) => warn!(member = %self.cfg.member, error = %e, "cannot read control data"),
         }
+    }
+
+    /// On a running standby, every couple of seconds: keep the other members' slot copies.
+    async fn maintain_standby(&mut self, desired: &Desired) -> Result<(), AgentError> {
+        let DesiredRole::Standby {
+            upstream, slots, ..
+        } = &desired.role
+        else {
+            return Ok(());
+        };
+        let now = unix_now_ms();
+        if self.server.is_none() || now < self.next_slot_upkeep_ms {
+            return Ok(());
+        }
+        self.next_slot_upkeep_ms = now + SLOT_UPKEEP_EVERY_MS;
+        let primary = ConnParams::new(upstream.host.clone(), upstream.port, SUPERUSER)
+            .with_password(self.superuser_password.clone());
+        let slots = slots.clone();
+        let Some(conn) = self.connection().await else {
+            return Ok(());
+        };
+        if !conn.is_in_recovery().await? {
+            return Ok(());
+        }
+        super::standby_slots::keep_slot_copies(conn, &primary, &slots).await?;
+        Ok(())
     }
 
     /// On a running primary: keep one slot per standby and drop slots of removed members.

@@ -59,6 +59,7 @@ pub fn render_conf(cfg: &AgentConfig, role: &DesiredRole, passfile: &Path) -> Pg
             upstream,
             slot,
             apply_delay_ms,
+            ..
         } => {
             let port = upstream.port.to_string();
             let passfile = passfile.to_string_lossy();
@@ -162,6 +163,7 @@ mod tests {
             },
             slot: "pgreplica_b".into(),
             apply_delay_ms: 3000,
+            slots: vec![],
         };
         let conf = render_conf(&cfg(), &role, Path::new("/x/b/pgpass")).expect("renders");
         assert!(conf.contains("primary_conninfo = 'host=''127.0.0.1'' port=''6000'' user=''replicator'' passfile=''/x/b/pgpass'' application_name=''b'' connect_timeout=''2'''"), "{conf}");

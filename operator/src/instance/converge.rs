@@ -167,6 +167,7 @@ mod tests {
             },
             slot: "pgreplica_b".into(),
             apply_delay_ms: delay,
+            slots: vec![],
         }
     }
 

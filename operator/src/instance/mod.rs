@@ -12,6 +12,7 @@ mod http;
 mod lease_keeper;
 mod observe;
 pub mod shared;
+mod standby_slots;
 mod watchdog;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};

@@ -49,6 +49,10 @@ pub enum DesiredRole {
         upstream: Upstream,
         slot: String,
         apply_delay_ms: u64,
+        /// Copies of the other members' slots, kept and advanced on this standby so that, once
+        /// promoted, it still holds the WAL the others need.
+        #[serde(default)]
+        slots: Vec<String>,
     },
     /// Stop PostgreSQL with a fast shutdown and keep it down (switchover, fencing).
     Stopped,
@@ -111,6 +115,7 @@ mod tests {
                 },
                 slot: "pgreplica_b".into(),
                 apply_delay_ms: 3000,
+                slots: vec!["pgreplica_c".into()],
             },
             reason: "follow a".into(),
         };

@@ -42,6 +42,7 @@ pub fn standby_desired(
             },
             slot: slot_name_for(member),
             apply_delay_ms: spec.apply_delay_ms(),
+            slots: slots_for(input.spec, member),
         },
         reason,
     })

@@ -358,6 +358,7 @@ impl Cluster {
                 upstream: self.upstream(upstream),
                 slot: slot_name_for(name),
                 apply_delay_ms,
+                slots: vec![],
             },
             reason: format!("test: {name} follows {upstream}"),
         }
