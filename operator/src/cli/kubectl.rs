@@ -106,23 +106,13 @@ pub fn as_table(cluster: &PgReplicaCluster) -> LocalStatus {
         .iter()
         .map(|m| {
             let st = status.members.iter().find(|s| s.name == m.name);
-            LocalMember {
-                name: m.name.clone(),
-                role: st
-                    .map(|s| format!("{:?}", s.role).to_lowercase())
-                    .unwrap_or_else(|| "unknown".into()),
-                ready: st.is_some_and(|s| s.ready),
-                port: names::POSTGRES_PORT as u16,
-                data_dir: format!("{}/{}/data", names::MEMBER_DIR, m.name),
-                replication: format!("{:?}", m.replication),
-                apply_delay: m.apply_delay.clone(),
-                sync_state: st.and_then(|s| s.sync_state.clone()),
-                replay_lag_seconds: st.and_then(|s| s.replay_lag_seconds),
-                timeline: st.and_then(|s| s.timeline),
-                activity: st.and_then(|s| s.last_event.clone()).unwrap_or_default(),
-                last_event: st.and_then(|s| s.last_event.clone()),
-                last_error: st.and_then(|s| s.last_error.clone()),
-            }
+            LocalMember::from_status(
+                m,
+                st,
+                names::POSTGRES_PORT as u16,
+                format!("{}/{}/data", names::MEMBER_DIR, m.name),
+                st.and_then(|s| s.last_event.clone()).unwrap_or_default(),
+            )
         })
         .collect();
     LocalStatus {

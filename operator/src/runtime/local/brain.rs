@@ -370,29 +370,19 @@ fn local_status(
         .map(|m| {
             let st = status.members.iter().find(|s| s.name == m.name);
             let report = observations.get(&m.name).and_then(Observation::report);
-            LocalMember {
-                name: m.name.clone(),
-                role: st
-                    .map(|s| format!("{:?}", s.role).to_lowercase())
-                    .unwrap_or_else(|| "unknown".into()),
-                ready: st.is_some_and(|s| s.ready),
-                port: state.members.get(&m.name).map(|p| p.postgres).unwrap_or(0),
-                data_dir: layout
+            LocalMember::from_status(
+                m,
+                st,
+                state.members.get(&m.name).map(|p| p.postgres).unwrap_or(0),
+                layout
                     .member_dir(&m.name)
                     .join("data")
                     .display()
                     .to_string(),
-                replication: format!("{:?}", m.replication),
-                apply_delay: m.apply_delay.clone(),
-                sync_state: st.and_then(|s| s.sync_state.clone()),
-                replay_lag_seconds: st.and_then(|s| s.replay_lag_seconds),
-                timeline: st.and_then(|s| s.timeline),
-                activity: report
+                report
                     .map(|r| r.activity.clone())
                     .unwrap_or_else(|| "agent unreachable".into()),
-                last_event: st.and_then(|s| s.last_event.clone()),
-                last_error: st.and_then(|s| s.last_error.clone()),
-            }
+            )
         })
         .collect();
     LocalStatus {

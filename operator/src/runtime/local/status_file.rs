@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Condition, FailoverRecord, PgReplicaClusterStatus};
+use crate::api::{Condition, FailoverRecord, MemberSpec, MemberStatus, PgReplicaClusterStatus};
 
 use super::error::LocalError;
 use super::layout::{write_atomic, Layout};
@@ -30,6 +30,35 @@ pub struct LocalMember {
     pub activity: String,
     pub last_event: Option<String>,
     pub last_error: Option<String>,
+}
+
+impl LocalMember {
+    /// A row from the spec and the brain's status of one member.
+    pub fn from_status(
+        spec: &MemberSpec,
+        status: Option<&MemberStatus>,
+        port: u16,
+        data_dir: String,
+        activity: String,
+    ) -> LocalMember {
+        LocalMember {
+            name: spec.name.clone(),
+            role: status
+                .map(|s| format!("{:?}", s.role).to_lowercase())
+                .unwrap_or_else(|| "unknown".into()),
+            ready: status.is_some_and(|s| s.ready),
+            port,
+            data_dir,
+            replication: format!("{:?}", spec.replication),
+            apply_delay: spec.apply_delay.clone(),
+            sync_state: status.and_then(|s| s.sync_state.clone()),
+            replay_lag_seconds: status.and_then(|s| s.replay_lag_seconds),
+            timeline: status.and_then(|s| s.timeline),
+            activity,
+            last_event: status.and_then(|s| s.last_event.clone()),
+            last_error: status.and_then(|s| s.last_error.clone()),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
