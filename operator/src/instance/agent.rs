@@ -245,6 +245,8 @@ impl Agent {
             .and_then(|l| l.holder.clone());
         let holds_lease =
             self.shared.holds_lease() && lease_holder.as_deref() == Some(self.cfg.member.as_str());
+        // a lease still recorded for this member (a restarted agent) is ours to take again
+        let lease_holder = lease_holder.filter(|h| h != &self.cfg.member);
         let streaming = self.shared.report().streaming_from.is_some();
         if streaming || running != Running::Standby {
             self.last_streaming_ms = now;
