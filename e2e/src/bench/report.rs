@@ -332,7 +332,13 @@ fn cell(s: &SystemResult, key: &str, unit: &str) -> String {
             }
         }
         _ => match s.samples.notes.get(key) {
-            Some(n) => format!("n/a ({n})"),
+            Some(n) => format!(
+                "n/a ({})",
+                n.lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .replace('|', "/")
+            ),
             None => "—".into(),
         },
     }

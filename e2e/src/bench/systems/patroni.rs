@@ -395,12 +395,24 @@ impl System for Patroni {
             if leader == to {
                 return Ok(());
             }
-            let out = self.patronictl(&["switchover", "--primary", &leader, "--candidate", to, "--force"]);
-            if out.as_deref().is_ok_and(|o| o.contains("Successfully switched over")) {
+            let out = self.patronictl(&[
+                "switchover",
+                "--primary",
+                &leader,
+                "--candidate",
+                to,
+                "--force",
+            ]);
+            if out
+                .as_deref()
+                .is_ok_and(|o| o.contains("Successfully switched over"))
+            {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
-                return Err(format!("patronictl switchover to {to} kept failing: {out:?}"));
+                return Err(format!(
+                    "patronictl switchover to {to} kept failing: {out:?}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -428,7 +440,9 @@ impl System for Patroni {
                 }
             }
             if std::time::Instant::now() > deadline {
-                return Err(format!("a not back as leader with b and c streaming within {timeout:?}"));
+                return Err(format!(
+                    "a not back as leader with b and c streaming within {timeout:?}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -56,16 +56,14 @@ impl Pgpool {
     }
 
     fn server_conf(&self, m: &str) -> String {
-        let mut conf = format!(
+        let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
              wal_level = replica\nhot_standby = on\nmax_wal_senders = 10\nmax_replication_slots = 10\n\
              wal_log_hints = on\npassword_encryption = 'scram-sha-256'\n",
             self.pg_ports[m],
             self.base().display()
         );
-        if m == "a" {
-            conf.push_str("synchronous_standby_names = 'b'\n");
-        }
+        let _ = m;
         conf
     }
 
@@ -259,6 +257,17 @@ impl System for Pgpool {
         )?;
         self.clone_standby("b")?;
         self.clone_standby("c")?;
+        // b becomes synchronous only once it exists (else the primary's commits would wait).
+        super::psql(
+            self.pg_ports["a"],
+            &self.password,
+            "ALTER SYSTEM SET synchronous_standby_names = 'b'",
+        )?;
+        super::psql(
+            self.pg_ports["a"],
+            &self.password,
+            "SELECT pg_reload_conf()",
+        )?;
         self.write_pgpool_conf()?;
         let mut cmd = postgres_command("/usr/sbin/pgpool")?;
         let b = self.base();
