@@ -70,7 +70,7 @@ if [ "$TIER" = all ]; then
   log "node up in $(since "$t_node")s"
   stage "operator deployed with kubectl apply -k e2e/k8s/overlay"
   t_op=$(now)
-  k apply -k "$HERE/overlay" >/dev/null
+  if [ -n "${PGR_K8S_CRD:-}" ]; then install_manifests; else k apply -k "$HERE/overlay" >/dev/null; fi
   k rollout status -n pgreplica-system deploy/pgreplica-operator --timeout 120s || die "operator Deployment not available"
   log "operator available in $(since "$t_op")s"
   lab_scenario

@@ -79,13 +79,25 @@ cleanup() {
   done
   # mounts under our temp dir (overlays, secrets, shm), deepest first
   findmnt -rn -o TARGET | grep "^$WORK" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # whatever is still running in the kubelet's cgroup root (pause, runc init) was started by this run
+  local pass cg
+  for pass in 1 2 3; do
+    for cg in /sys/fs/cgroup/pids/${CGROUP_ROOT#/} /sys/fs/cgroup/memory/${CGROUP_ROOT#/}; do
+      [ -d "$cg" ] && find "$cg" -name cgroup.procs -exec cat {} \; 2>/dev/null
+    done | sort -u | while read -r p; do kill -KILL "$p" 2>/dev/null; done
+    sleep 0.5
+  done
   # kubelet's cgroups live under our own root in every hierarchy
-  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/unified/; do
-    [ -d "$h$CGROUP_ROOT" ] && find "$h$CGROUP_ROOT" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  for h in /sys/fs/cgroup/*/; do
+    [ -d "$h${CGROUP_ROOT#/}" ] && find "$h${CGROUP_ROOT#/}" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
   type remove_var_log >/dev/null 2>&1 && remove_var_log || true
   if [ -f "$WORK/sysctls.saved" ]; then
     while IFS== read -r s v; do sysctl -qw "$s=$v" 2>/dev/null || true; done <"$WORK/sysctls.saved"
+  fi
+  # pod sandboxes' namespaces that containerd bind-mounted under /var/run/netns during this run
+  if [ -f "$WORK/netns.before" ]; then
+    for n in $(ls /var/run/netns 2>/dev/null | grep '^cni-'); do grep -qx "$n" "$WORK/netns.before" || ip netns del "$n" 2>/dev/null; done
   fi
   ip netns del "$NS" 2>/dev/null || true
   if [ -n "${KEEP_WORK:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi

@@ -5,7 +5,10 @@ make_netns() {
   innet ip link set lo up
   # the node's address lives on the namespace's loopback: no default route, no link to the host
   innet ip addr add "$NODE_IP/32" dev lo
-  log "network namespace $NS: $(innet ip -o -4 addr | awk '{print $2"="$4}' | tr '\n' ' ')routes: $(innet ip route | wc -l)"
+  # clients in this namespace (the lab's writers) reach Service ClusterIPs: a route for the service
+  # range lets the connect pass route lookup; kube-proxy's OUTPUT DNAT then re-routes to the pod
+  innet ip route add "$SVC_CIDR" dev lo
+  log "network namespace $NS: $(innet ip -o -4 addr | awk '{print $2"="$4}' | tr '\n' ' ')routes: $(innet ip route | tr '\n' ';')"
 }
 
 cert() { # cert NAME CN O [SAN]: a key and a certificate signed by our CA
@@ -71,6 +74,7 @@ start_control_plane() {
     --kubelet-client-certificate "$p/admin.crt" --kubelet-client-key "$p/admin.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
+    --kubelet-preferred-address-types InternalIP \
     --allow-privileged=true --profiling=false --enable-priority-and-fairness=false
   wait_for 90 "kube-apiserver /readyz ok" k get --raw /readyz || die "kube-apiserver not ready"
   spawn kube-controller-manager "$BIN/kube-controller-manager" \

@@ -79,7 +79,7 @@ build_operator_image() { # always rebuilt: the binary changes with the code
   mkdir -p "$r/etc" "$r/tmp"
   cp "$PGR_BIN" "$r/pgreplica"
   local lib
-  for lib in $(ldd "$PGR_BIN" | awk '/=>/{print $3} /^\s*\/lib/{print $1}'); do
+  for lib in $(ldd "$PGR_BIN" | awk '$2=="=>" && $3 ~ /^\//{print $3} $1 ~ /^\//{print $1}'); do
     mkdir -p "$r$(dirname "$lib")"; cp -L "$lib" "$r$lib"
   done
   echo 'nonroot:x:65532:65532::/home/nonroot:/sbin/nologin' >"$r/etc/passwd"
@@ -98,7 +98,7 @@ build_images() {
 }
 
 import_images() {
-  local t0; t0=$(now) f
+  local t0 f; t0=$(now)
   for f in "$IMG_CACHE/pause-3.6.tar" "$IMG_CACHE/postgres-15-bookworm-r1.tar" "$WORK/operator-image.tar"; do
     innet ctr -a "$WORK/containerd/containerd.sock" -n k8s.io images import --no-unpack=false "$f" >>"$WORK/logs/import.log" 2>&1 \
       || { cat "$WORK/logs/import.log"; die "ctr import $f failed"; }

@@ -34,12 +34,26 @@ EOC
   "ipam":{"type":"host-local","ranges":[[{"subnet":"$POD_CIDR"}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":"$WORK/cni/ipam"}},
  {"type":"portmap","capabilities":{"portMappings":true}}]}
 EOC
+  ls /var/run/netns >"$WORK/netns.before" 2>/dev/null || true
   spawn containerd containerd --config "$c/config.toml"
   wait_for 30 "containerd answers" innet ctr -a "$c/containerd.sock" version || die "containerd did not start"
 }
 
+make_cgroup_root() { # the kubelet's --cgroup-root must exist in every hierarchy (removed on cleanup)
+  local h
+  for h in /sys/fs/cgroup/*/; do
+    [ -d "$h" ] || continue
+    mkdir -p "$h${CGROUP_ROOT#/}"
+    if [ -f "${h}cpuset.cpus" ]; then
+      cat "${h}cpuset.cpus" >"$h${CGROUP_ROOT#/}/cpuset.cpus"
+      cat "${h}cpuset.mems" >"$h${CGROUP_ROOT#/}/cpuset.mems"
+    fi
+  done
+}
+
 start_kubelet() {
   local d=$WORK/kubelet; mkdir -p "$d"
+  make_cgroup_root
   printf 'search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.1\n' >"$WORK/resolv.conf"
   cat >"$d/config.yaml" <<EOC
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -71,8 +85,10 @@ fileCheckFrequency: 5s
 nodeStatusUpdateFrequency: 5s
 EOC
   ls /var/log/pods /var/log/containers >"$WORK/varlog.before" 2>/dev/null || true
+  local dir; for dir in /var/log/pods /var/log/containers; do [ -d "$dir" ] || echo "$dir" >>"$WORK/varlog.newdirs"; done
   spawn kubelet "$BIN/kubelet" --config "$d/config.yaml" --kubeconfig "$WORK/kubelet.kubeconfig" \
     --root-dir "$d/root" --cert-dir "$d/pki" --hostname-override "$NODE" --node-ip "$NODE_IP" -v 1
+  sleep 2; kill -0 "$(awk '$2=="kubelet"{print $1}' "$WORK/pids" | tail -1)" || { tail -5 "$WORK/logs/kubelet.log"; die "kubelet exited"; }
   wait_for 90 "node $NODE Ready" k wait --for condition=Ready "node/$NODE" --timeout 1s \
     || { tail -30 "$WORK/logs/kubelet.log"; die "kubelet: node not Ready"; }
 }
@@ -120,4 +136,6 @@ remove_var_log() { # the kubelet writes container logs under /var/log/pods whate
   local e
   for e in $(ls /var/log/pods 2>/dev/null); do grep -qx "$e" "$WORK/varlog.before" || rm -rf "/var/log/pods/$e"; done
   for e in $(ls /var/log/containers 2>/dev/null); do grep -qx "$e" "$WORK/varlog.before" || rm -f "/var/log/containers/$e"; done
+  [ -f "$WORK/varlog.newdirs" ] && xargs -r rmdir <"$WORK/varlog.newdirs" 2>/dev/null
+  return 0
 }

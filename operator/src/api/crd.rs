@@ -26,6 +26,14 @@ pub fn crd() -> Result<CustomResourceDefinition, CrdError> {
     let schema = value
         .pointer_mut("/spec/versions/0/schema/openAPIV3Schema")
         .ok_or_else(|| CrdError::MissingSchemaPath("openAPIV3Schema".into()))?;
+    // Root rules report on `.metadata.name`; the API server accepts that fieldPath only when the
+    // schema names the property (restricting metadata.name at the root is allowed).
+    if let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        properties.insert(
+            "metadata".into(),
+            json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+        );
+    }
     for rule in cel_rules() {
         add_rule(schema, &rule)?;
     }
