@@ -29,6 +29,8 @@ pub enum EventReason {
     SwitchoverRefused,
     FailbackStarted,
     Fenced,
+    /// A first clone of a new member.
+    Cloning,
     Recloning,
     Rejoined,
 }
@@ -47,6 +49,7 @@ impl EventReason {
             EventReason::SwitchoverRefused => "SwitchoverRefused",
             EventReason::FailbackStarted => "FailbackStarted",
             EventReason::Fenced => "Fenced",
+            EventReason::Cloning => "Cloning",
             EventReason::Recloning => "Recloning",
             EventReason::Rejoined => "Rejoined",
         }

@@ -214,11 +214,12 @@ fn member_events(
         .is_some_and(|f| f.from == name);
     if cloning && !was_cloning && input.status.current_primary.is_some() {
         let activity = report.map(|r| r.activity.clone()).unwrap_or_default();
-        plan.event(
-            EventReason::Recloning,
-            Some(name),
-            format!("{name}: {activity}"),
-        );
+        let reason = if had_been_lost || before.is_some_and(|b| b.timeline.is_some()) {
+            EventReason::Recloning
+        } else {
+            EventReason::Cloning
+        };
+        plan.event(reason, Some(name), format!("{name}: {activity}"));
     }
     if ready && before.is_some_and(|b| !b.ready) && had_been_lost {
         plan.event(

@@ -1001,3 +1001,36 @@ fn spec_changes_while_running() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_first_clone_is_cloning_and_a_lost_member_is_recloning() {
+    let preparing = |name: &str| {
+        with(standby(name, "a", 0), |r| {
+            r.role = ActualRole::Preparing;
+            r.running = false;
+            r.activity = "cloning from a: 10%".into();
+        })
+    };
+    // b is new: no status of it yet
+    let w = World::new(
+        settled("a", &[]),
+        vec![
+            ("a", primary("a", 100, &[])),
+            ("b", preparing("b")),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    assert_eq!(reasons(&w.plan()), vec!["Cloning"]);
+    // b was a member with a timeline before: its data is being replaced
+    let mut status = settled("a", &[("b", "sync")]);
+    status.members[0].role = Role::Standby;
+    let w = World::new(
+        status,
+        vec![
+            ("a", primary("a", 100, &[])),
+            ("b", preparing("b")),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    assert_eq!(reasons(&w.plan()), vec!["Recloning"]);
+}

@@ -27,6 +27,8 @@ use super::report;
 
 /// Requeue soon while something is moving, slowly when settled.
 const BUSY_REQUEUE: Duration = Duration::from_secs(1);
+/// While the primary is being handed over (or none accepts writes), look again at once.
+const HANDOVER_REQUEUE: Duration = Duration::from_millis(250);
 const SETTLED_REQUEUE: Duration = Duration::from_secs(5);
 
 pub struct Context {
@@ -189,8 +191,17 @@ pub async fn reconcile(
     );
     let settled =
         decided.waiting_for.is_none() && decided.status.phase == Some(crate::api::Phase::Healthy);
+    let no_writer = decided
+        .status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Available" && c.status != "True");
+    let handing_over = decided.status.current_primary.is_some()
+        && (decided.status.current_primary != decided.status.target_primary || no_writer);
     Ok(Action::requeue(if settled {
         SETTLED_REQUEUE
+    } else if handing_over {
+        HANDOVER_REQUEUE
     } else {
         BUSY_REQUEUE
     }))
