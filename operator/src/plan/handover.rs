@@ -128,8 +128,12 @@ pub fn steer(input: &Input<'_>, current: &str, plan: &mut Plan) {
             }
         }
         Health::Waiting(why) => {
+            // The primary cannot be seen properly (postgres restarting, queries failing, agent
+            // unreachable) but may still accept writes: its desired state must not change now —
+            // sync names computed from a broken report would let it acknowledge commits that no
+            // standby has.
             plan.waiting_for = Some(why);
-            steady(input, current, plan);
+            followers(input, plan, current, &[current]);
         }
         Health::Lost(why) => match candidates::choose(input, current) {
             Ok(to) => {

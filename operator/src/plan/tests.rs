@@ -408,6 +408,10 @@ fn when_the_primary_is_lost() {
         assert_eq!(target, want, "{what}");
         if want.is_none() {
             assert!(p.waiting_for.is_some(), "{what}: says what it waits for");
+            assert!(
+                !p.desired.contains_key("a"),
+                "{what}: a primary that cannot be seen keeps its desired state (no relaxed sync names)"
+            );
         }
     }
 }
