@@ -31,6 +31,8 @@ const STOP_PATIENCE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF_MS: u64 = 30_000;
 /// How often a standby refreshes its slot copies.
 const SLOT_UPKEEP_EVERY_MS: u64 = 2_000;
+/// A server that runs but answers nothing for this long is fenced.
+const UNRESPONSIVE_FENCE_MS: u64 = 10_000;
 
 pub struct Agent {
     pub cfg: AgentConfig,
@@ -51,6 +53,7 @@ pub struct Agent {
     /// (the upstream no longer has the WAL it needs) turns into a re-clone.
     stuck_stops: u32,
     next_slot_upkeep_ms: u64,
+    unresponsive_since_ms: Option<u64>,
     last_streaming_ms: u64,
     started_ms: u64,
     origin: Instant,
@@ -95,6 +98,7 @@ impl Agent {
             rewind_requested: false,
             stuck_stops: 0,
             next_slot_upkeep_ms: 0,
+            unresponsive_since_ms: None,
             last_streaming_ms: 0,
             started_ms: 0,
             origin,
@@ -148,6 +152,19 @@ impl Agent {
             {
                 self.release_lease().await;
             }
+        }
+        // A server that stays unresponsive must not keep the lease for ever: fence it so the
+        // brain can fail over.
+        if facts.running == Running::Unresponsive {
+            let since = *self.unresponsive_since_ms.get_or_insert(facts.now_ms);
+            if facts.now_ms.saturating_sub(since) > UNRESPONSIVE_FENCE_MS {
+                error!(member = %self.cfg.member, "PostgreSQL has not answered for {} ms: stopping it immediately and releasing the lease", UNRESPONSIVE_FENCE_MS);
+                self.stop_server(Shutdown::Immediate).await;
+                self.release_lease().await;
+                self.unresponsive_since_ms = None;
+            }
+        } else {
+            self.unresponsive_since_ms = None;
         }
         let acted = !matches!(step, Step::Idle | Step::Wait(_) | Step::Blocked(_));
         if acted {
@@ -231,9 +248,11 @@ impl Agent {
                 Some(conn) => match conn.is_in_recovery().await {
                     Ok(true) => Running::Standby,
                     Ok(false) => Running::Primary,
-                    Err(_) => Running::No,
+                    // the process runs but does not answer (a data directory being deleted,
+                    // overload): never start a second server, never drop the watchdog's eye
+                    Err(_) => Running::Unresponsive,
                 },
-                None => Running::No,
+                None => Running::Unresponsive,
             },
         };
         let configured = std::fs::read_to_string(self.data().join(OWNED_CONF))
@@ -538,6 +557,9 @@ impl Agent {
     }
 
     async fn start(&mut self) -> Result<(), AgentError> {
+        if self.server.is_some() {
+            return Err(AgentError::Step("PostgreSQL is already running".into()));
+        }
         let data = self.data();
         self.shared.set_activity("starting PostgreSQL");
         let mut server =

@@ -22,6 +22,8 @@ pub enum Running {
     No,
     Primary,
     Standby,
+    /// The server process runs but does not answer queries.
+    Unresponsive,
 }
 
 /// Local facts the decision needs. Times are unix milliseconds.
@@ -111,6 +113,7 @@ fn primary(desired: &Desired, bootstrap: bool, facts: &Facts) -> Step {
                 Running::No if facts.now_ms < facts.restart_not_before_ms => {
                     Step::Wait("restart backoff after a crash".into())
                 }
+                Running::Unresponsive => Step::Wait("PostgreSQL runs but does not answer".into()),
                 _ if !configured => Step::Configure,
                 Running::No => Step::Start,
                 Running::Standby => Step::Promote,
@@ -128,6 +131,9 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
         }
         (DataState::Lost(_) | DataState::Missing | DataState::Invalid(_), _) => Step::Stop,
         (DataState::Present { .. }, Running::Primary) => Step::Stop,
+        (DataState::Present { .. }, Running::Unresponsive) => {
+            Step::Wait("PostgreSQL runs but does not answer".into())
+        }
         (DataState::Present { standby_signal }, Running::No) => {
             if facts.now_ms < facts.restart_not_before_ms {
                 Step::Wait("restart backoff after a crash".into())
@@ -232,6 +238,10 @@ mod tests {
             ("running standby, new delay → configure", standby_role(3_000), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Configure),
             ("running standby streaming → idle", standby_role(0), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Idle),
             ("stuck standby → stop for rewind", standby_role(0), Facts { not_streaming_ms: STUCK_STANDBY_MS, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::StopForRewind),
+            ("unresponsive primary: wait, never start a second server", primary_role(false), facts(PRESENT_PRIMARY, Running::Unresponsive, Some(primary_role(false))), Step::Wait("PostgreSQL runs but does not answer".into())),
+            ("unresponsive standby: wait", standby_role(0), facts(PRESENT_STANDBY, Running::Unresponsive, Some(standby_role(0))), Step::Wait("PostgreSQL runs but does not answer".into())),
+            ("unresponsive, data gone: stop", standby_role(0), facts(DataState::Missing, Running::Unresponsive, None), Step::Stop),
+            ("unresponsive, desired stopped: stop", DesiredRole::Stopped, facts(PRESENT_PRIMARY, Running::Unresponsive, None), Step::Stop),
             ("stuck standby stopped → rewind", standby_role(0), Facts { rewind_requested: true, ..facts(PRESENT_STANDBY, Running::No, Some(standby_role(0))) }, Step::Rewind),
         ];
         for (what, role, facts, want) in cases {
