@@ -240,7 +240,17 @@ impl Agent {
         let now = unix_now_ms();
         let data = match self.shared.data_lost() {
             Some(reason) => DataState::Lost(reason),
-            None => datadir::inspect(&self.data()),
+            None => match datadir::inspect(&self.data()) {
+                // the loop may look before the watchdog does: a directory missing or broken under
+                // a running server is a loss, never a reason to bootstrap or clone over it
+                DataState::Missing | DataState::Invalid(_) if self.server.is_some() => {
+                    DataState::Lost(format!(
+                        "data directory {} vanished under the running server",
+                        self.data().display()
+                    ))
+                }
+                other => other,
+            },
         };
         let running = match (&self.server, &data) {
             (None, _) => Running::No,
