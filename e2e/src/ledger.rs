@@ -28,25 +28,29 @@ impl Ledger {
     /// The longest time without any acknowledged commit between `from` and `to`, and when it
     /// ended (the user-visible write outage).
     pub fn longest_gap_between(&self, from: Instant, to: Instant) -> Option<(Duration, Instant)> {
-        let mut times: Vec<Instant> = self.acks().iter().map(|a| a.at).collect();
-        times.sort();
-        let before = times
-            .iter()
-            .rev()
-            .find(|t| **t <= from)
-            .copied()
-            .unwrap_or(from);
-        let mut prev = before;
-        let mut best: Option<(Duration, Instant)> = None;
-        for t in times.into_iter().filter(|t| *t > from && *t <= to) {
-            let gap = t - prev;
-            if best.is_none_or(|(g, _)| gap > g) {
-                best = Some((gap, t));
-            }
-            prev = t;
-        }
-        best
+        longest_gap(&self.acks(), from, to)
     }
+}
+
+/// The longest stretch without any acknowledged commit in (`from`, `to`], and when it ended.
+pub fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Option<(Duration, Instant)> {
+    let mut times: Vec<Instant> = acks.iter().map(|a| a.at).collect();
+    times.sort();
+    let mut prev = times
+        .iter()
+        .rev()
+        .find(|t| **t <= from)
+        .copied()
+        .unwrap_or(from);
+    let mut best: Option<(Duration, Instant)> = None;
+    for t in times.into_iter().filter(|t| *t > from && *t <= to) {
+        let gap = t - prev;
+        if best.is_none_or(|(g, _)| gap > g) {
+            best = Some((gap, t));
+        }
+        prev = t;
+    }
+    best
 }
 
 pub fn conninfo(port: u16, password: &str) -> String {
@@ -54,6 +58,18 @@ pub fn conninfo(port: u16, password: &str) -> String {
         "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=3 password='{}'",
         password.replace('\'', "\\'")
     )
+}
+
+/// At most one connection attempt per this period while an endpoint refuses (a failover).
+const RETRY_EVERY: Duration = Duration::from_millis(20);
+/// The reader's rate: it measures that reads work, not how many fit.
+const READ_EVERY: Duration = Duration::from_millis(20);
+
+/// A ticker that never bursts to catch up after a long pause (a long-lived connection).
+fn paced(every: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
 }
 
 /// A writer: insert (writer, seq) rows one commit at a time through `port`, reconnecting after
@@ -66,7 +82,10 @@ pub async fn writer(
     stop: Arc<AtomicBool>,
 ) {
     let mut seq: i64 = 0;
+    // connection attempts are paced, not slept on: at most one per RETRY_EVERY
+    let mut attempts = paced(RETRY_EVERY);
     while !stop.load(Ordering::SeqCst) {
+        attempts.tick().await;
         let client = match tokio_postgres::connect(&conninfo(port, &password), NoTls).await {
             Ok((client, conn)) => {
                 tokio::spawn(conn);
@@ -74,7 +93,6 @@ pub async fn writer(
             }
             Err(e) => {
                 record_error(&ledger, format!("writer {id} connect: {e}"));
-                tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
@@ -112,11 +130,15 @@ pub async fn reader(
     stop: Arc<AtomicBool>,
     reads: Arc<std::sync::atomic::AtomicU64>,
 ) {
+    let mut attempts = paced(RETRY_EVERY);
+    let mut reads_due = paced(READ_EVERY);
     while !stop.load(Ordering::SeqCst) {
+        attempts.tick().await;
         if let Ok((client, conn)) = tokio_postgres::connect(&conninfo(port, &password), NoTls).await
         {
             tokio::spawn(conn);
             while !stop.load(Ordering::SeqCst) {
+                reads_due.tick().await;
                 if client
                     .query_one("SELECT count(*) FROM ledger", &[])
                     .await
@@ -125,10 +147,8 @@ pub async fn reader(
                     break;
                 }
                 reads.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -217,26 +217,7 @@ pub async fn lost_on(conninfo: &str, acks: &[Ack]) -> Result<usize, String> {
         .count())
 }
 
-/// The longest stretch without any acknowledged commit in (`from`, `to`], and when it ended.
-pub fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Option<(Duration, Instant)> {
-    let mut times: Vec<Instant> = acks.iter().map(|a| a.at).collect();
-    times.sort();
-    let mut prev = times
-        .iter()
-        .rev()
-        .find(|t| **t <= from)
-        .copied()
-        .unwrap_or(from);
-    let mut best: Option<(Duration, Instant)> = None;
-    for t in times.into_iter().filter(|t| *t > from && *t <= to) {
-        let gap = t - prev;
-        if best.is_none_or(|(g, _)| gap > g) {
-            best = Some((gap, t));
-        }
-        prev = t;
-    }
-    best
-}
+pub use crate::ledger::longest_gap;
 
 /// pgbench against one server; returns TPS (excluding connections).
 pub fn pgbench(

@@ -110,6 +110,11 @@ pub fn run_postgres(program: &str, args: &[&str]) -> Result<String, String> {
         .args(args)
         .output()
         .map_err(|e| format!("{program}: {e}"))?;
+    output_text(out, &format!("{program} {args:?}"))
+}
+
+/// stdout and stderr of a finished program, or an error naming `what` when it failed.
+pub fn output_text(out: std::process::Output, what: &str) -> Result<String, String> {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -118,8 +123,24 @@ pub fn run_postgres(program: &str, args: &[&str]) -> Result<String, String> {
     if out.status.success() {
         Ok(text)
     } else {
-        Err(format!("{program} {args:?} failed: {text}"))
+        Err(format!("{what} failed: {text}"))
     }
+}
+
+/// SIGKILL every pid; returns them so the caller can wait until they are gone.
+pub fn kill9_all(pids: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    pids.into_iter()
+        .inspect(|pid| {
+            let _ = crate::bench::procs::kill9(*pid);
+        })
+        .collect()
+}
+
+/// Wait (bounded) until killed processes have really exited, so their ports and files are free.
+pub fn wait_gone(pids: &[u32]) {
+    let _ = wait_until("killed processes to exit", Duration::from_secs(10), || {
+        pids.iter().all(|p| !crate::bench::procs::alive(*p))
+    });
 }
 
 pub fn random_password() -> String {

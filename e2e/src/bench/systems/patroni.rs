@@ -183,16 +183,7 @@ postgresql:
             .args(args)
             .output()
             .map_err(|e| e.to_string())?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(format!("patronictl {args:?}: {text}"))
-        }
+        super::output_text(out, &format!("patronictl {args:?}"))
     }
 
     fn all_streaming(&self, leader: &str) -> bool {
@@ -292,22 +283,19 @@ impl System for Patroni {
     }
 
     fn down(&mut self) {
+        let mut killed = Vec::new();
         let names: Vec<String> = self.members.keys().cloned().collect();
         for m in names {
             if let Some(mut c) = self.members.remove(&m) {
                 kill_child(&mut c);
             }
-            for pid in self.patroni_pids(&m) {
-                let _ = procs::kill9(pid);
-            }
-            if let Some(pid) = procs::postmaster_pid(&self.data_dir(&m)) {
-                let _ = procs::kill9(pid);
-            }
+            killed.extend(super::kill9_all(self.patroni_pids(&m)));
+            killed.extend(super::kill9_all(procs::postmaster_pid(&self.data_dir(&m))));
         }
         if let Some(mut e) = self.etcd.take() {
             kill_child(&mut e);
         }
-        std::thread::sleep(Duration::from_millis(300));
+        super::wait_gone(&killed);
         self.tmp = None;
     }
 
@@ -387,35 +375,36 @@ impl System for Patroni {
     }
 
     fn switchover(&mut self, to: &str) -> Result<(), String> {
-        // patronictl exits 0 even when Patroni refuses (candidate not yet healthy/in sync): retry
-        // until it reports success.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let leader = self.leader().ok_or("no leader")?;
-            if leader == to {
-                return Ok(());
-            }
-            let out = self.patronictl(&[
-                "switchover",
-                "--primary",
-                &leader,
-                "--candidate",
-                to,
-                "--force",
-            ]);
-            if out
-                .as_deref()
-                .is_ok_and(|o| o.contains("Successfully switched over"))
-            {
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(format!(
-                    "patronictl switchover to {to} kept failing: {out:?}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        // patronictl exits 0 even when Patroni refuses (candidate not yet healthy/in sync): ask
+        // again until it reports success or `to` leads.
+        let mut last = String::new();
+        super::wait_until(
+            &format!("patronictl switchover to {to}"),
+            Duration::from_secs(60),
+            || {
+                let Some(leader) = self.leader() else {
+                    last = "no leader".into();
+                    return false;
+                };
+                if leader == to {
+                    return true;
+                }
+                let out = self.patronictl(&[
+                    "switchover",
+                    "--primary",
+                    &leader,
+                    "--candidate",
+                    to,
+                    "--force",
+                ]);
+                let done = out
+                    .as_deref()
+                    .is_ok_and(|o| o.contains("Successfully switched over"));
+                last = format!("{out:?}");
+                done
+            },
+        )
+        .map_err(|e| format!("{e}; last answer: {last}"))
     }
 
     fn recovers_destroyed_member(&self) -> bool {
@@ -427,11 +416,10 @@ impl System for Patroni {
     }
 
     fn restore_topology(&mut self, timeout: Duration) -> Result<(), String> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
+        super::wait_until("a back as leader with b and c streaming", timeout, || {
             let leader = self.leader();
             if leader.as_deref() == Some("a") && self.all_streaming("a") {
-                return Ok(());
+                return true;
             }
             if let Some(l) = leader.filter(|l| l != "a") {
                 // a must stream from the leader before Patroni takes it as a candidate.
@@ -439,13 +427,8 @@ impl System for Patroni {
                     let _ = self.switchover("a");
                 }
             }
-            if std::time::Instant::now() > deadline {
-                return Err(format!(
-                    "a not back as leader with b and c streaming within {timeout:?}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            false
+        })
     }
 
     fn processes(&self) -> Vec<Proc> {

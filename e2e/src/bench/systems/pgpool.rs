@@ -308,18 +308,15 @@ impl System for Pgpool {
     }
 
     fn down(&mut self) {
+        let mut killed = Vec::new();
         if let Some(mut c) = self.pgpool.take() {
-            for pid in self.pgpool_pids_of(c.id()) {
-                let _ = procs::kill9(pid);
-            }
+            killed.extend(super::kill9_all(self.pgpool_pids_of(c.id())));
             kill_child(&mut c);
         }
         for m in ["a", "b", "c"] {
-            if let Some(pid) = procs::postmaster_pid(&self.data_dir(m)) {
-                let _ = procs::kill9(pid);
-            }
+            killed.extend(super::kill9_all(procs::postmaster_pid(&self.data_dir(m))));
         }
-        std::thread::sleep(Duration::from_millis(300));
+        super::wait_gone(&killed);
         self.tmp = None;
     }
 
