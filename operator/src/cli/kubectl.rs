@@ -115,25 +115,9 @@ pub fn as_table(cluster: &PgReplicaCluster) -> LocalStatus {
             )
         })
         .collect();
-    LocalStatus {
-        cluster: name.clone(),
-        running: true,
-        phase: status.phase.map(|p| format!("{p:?}")),
-        current_primary: status.current_primary.clone(),
-        target_primary: status.target_primary.clone(),
-        timeline: status.timeline,
-        ready_members: status.ready_members.clone(),
-        topology: status.topology.clone(),
-        waiting_for: None,
-        conditions: status.conditions.clone(),
-        last_failover: status.last_failover.clone(),
-        endpoints: Endpoints {
-            rw: names::rw_service(&name),
-            ro: names::ro_service(&name),
-        },
-        members,
-        events: Vec::new(),
-        updated_at: String::new(),
-        status,
-    }
+    let endpoints = Endpoints {
+        rw: names::rw_service(&name),
+        ro: names::ro_service(&name),
+    };
+    LocalStatus::from_status(name, status, endpoints, members)
 }

@@ -385,25 +385,15 @@ fn local_status(
             )
         })
         .collect();
+    let endpoints = Endpoints {
+        rw: format!("{}:{}", state.host, state.rw_port),
+        ro: format!("{}:{}", state.host, state.ro_port),
+    };
     LocalStatus {
-        cluster: state.cluster.clone(),
         running,
-        phase: status.phase.map(|p| format!("{p:?}")),
-        current_primary: status.current_primary.clone(),
-        target_primary: status.target_primary.clone(),
-        timeline: status.timeline,
-        ready_members: status.ready_members.clone(),
-        topology: status.topology.clone(),
         waiting_for: decided.waiting_for.clone(),
-        conditions: status.conditions.clone(),
-        last_failover: status.last_failover.clone(),
-        endpoints: Endpoints {
-            rw: format!("{}:{}", state.host, state.rw_port),
-            ro: format!("{}:{}", state.host, state.ro_port),
-        },
-        members,
         events: events.iter().cloned().collect(),
         updated_at: jiff::Timestamp::now().to_string(),
-        status: status.clone(),
+        ..LocalStatus::from_status(state.cluster.clone(), status.clone(), endpoints, members)
     }
 }

@@ -93,6 +93,33 @@ pub struct LocalStatus {
 }
 
 impl LocalStatus {
+    /// The table's view of a brain status: the copied fields come from `status` once, here.
+    pub fn from_status(
+        cluster: String,
+        status: PgReplicaClusterStatus,
+        endpoints: Endpoints,
+        members: Vec<LocalMember>,
+    ) -> LocalStatus {
+        LocalStatus {
+            cluster,
+            running: true,
+            phase: status.phase.map(|p| format!("{p:?}")),
+            current_primary: status.current_primary.clone(),
+            target_primary: status.target_primary.clone(),
+            timeline: status.timeline,
+            ready_members: status.ready_members.clone(),
+            topology: status.topology.clone(),
+            waiting_for: None,
+            conditions: status.conditions.clone(),
+            last_failover: status.last_failover.clone(),
+            endpoints,
+            members,
+            events: Vec::new(),
+            updated_at: String::new(),
+            status,
+        }
+    }
+
     pub fn load(layout: &Layout) -> Result<Option<LocalStatus>, LocalError> {
         match std::fs::read_to_string(layout.status_file()) {
             Ok(text) => serde_json::from_str(&text)
