@@ -237,6 +237,8 @@ async fn up(
         log_path.display()
     ));
     let began = Instant::now();
+    // a status file from an earlier brain says nothing about this one
+    let started_at = jiff::Timestamp::now();
     let mut last_line = String::new();
     loop {
         if let Ok(Some(exit)) = child.try_wait() {
@@ -246,7 +248,12 @@ async fn up(
                 tail(&log_path, 20)
             )));
         }
-        if let Ok(Some(status)) = LocalStatus::load(&layout) {
+        let fresh = LocalStatus::load(&layout).ok().flatten().filter(|s| {
+            s.updated_at
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|t| t >= started_at)
+        });
+        if let Some(status) = fresh {
             let line = format!(
                 "{} {} primary={} [{}]",
                 status.phase.as_deref().unwrap_or("-"),
@@ -430,6 +437,19 @@ async fn down(dir: Option<&Path>, purge: bool) -> Result<(), LocalError> {
         progress("stopped");
     } else {
         progress("the cluster is not running");
+    }
+    // agents outlive a brain that was killed: stop the ones still running
+    if let Ok(Some(state)) = LocalState::load(&layout) {
+        let names: Vec<String> = state.members.keys().cloned().collect();
+        let mut supervisor = crate::runtime::local::members::Supervisor::new(layout.clone())?;
+        let adopted = supervisor.adopt(&names);
+        if !adopted.is_empty() {
+            progress(&format!(
+                "stopping {} agent(s) left running by a brain that died",
+                adopted.len()
+            ));
+            supervisor.stop_all(Duration::from_secs(90)).await;
+        }
     }
     if purge {
         std::fs::remove_dir_all(&layout.dir)

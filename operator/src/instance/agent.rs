@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::lease::{unix_now_ms, Lease};
-use crate::member::{ActualRole, DataHealth, Desired, DesiredRole};
+use crate::member::{ActualRole, DataHealth, Desired, DesiredRole, Upstream};
 use crate::postgres::{
     config as pgconfig, connect, quote::pgpass_field, slot_name_for, write_private_file,
     BasebackupOpts, Conn, ConnParams, Password, PostgresProcess, Programs, RewindOutcome, RunAs,
@@ -18,7 +18,9 @@ use crate::postgres::{
 
 use super::conf_files::{configured_role, render_conf, render_hba, with_include, OWNED_CONF};
 use super::config::{AgentConfig, REPLICATION_USER, SUPERUSER};
-use super::converge::{next_step, DataState, Facts, Running, Step};
+use super::converge::{
+    next_step, DataState, Facts, Running, Step, UpstreamCheck, STUCK_STANDBY_MS,
+};
 use super::datadir;
 use super::error::AgentError;
 use super::observe;
@@ -31,6 +33,9 @@ const STOP_PATIENCE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF_MS: u64 = 30_000;
 /// How often a standby refreshes its slot copies.
 const SLOT_UPKEEP_EVERY_MS: u64 = 2_000;
+/// How often a standby that would rewind or re-clone looks at its upstream, and for how long.
+const UPSTREAM_CHECK_EVERY_MS: u64 = 1_000;
+const UPSTREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// A server that runs but answers nothing for this long is fenced.
 const UNRESPONSIVE_FENCE_MS: u64 = 10_000;
 
@@ -54,6 +59,9 @@ pub struct Agent {
     stuck_stops: u32,
     next_slot_upkeep_ms: u64,
     unresponsive_since_ms: Option<u64>,
+    /// The last look at the upstream, and when it was taken.
+    upstream_check: UpstreamCheck,
+    upstream_checked_ms: u64,
     last_streaming_ms: u64,
     started_ms: u64,
     origin: Instant,
@@ -99,6 +107,8 @@ impl Agent {
             stuck_stops: 0,
             next_slot_upkeep_ms: 0,
             unresponsive_since_ms: None,
+            upstream_check: UpstreamCheck::NotChecked,
+            upstream_checked_ms: 0,
             last_streaming_ms: 0,
             started_ms: 0,
             origin,
@@ -268,12 +278,16 @@ impl Agent {
         let configured = std::fs::read_to_string(self.data().join(OWNED_CONF))
             .ok()
             .and_then(|c| configured_role(&c));
-        let lease = self.shared.lease.read().await.ok();
+        let lease = self.shared.lease.read().await;
+        let readable = lease.is_ok();
         let lease_holder = lease
+            .ok()
             .filter(|l| !l.free(now))
             .and_then(|l| l.holder.clone());
-        let holds_lease =
-            self.shared.holds_lease() && lease_holder.as_deref() == Some(self.cfg.member.as_str());
+        // An unreadable lease (damaged, API unreachable) says nothing: the keeper, which fences
+        // when it cannot renew in time, knows whether this member still holds it.
+        let holds_lease = self.shared.holds_lease()
+            && (!readable || lease_holder.as_deref() == Some(self.cfg.member.as_str()));
         // a lease still recorded for this member (a restarted agent) is ours to take again
         let lease_holder = lease_holder.filter(|h| h != &self.cfg.member);
         let streaming = self.shared.report().streaming_from.is_some();
@@ -300,6 +314,20 @@ impl Agent {
                 }
             }
         }
+        let repair_wanted = match &data {
+            DataState::Present { standby_signal } => {
+                (running == Running::Standby && not_streaming_ms >= STUCK_STANDBY_MS)
+                    || (running == Running::No
+                        && (!standby_signal || self.rewind_requested || self.rewind_failed))
+            }
+            _ => false,
+        };
+        let upstream = match desired.map(|d| &d.role) {
+            Some(DesiredRole::Standby { upstream, .. }) if repair_wanted => {
+                self.check_upstream(upstream, now).await
+            }
+            _ => UpstreamCheck::NotChecked,
+        };
         Facts {
             data,
             running,
@@ -308,10 +336,47 @@ impl Agent {
             lease_holder,
             not_streaming_ms,
             rewind_failed: self.rewind_failed,
+            upstream,
             rewind_requested: self.rewind_requested,
             restart_not_before_ms: self.restart_not_before_ms,
             now_ms: now,
         }
+    }
+
+    /// Does the upstream answer? Looked at once a second at most.
+    async fn check_upstream(&mut self, upstream: &Upstream, now: u64) -> UpstreamCheck {
+        if self.upstream_check != UpstreamCheck::NotChecked
+            && now.saturating_sub(self.upstream_checked_ms) < UPSTREAM_CHECK_EVERY_MS
+        {
+            return self.upstream_check.clone();
+        }
+        let params = ConnParams::new(upstream.host.clone(), upstream.port, SUPERUSER)
+            .with_password(self.superuser_password.clone())
+            .with_application_name(format!("pgreplica-agent-{}-probe", self.cfg.member));
+        let check = match tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, connect(&params)).await {
+            Ok(Ok(conn)) => match conn.batch("SELECT 1").await {
+                Ok(()) => UpstreamCheck::Answers,
+                Err(e) => UpstreamCheck::Unreachable(e.to_string()),
+            },
+            Ok(Err(e)) => UpstreamCheck::Unreachable(e.to_string()),
+            Err(_) => UpstreamCheck::Unreachable(format!(
+                "no answer within {} ms",
+                UPSTREAM_CHECK_TIMEOUT.as_millis()
+            )),
+        };
+        if check != self.upstream_check {
+            match &check {
+                UpstreamCheck::Unreachable(why) => {
+                    warn!(member = %self.cfg.member, upstream = %upstream.member, %why, "the upstream does not answer: keeping this member's data until it does")
+                }
+                _ => {
+                    info!(member = %self.cfg.member, upstream = %upstream.member, "the upstream answers")
+                }
+            }
+        }
+        self.upstream_check = check.clone();
+        self.upstream_checked_ms = now;
+        check
     }
 
     /// The agent's own connection to its server, reconnected when needed.
@@ -423,17 +488,6 @@ impl Agent {
             return Err(AgentError::Step("clone needs a standby role".into()));
         };
         let data = self.data();
-        let aside = if data.exists() {
-            let aside = self
-                .cfg
-                .member_dir
-                .join(format!("data.aside-{}", unix_now_ms()));
-            std::fs::rename(&data, &aside).map_err(AgentError::io("move old data aside"))?;
-            info!(member = %self.cfg.member, aside = %aside.display(), "moved the old data directory aside; it is deleted once the clone runs");
-            Some(aside)
-        } else {
-            None
-        };
         let tmp = self.cfg.member_dir.join("data.clone");
         remove_dir_if_exists(&tmp)?;
         let opts = BasebackupOpts {
@@ -467,6 +521,19 @@ impl Agent {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e.into());
         }
+        // The old data is moved aside only now that a complete copy exists, and deleted only
+        // once the copy runs.
+        let aside = if data.exists() {
+            let aside = self
+                .cfg
+                .member_dir
+                .join(format!("data.aside-{}", unix_now_ms()));
+            std::fs::rename(&data, &aside).map_err(AgentError::io("move old data aside"))?;
+            info!(member = %self.cfg.member, aside = %aside.display(), "moved the old data directory aside; it is deleted once the new copy runs");
+            Some(aside)
+        } else {
+            None
+        };
         std::fs::rename(&tmp, &data).map_err(AgentError::io("move the clone in place"))?;
         info!(member = %self.cfg.member, from = %upstream.member, seconds = began.elapsed().as_secs_f64(), "clone complete");
         self.shared.set_data_lost(None);
@@ -512,8 +579,18 @@ impl Agent {
                 Ok(())
             }
             Err(e) => {
-                warn!(member = %self.cfg.member, error = %e, "rewind failed: the member will be re-cloned");
-                self.rewind_failed = true;
+                // only an upstream that answers can prove that rewinding cannot work
+                self.upstream_check = UpstreamCheck::NotChecked;
+                let upstream = upstream.clone();
+                match self.check_upstream(&upstream, unix_now_ms()).await {
+                    UpstreamCheck::Answers => {
+                        warn!(member = %self.cfg.member, error = %e, "rewind failed although the upstream answers: the member will be re-cloned (its data is kept until the new copy runs)");
+                        self.rewind_failed = true;
+                    }
+                    _ => {
+                        warn!(member = %self.cfg.member, error = %e, "rewind failed while the upstream does not answer: keeping the data and trying again later");
+                    }
+                }
                 Err(e.into())
             }
         }
@@ -734,11 +811,13 @@ impl Agent {
         };
         let holds = self.shared.holds_lease();
         let crashes = self.crashes;
+        let has_server = self.server.is_some();
         let desired_role = desired.map(|d| &d.role);
         self.shared.update_report(|r| {
             r.desired = desired.cloned();
             r.data = data_health;
             r.holds_lease = holds;
+            r.server_process = has_server;
             r.crashes = crashes;
             r.at_ms = unix_now_ms();
             if system_identifier.is_some() {
@@ -748,6 +827,10 @@ impl Agent {
                 Some(v) => observe::apply(r, v, desired_role),
                 None => {
                     r.running = false;
+                    // an unanswering server keeps what it last said about its receiver
+                    if !has_server {
+                        r.wal_sender = None;
+                    }
                     if r.role != ActualRole::Preparing || !matches!(step, Step::Idle) {
                         r.role = ActualRole::Stopped;
                     }

@@ -26,6 +26,15 @@ pub enum Running {
     Unresponsive,
 }
 
+/// What the agent knows of its upstream's reachability; looked at only when a standby would
+/// otherwise rewind or re-clone from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamCheck {
+    NotChecked,
+    Answers,
+    Unreachable(String),
+}
+
 /// Local facts the decision needs. Times are unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Facts {
@@ -37,8 +46,10 @@ pub struct Facts {
     pub lease_holder: Option<String>,
     /// A standby whose WAL receiver has not streamed for this long.
     pub not_streaming_ms: u64,
-    /// A rewind from the current upstream failed: re-clone instead.
+    /// A rewind from the current upstream failed although it answered: re-clone instead.
     pub rewind_failed: bool,
+    /// Does the upstream answer? Data is rewound or replaced only from an upstream that does.
+    pub upstream: UpstreamCheck,
     /// A stuck standby was stopped to be rewound.
     pub rewind_requested: bool,
     /// No restart before this time (crash backoff).
@@ -135,8 +146,11 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
             Step::Wait("PostgreSQL runs but does not answer".into())
         }
         (DataState::Present { standby_signal }, Running::No) => {
+            let repair = facts.rewind_failed || !standby_signal || facts.rewind_requested;
             if facts.now_ms < facts.restart_not_before_ms {
                 Step::Wait("restart backoff after a crash".into())
+            } else if let (true, Some(wait)) = (repair, upstream_wait(desired, facts)) {
+                wait
             } else if facts.rewind_failed {
                 Step::Clone
             } else if !standby_signal || facts.rewind_requested {
@@ -151,11 +165,27 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
             if !configured {
                 Step::Configure
             } else if facts.not_streaming_ms >= STUCK_STANDBY_MS {
-                Step::StopForRewind
+                upstream_wait(desired, facts).unwrap_or(Step::StopForRewind)
             } else {
                 Step::Idle
             }
         }
+    }
+}
+
+/// A standby that would rewind or re-clone waits while its upstream does not answer: an
+/// unreachable upstream proves nothing about the data, which is kept as it is.
+fn upstream_wait(desired: &Desired, facts: &Facts) -> Option<Step> {
+    let upstream = match &desired.role {
+        DesiredRole::Standby { upstream, .. } => upstream.member.as_str(),
+        _ => "the upstream",
+    };
+    match &facts.upstream {
+        UpstreamCheck::Answers => None,
+        UpstreamCheck::NotChecked => Some(Step::Wait(format!("checking whether {upstream} answers"))),
+        UpstreamCheck::Unreachable(why) => Some(Step::Wait(format!(
+            "not streaming: {upstream} does not answer ({why}); keeping this member's data until it does"
+        ))),
     }
 }
 
@@ -194,6 +224,7 @@ mod tests {
             lease_holder: None,
             not_streaming_ms: 0,
             rewind_failed: false,
+            upstream: UpstreamCheck::Answers,
             rewind_requested: false,
             restart_not_before_ms: 0,
             now_ms: 1_000,
@@ -206,6 +237,14 @@ mod tests {
     const PRESENT_STANDBY: DataState = DataState::Present {
         standby_signal: true,
     };
+
+    fn unreachable() -> UpstreamCheck {
+        UpstreamCheck::Unreachable("connection refused".into())
+    }
+
+    fn wait_unreachable() -> Step {
+        Step::Wait("not streaming: a does not answer (connection refused); keeping this member's data until it does".into())
+    }
 
     #[test]
     fn decisions() {
@@ -243,6 +282,14 @@ mod tests {
             ("unresponsive, data gone: stop", standby_role(0), facts(DataState::Missing, Running::Unresponsive, None), Step::Stop),
             ("unresponsive, desired stopped: stop", DesiredRole::Stopped, facts(PRESENT_PRIMARY, Running::Unresponsive, None), Step::Stop),
             ("stuck standby stopped → rewind", standby_role(0), Facts { rewind_requested: true, ..facts(PRESENT_STANDBY, Running::No, Some(standby_role(0))) }, Step::Rewind),
+            // issue 10, defect 2: an unreachable upstream never costs a standby its data
+            ("stuck standby, upstream unreachable → keep running", standby_role(0), Facts { not_streaming_ms: STUCK_STANDBY_MS * 4, upstream: unreachable(), ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, wait_unreachable()),
+            ("stuck standby, upstream not checked yet → wait", standby_role(0), Facts { not_streaming_ms: STUCK_STANDBY_MS, upstream: UpstreamCheck::NotChecked, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Wait("checking whether a answers".into())),
+            ("rewind wanted, upstream unreachable → wait", standby_role(0), Facts { rewind_requested: true, upstream: unreachable(), ..facts(PRESENT_STANDBY, Running::No, Some(standby_role(0))) }, wait_unreachable()),
+            ("former primary, upstream unreachable → wait, no rewind", standby_role(0), Facts { upstream: unreachable(), ..facts(PRESENT_PRIMARY, Running::No, None) }, wait_unreachable()),
+            ("rewind failed, upstream unreachable → wait, no clone", standby_role(0), Facts { rewind_failed: true, upstream: unreachable(), ..facts(PRESENT_PRIMARY, Running::No, None) }, wait_unreachable()),
+            ("healthy standby data, upstream unreachable → start anyway", standby_role(0), Facts { upstream: unreachable(), ..facts(PRESENT_STANDBY, Running::No, Some(standby_role(0))) }, Step::Start),
+            ("missing data, upstream unreachable → clone attempt (nothing to lose)", standby_role(0), Facts { upstream: unreachable(), ..facts(DataState::Missing, Running::No, None) }, Step::Clone),
         ];
         for (what, role, facts, want) in cases {
             let desired = Desired {

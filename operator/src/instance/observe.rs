@@ -15,6 +15,8 @@ pub struct ServerView {
     pub replay_lag_seconds: Option<f64>,
     /// Host and port of the server the WAL receiver streams from, when streaming.
     pub streaming_from: Option<(Option<String>, u16)>,
+    /// Host and port the WAL receiver is connected to, in any state.
+    pub connected_to: Option<(Option<String>, u16)>,
     pub standbys: Vec<StandbyView>,
 }
 
@@ -45,6 +47,7 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
             replayed_lsn: None,
             replay_lag_seconds: None,
             streaming_from: None,
+            connected_to: None,
             standbys,
         });
     }
@@ -60,6 +63,9 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
                 .unwrap_or(0.0)
         }),
     };
+    let connected_to = receiver
+        .as_ref()
+        .and_then(|w| w.sender_port.map(|port| (w.sender_host.clone(), port)));
     let streaming_from = receiver
         .filter(|w| w.status == "streaming")
         .and_then(|w| w.sender_port.map(|port| (w.sender_host, port)));
@@ -71,6 +77,7 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
         replayed_lsn: replayed,
         replay_lag_seconds: lag,
         streaming_from,
+        connected_to,
         standbys: Vec::new(),
     })
 }
@@ -89,6 +96,13 @@ pub fn apply(report: &mut MemberReport, view: &ServerView, desired: Option<&Desi
     report.replayed_lsn = view.replayed_lsn;
     report.replay_lag_seconds = view.replay_lag_seconds;
     report.standbys = view.standbys.clone();
+    report.wal_sender = view
+        .connected_to
+        .as_ref()
+        .map(|(host, port)| crate::member::WalSender {
+            host: host.clone(),
+            port: *port,
+        });
     report.streaming_from = match (desired, &view.streaming_from) {
         (Some(DesiredRole::Standby { upstream, .. }), Some((host, port)))
             if *port == upstream.port && host.as_deref().is_none_or(|h| h == upstream.host) =>

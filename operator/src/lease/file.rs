@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{Lease, LeaseError, LeaseRecord};
 
@@ -21,11 +21,32 @@ use super::{Lease, LeaseError, LeaseRecord};
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 const LOCK_POLL_MAX: Duration = Duration::from_millis(10);
 
+/// A damaged record is taken over only after it was seen damaged for a whole lease duration,
+/// with no gap longer than this between two looks (a gap may hide a repair by the holder).
+const DAMAGE_LOOK_GAP_MS: u64 = 1_000;
+
 /// A lease stored in a JSON file; any number of processes and tasks may share one path.
+///
+/// A record that cannot be parsed (a damaged file) is not a permanent outage: the holder that
+/// still holds it by its own last renewal writes it again; a contender takes it once it saw the
+/// damage for a whole lease duration (the previous holder's validity has then run out).
 #[derive(Debug, Clone)]
 pub struct FileLease {
     paths: Arc<Paths>,
+    memory: Arc<std::sync::Mutex<Memory>>,
 }
+
+/// What this process remembers of the lease.
+#[derive(Debug, Default)]
+struct Memory {
+    /// The record this process last wrote as its holder.
+    mine: Option<LeaseRecord>,
+    /// First and last look at a damaged record, in one unbroken run of looks.
+    damaged: Option<(u64, u64)>,
+}
+
+/// What to do with a damaged record: the result, and the record to write instead (if any).
+type DamageOutcome<R> = Result<(R, Option<LeaseRecord>), LeaseError>;
 
 #[derive(Debug)]
 struct Paths {
@@ -43,6 +64,7 @@ impl FileLease {
         let temp = with_suffix(&record, ".tmp");
         FileLease {
             paths: Arc::new(Paths { record, lock, temp }),
+            memory: Arc::default(),
         }
     }
 
@@ -51,25 +73,70 @@ impl FileLease {
     }
 
     /// Apply `change` to the stored record under the lock; `change` says whether to write back.
-    async fn update<R, F>(&self, change: F) -> Result<R, LeaseError>
+    /// A damaged record goes to `damaged` instead, with this process's memory of the lease.
+    async fn update<R, F, D>(&self, change: F, damaged: D) -> Result<R, LeaseError>
     where
         F: FnOnce(&mut LeaseRecord) -> Result<(R, bool), LeaseError> + Send + 'static,
+        D: FnOnce(&mut Memory, &LeaseError) -> DamageOutcome<R> + Send + 'static,
         R: Send + 'static,
     {
         let paths = Arc::clone(&self.paths);
+        let memory = Arc::clone(&self.memory);
         tokio::task::spawn_blocking(move || {
             let lock = open_lock(&paths.lock)?;
             lock_exclusive(&lock, &paths.lock)?;
-            let mut record = read_record(&paths.record)?;
-            let (result, write) = change(&mut record)?;
-            if write {
-                write_record(&paths, &record)?;
-            }
+            let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner());
+            let result = match read_record(&paths.record) {
+                Ok(mut record) => {
+                    memory.damaged = None;
+                    let (result, write) = change(&mut record)?;
+                    if write {
+                        write_record(&paths, &record)?;
+                    }
+                    memory.mine = record.holder.is_some().then_some(record);
+                    result
+                }
+                Err(e @ LeaseError::Corrupt { .. }) => {
+                    let (result, replace) = damaged(&mut memory, &e)?;
+                    if let Some(record) = replace {
+                        write_record(&paths, &record)?;
+                        memory.damaged = None;
+                        memory.mine = record.holder.is_some().then_some(record);
+                    }
+                    result
+                }
+                Err(e) => return Err(e),
+            };
             // Dropping the file releases the lock, also on the error paths above.
             drop(lock);
             Ok(result)
         })
         .await?
+    }
+}
+
+impl Memory {
+    /// This process holds the lease by its own last write, whatever the file says now.
+    fn still_mine(&self, who: &str, now_ms: u64) -> Option<LeaseRecord> {
+        self.mine
+            .clone()
+            .filter(|r| r.is_held_by(who, now_ms))
+            .map(|r| LeaseRecord {
+                renewed_at_ms: r.renewed_at_ms.max(now_ms),
+                ..r
+            })
+    }
+
+    /// Has the record been seen damaged, without a gap, for at least `duration_ms`?
+    fn damaged_for(&mut self, duration_ms: u64, now_ms: u64) -> bool {
+        let (first, _) = match self.damaged {
+            Some((first, last)) if now_ms.saturating_sub(last) <= DAMAGE_LOOK_GAP_MS => {
+                (first, now_ms)
+            }
+            _ => (now_ms, now_ms),
+        };
+        self.damaged = Some((first, now_ms));
+        now_ms.saturating_sub(first) >= duration_ms
     }
 }
 
@@ -87,42 +154,87 @@ impl Lease for FileLease {
     ) -> Result<bool, LeaseError> {
         let who = who.to_string();
         let path = self.paths.record.clone();
-        self.update(move |record| {
-            let before = record.transitions;
-            let held = record.acquire(&who, duration_ms, now_ms)?;
-            if record.transitions != before {
-                info!(lease = %path.display(), holder = %who, term = record.transitions, duration_ms, "lease acquired");
-            } else if !held {
-                debug!(lease = %path.display(), wanted_by = %who, holder = ?record.holder, "lease held by another member");
-            }
-            Ok((held, held))
-        })
+        let who2 = who.clone();
+        let path2 = path.clone();
+        self.update(
+            move |record| {
+                let before = record.transitions;
+                let held = record.acquire(&who, duration_ms, now_ms)?;
+                if record.transitions != before {
+                    info!(lease = %path.display(), holder = %who, term = record.transitions, duration_ms, "lease acquired");
+                } else if !held {
+                    debug!(lease = %path.display(), wanted_by = %who, holder = ?record.holder, "lease held by another member");
+                }
+                Ok((held, held))
+            },
+            move |memory, damage| {
+                if who2.is_empty() {
+                    return Err(LeaseError::EmptyHolder);
+                }
+                if let Some(mine) = memory.still_mine(&who2, now_ms) {
+                    warn!(lease = %path2.display(), holder = %who2, %damage, "lease file damaged: written again by its holder");
+                    return Ok((true, Some(mine)));
+                }
+                if !memory.damaged_for(duration_ms, now_ms) {
+                    return Ok((false, None));
+                }
+                let term = memory.mine.as_ref().map_or(0, |r| r.transitions) + 1;
+                warn!(lease = %path2.display(), holder = %who2, %damage, "lease file damaged for a whole lease duration: taken over and written again");
+                let record = LeaseRecord {
+                    holder: Some(who2.clone()),
+                    renewed_at_ms: now_ms,
+                    duration_ms,
+                    transitions: term,
+                };
+                Ok((true, Some(record)))
+            },
+        )
         .await
     }
 
     async fn renew(&self, who: &str, now_ms: u64) -> Result<bool, LeaseError> {
         let who = who.to_string();
         let path = self.paths.record.clone();
-        self.update(move |record| {
-            let renewed = record.renew(&who, now_ms);
-            if !renewed {
-                info!(lease = %path.display(), member = %who, holder = ?record.holder, "lease not renewed: not held by this member");
-            }
-            Ok((renewed, renewed))
-        })
+        let who2 = who.clone();
+        let path2 = path.clone();
+        self.update(
+            move |record| {
+                let renewed = record.renew(&who, now_ms);
+                if !renewed {
+                    info!(lease = %path.display(), member = %who, holder = ?record.holder, "lease not renewed: not held by this member");
+                }
+                Ok((renewed, renewed))
+            },
+            move |memory, damage| match memory.still_mine(&who2, now_ms) {
+                Some(mine) => {
+                    warn!(lease = %path2.display(), holder = %who2, %damage, "lease file damaged: written again by its holder");
+                    Ok((true, Some(mine)))
+                }
+                None => Ok((false, None)),
+            },
+        )
         .await
     }
 
     async fn release(&self, who: &str) -> Result<(), LeaseError> {
         let who = who.to_string();
         let path = self.paths.record.clone();
-        self.update(move |record| {
-            let released = record.release(&who);
-            if released {
-                info!(lease = %path.display(), member = %who, "lease released");
-            }
-            Ok(((), released))
-        })
+        let who2 = who.clone();
+        self.update(
+            move |record| {
+                let released = record.release(&who);
+                if released {
+                    info!(lease = %path.display(), member = %who, "lease released");
+                }
+                Ok(((), released))
+            },
+            move |memory, _| {
+                let free = memory
+                    .still_mine(&who2, u64::MIN)
+                    .map(|r| LeaseRecord { holder: None, ..r });
+                Ok(((), free))
+            },
+        )
         .await
     }
 }
@@ -299,11 +411,8 @@ mod tests {
             lease.read().await,
             Err(LeaseError::Corrupt { .. })
         ));
-        assert!(matches!(
-            lease.try_acquire("a", 3_000, 0).await,
-            Err(LeaseError::Corrupt { .. })
-        ));
-        // The corrupt record was not replaced by a guess.
+        assert!(!lease.try_acquire("a", 3_000, 0).await.expect("no error"));
+        // The damaged record was not replaced by a guess at the first look.
         assert_eq!(std::fs::read(lease.path()).expect("read"), b"not json");
 
         let nowhere = FileLease::new(dir.path().join("missing-dir").join("lease.json"));
@@ -311,6 +420,67 @@ mod tests {
             nowhere.try_acquire("a", 3_000, 0).await,
             Err(LeaseError::Io { .. })
         ));
+    }
+
+    /// Issue 10, defect 3: garbage in the lease file stopped all writes for good.
+    #[tokio::test]
+    async fn a_damaged_record_is_written_again_by_its_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let holder = lease_in(&dir);
+        let other = lease_in(&dir);
+        assert!(holder
+            .try_acquire("a", 3_000, 1_000)
+            .await
+            .expect("acquire"));
+        std::fs::write(holder.path(), b"\x00garbage").expect("write");
+        assert!(
+            holder.renew("a", 2_000).await.expect("renew"),
+            "the holder keeps it"
+        );
+        let record = holder.read().await.expect("readable again");
+        assert_eq!(record.holder.as_deref(), Some("a"));
+        assert_eq!(record.renewed_at_ms, 2_000);
+        // ...but not once its own validity ran out
+        std::fs::write(holder.path(), b"garbage").expect("write");
+        assert!(!holder.renew("a", 5_001).await.expect("renew"));
+        assert!(!other.try_acquire("b", 3_000, 5_001).await.expect("acquire"));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_is_taken_over_after_a_whole_duration_of_unbroken_looks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let contender = lease_in(&dir);
+        std::fs::write(contender.path(), b"garbage").expect("write");
+        // looks 500 ms apart: taken at the first look a whole duration after the first
+        for now in [10_000u64, 10_500, 11_000, 11_500, 12_000, 12_500] {
+            assert!(
+                !contender.try_acquire("b", 3_000, now).await.expect("look"),
+                "{now}"
+            );
+        }
+        assert!(contender
+            .try_acquire("b", 3_000, 13_000)
+            .await
+            .expect("look"));
+        let record = contender.read().await.expect("written again");
+        assert_eq!(record.holder.as_deref(), Some("b"));
+        // a gap between looks starts the count again: the holder may have repaired it meanwhile
+        let dir = tempfile::tempdir().expect("tempdir");
+        let contender = lease_in(&dir);
+        std::fs::write(contender.path(), b"garbage").expect("write");
+        assert!(!contender
+            .try_acquire("b", 3_000, 10_000)
+            .await
+            .expect("look"));
+        assert!(!contender
+            .try_acquire("b", 3_000, 14_000)
+            .await
+            .expect("look after a gap"));
+        assert!(!contender
+            .try_acquire("b", 3_000, 16_500)
+            .await
+            .expect("look after a gap"));
+        assert_eq!(std::fs::read(contender.path()).expect("read"), b"garbage");
     }
 
     #[tokio::test]

@@ -47,6 +47,26 @@ pub struct StandbyView {
     pub replay_lag_seconds: Option<f64>,
 }
 
+/// Where a standby's WAL receiver is connected, whatever its state (`pg_stat_wal_receiver`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WalSender {
+    pub host: Option<String>,
+    pub port: u16,
+}
+
+impl WalSender {
+    /// Could this receiver be connected to a server listening at `host:port`? A receiver
+    /// without a host (a socket) is assumed to be.
+    pub fn may_be(&self, host: &str, port: u16) -> bool {
+        self.port == port && self.host.as_deref().is_none_or(|h| h == host)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// The agent's whole report; the brain's only view of a member.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -69,6 +89,15 @@ pub struct MemberReport {
     pub replay_lag_seconds: Option<f64>,
     /// Standby: the member it streams from, when its WAL receiver is streaming.
     pub streaming_from: Option<String>,
+    /// Standby: the server its WAL receiver is connected to, in any state (a receiver that is
+    /// connected can confirm commits to that server).
+    #[serde(default)]
+    pub wal_sender: Option<WalSender>,
+    /// A PostgreSQL server process exists, whether or not it answers (`running` means it
+    /// answers). A server that does not answer may still confirm or acknowledge commits through
+    /// connections it already has. Reports without the field are taken to have one.
+    #[serde(default = "yes")]
+    pub server_process: bool,
     /// Primary: every connected standby.
     #[serde(default)]
     pub standbys: Vec<StandbyView>,
@@ -104,6 +133,8 @@ impl MemberReport {
             replayed_lsn: None,
             replay_lag_seconds: None,
             streaming_from: None,
+            wal_sender: None,
+            server_process: false,
             standbys: Vec::new(),
             shutdown_checkpoint: None,
             converged: false,
@@ -123,6 +154,20 @@ impl MemberReport {
         self.running
             && self.role == ActualRole::Standby
             && self.streaming_from.as_deref() == Some(upstream)
+    }
+
+    /// Nothing of this member can confirm a commit to a server at `host:port`: no server process,
+    /// or a WAL receiver connected elsewhere (or none).
+    pub fn severed_from(&self, host: &str, port: u16) -> bool {
+        if !self.running {
+            // a server that does not answer may still stream: only no server at all is proof
+            return !self.server_process;
+        }
+        self.role == ActualRole::Primary
+            || self
+                .wal_sender
+                .as_ref()
+                .is_none_or(|s| !s.may_be(host, port))
     }
 
     /// The agent knows its data is gone or unusable.

@@ -11,6 +11,7 @@ use crate::api::{PgReplicaClusterSpec, PgReplicaClusterStatus, Replication};
 use crate::member::{ActualRole, DataHealth, MemberReport};
 
 use super::input::Input;
+use super::sever::position;
 
 /// The member to promote, or the reason no member can be promoted safely.
 pub fn choose(input: &Input<'_>, lost: &str) -> Result<String, String> {
@@ -21,33 +22,50 @@ pub fn choose(input: &Input<'_>, lost: &str) -> Result<String, String> {
         ));
     }
     let mut eligible: Vec<&MemberReport> = Vec::new();
+    // Synchronous members that may not be promoted: one of them may be the only member that
+    // confirmed a commit, so the candidate must hold at least what they hold.
+    let mut witnesses: Vec<&MemberReport> = Vec::new();
     let mut reasons = Vec::new();
     for name in &was_synchronous {
-        if !may_promote(input.spec, name) {
-            reasons.push(format!(
-                "{name} is not a promotable Sync member in the spec"
-            ));
-            continue;
-        }
         let Some(report) = input.report(name) else {
             let why = input.unknown_why(name).unwrap_or("unknown");
             return Err(format!(
                 "{name} was synchronous and its state is unknown ({why}): waiting for it rather than promote a member that may be behind"
             ));
         };
+        if !may_promote(input.spec, name) {
+            reasons.push(format!(
+                "{name} is not a promotable Sync member in the spec"
+            ));
+            witnesses.push(report);
+            continue;
+        }
         match eligibility(report) {
             Ok(()) => eligible.push(report),
             Err(why) => reasons.push(format!("{name} {why}")),
         }
     }
     eligible.sort_by(|a, b| rank(a, b));
-    match eligible.first() {
-        Some(best) => Ok(best.member.clone()),
-        None => Err(format!(
+    let Some(best) = eligible.first() else {
+        return Err(format!(
             "no safe candidate to replace {lost}: {}",
             reasons.join("; ")
-        )),
+        ));
+    };
+    let have = position(best);
+    for w in witnesses {
+        if let Some(theirs) = position(w).filter(|p| have.is_none_or(|h| *p > h)) {
+            return Err(format!(
+                "{} is not promotable and holds WAL up to {theirs}, more than the best candidate {} ({}): promoting {} could lose commits only {} confirmed",
+                w.member,
+                best.member,
+                have.map(|h| h.to_string()).unwrap_or_else(|| "nothing".into()),
+                best.member,
+                w.member
+            ));
+        }
     }
+    Ok(best.member.clone())
 }
 
 /// Members the primary last reported as `sync` or `potential`.

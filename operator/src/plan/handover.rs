@@ -9,6 +9,7 @@ use super::candidates;
 use super::input::Input;
 use super::output::{EventReason, Plan};
 use super::report::rfc3339;
+use super::sever;
 use super::topology::{followers, primary_desired, standby_desired, stopped};
 
 /// No primary yet: bootstrap on the preferred member (or adopt one that already runs).
@@ -335,13 +336,47 @@ fn handover(input: &Input<'_>, current: &str, target: &str, plan: &mut Plan) {
             stopped(format!("fenced: {target} is taking over from {current}")),
         );
     }
-    followers(input, plan, current, &[current, target]);
+    // Every other member streams from the target from now on (cascading until it is promoted):
+    // none of them may go on confirming the old primary's commits.
+    followers(input, plan, target, &[current, target]);
     let keep_following = |plan: &mut Plan, why: String| {
         if let Some(d) = standby_desired(input, target, current, format!("stream from {current}")) {
             plan.desired.insert(target.to_string(), d);
         }
         plan.waiting_for = Some(why);
     };
+    if let Some(why) = sever::not_yet_severed(input, current, target) {
+        keep_following(plan, why);
+        return;
+    }
+    match sever::ahead_of_target(input, current, target) {
+        sever::Ahead::No => {}
+        sever::Ahead::Retarget(better, why) => {
+            plan.event(
+                EventReason::FailoverStarted,
+                Some(&better),
+                format!("{current} → {better}: {why}"),
+            );
+            plan.status.target_primary = Some(better.clone());
+            if let Some(record) = plan.status.last_failover.as_mut() {
+                if record.finished_at.is_none() {
+                    record.to = better.clone();
+                }
+            }
+            followers(input, plan, &better, &[current, &better]);
+            if let Some(d) =
+                standby_desired(input, &better, current, format!("stream from {current}"))
+            {
+                plan.desired.insert(better.clone(), d);
+            }
+            plan.waiting_for = Some(format!("{better} to take over from {current}"));
+            return;
+        }
+        sever::Ahead::Wait(why) => {
+            keep_following(plan, why);
+            return;
+        }
+    }
     if let Some(checkpoint) = old.and_then(|r| r.shutdown_checkpoint) {
         let have = new
             .map(|r| r.received_lsn.max(r.replayed_lsn))

@@ -34,6 +34,65 @@ pub struct Address {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct LeaseView {
     pub holder: Option<String>,
+    /// The lease could not be read (a damaged record, an unreachable store): why. The runtime
+    /// then counts it as held by the primary of record for one lease duration, then as expired.
+    pub unreadable: Option<String>,
+}
+
+impl LeaseView {
+    /// The lease as the brain counts it, from one read of the store: the valid holder, or why it
+    /// could not be read. An unreadable lease counts as held by the primary of record for one
+    /// lease duration after it was first found unreadable (`unreadable_since`, kept by the
+    /// runtime), then as expired — never as a permanent outage.
+    pub fn counted(
+        read: Result<Option<String>, String>,
+        unreadable_since: &mut Option<u64>,
+        primary: Option<&str>,
+        duration_ms: u64,
+        now_ms: u64,
+    ) -> LeaseView {
+        match read {
+            Ok(holder) => {
+                *unreadable_since = None;
+                LeaseView {
+                    holder,
+                    unreadable: None,
+                }
+            }
+            Err(why) => {
+                let since = *unreadable_since.get_or_insert(now_ms);
+                let within = now_ms.saturating_sub(since) < duration_ms;
+                LeaseView {
+                    holder: primary.filter(|_| within).map(String::from),
+                    unreadable: Some(why),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeaseView;
+
+    #[test]
+    fn an_unreadable_lease_counts_as_held_for_one_duration_then_expired() {
+        let mut since = None;
+        type Read = Result<Option<String>, String>;
+        let cases: [(u64, Read, Option<&str>, bool); 6] = [
+            (1_000, Ok(Some("a".into())), Some("a"), false),
+            (2_000, Err("garbage".into()), Some("a"), true),
+            (5_999, Err("garbage".into()), Some("a"), true),
+            (6_000, Err("garbage".into()), None, true),
+            (6_100, Ok(None), None, false),
+            (6_200, Err("garbage".into()), Some("a"), true),
+        ];
+        for (now, read, holder, unreadable) in cases {
+            let v = LeaseView::counted(read, &mut since, Some("a"), 4_000, now);
+            assert_eq!(v.holder.as_deref(), holder, "at {now}");
+            assert_eq!(v.unreadable.is_some(), unreadable, "at {now}");
+        }
+    }
 }
 
 /// Everything `plan` decides from. No I/O happens behind any of it.

@@ -7,6 +7,7 @@ mod handover;
 mod input;
 mod output;
 mod report;
+mod sever;
 mod sync;
 mod topology;
 

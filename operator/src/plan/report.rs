@@ -72,6 +72,17 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             last_event,
         });
     }
+    // The declared durability is in effect: with a Sync member streaming, the primary names a
+    // synchronous standby (right after bootstrap the sync names may not be set yet).
+    let sync_streaming = current.as_deref().is_some_and(|c| {
+        input.spec.members.iter().any(|m| {
+            m.name != c
+                && m.replication == Replication::Sync
+                && members.iter().any(|s| s.name == m.name && s.ready)
+        })
+    });
+    let durable = !sync_streaming
+        || primary_report.is_some_and(|p| p.standbys.iter().any(|s| s.sync_state == "sync"));
     let ready_count = members.iter().filter(|m| m.ready).count();
     plan.routes.rw = current
         .clone()
@@ -89,7 +100,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
     status.members = members;
     status.observed_generation = Some(input.generation);
     let handing_over = status.target_primary != status.current_primary;
-    let all_ready = ready_count == input.spec.members.len();
+    let all_ready = ready_count == input.spec.members.len() && durable;
     let available = plan.routes.rw.is_some();
     status.phase = Some(if plan.blocked.is_some() {
         Phase::Blocked
@@ -125,8 +136,25 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             },
             if all_ready {
                 format!("{ready_count} members ready")
+            } else if not_ready.is_empty() {
+                "waiting for the primary to name a synchronous standby (durability not in effect yet)".into()
             } else {
                 format!("not ready: {}", not_ready.join(", "))
+            },
+        ),
+        condition(
+            "LeaseReadable",
+            input.lease.unreadable.is_none(),
+            if input.lease.unreadable.is_some() {
+                "LeaseUnreadable"
+            } else {
+                "LeaseReadable"
+            },
+            match &input.lease.unreadable {
+                Some(why) => format!(
+                    "the lease cannot be read ({why}); it counts as held by the primary of record for one lease duration, then as expired, and the holder writes it again"
+                ),
+                None => "the lease can be read".into(),
             },
         ),
         condition(
@@ -153,6 +181,8 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             },
             if all_ready {
                 "every member is ready".into()
+            } else if not_ready.is_empty() {
+                "the primary names no synchronous standby yet".into()
             } else {
                 format!("not ready: {}", not_ready.join(", "))
             },

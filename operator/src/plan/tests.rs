@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::api::validate::parse_and_validate;
 use crate::api::{MemberStatus, PgReplicaClusterSpec, PgReplicaClusterStatus, Role};
-use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport, StandbyView};
+use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport, StandbyView, WalSender};
 use crate::postgres::Lsn;
 
 const LAB: &str = r#"
@@ -37,6 +37,7 @@ fn primary(name: &str, lsn: u64, standbys: &[(&str, &str)]) -> Observation {
     let mut r = MemberReport::new(name);
     r.role = ActualRole::Primary;
     r.running = true;
+    r.server_process = true;
     r.data = DataHealth::Healthy;
     r.holds_lease = true;
     r.timeline = Some(1);
@@ -64,6 +65,11 @@ fn standby(name: &str, upstream: &str, received: u64) -> Observation {
     r.received_lsn = Some(Lsn(received));
     r.replayed_lsn = Some(Lsn(received));
     r.streaming_from = Some(upstream.to_string());
+    r.server_process = true;
+    r.wal_sender = addresses().get(upstream).map(|a| WalSender {
+        host: Some(a.host.clone()),
+        port: a.port,
+    });
     Observation::Reported(Box::new(r))
 }
 
@@ -168,6 +174,7 @@ impl World {
         let addresses = addresses();
         let lease = LeaseView {
             holder: self.lease.map(String::from),
+            unreadable: None,
         };
         plan(&Input {
             cluster: "lab",
@@ -344,7 +351,11 @@ fn data_loss_fails_over_to_the_sync_standby_at_once() {
         role(&p, "b").as_deref(),
         Some("primary(bootstrap=false, sync='')")
     );
-    assert_eq!(role(&p, "c").as_deref(), Some("standby(a, 3000ms)"));
+    assert_eq!(
+        role(&p, "c").as_deref(),
+        Some("standby(b, 3000ms)"),
+        "re-pointed to the target before it is promoted"
+    );
     assert_eq!(
         reasons(&p),
         vec!["PrimaryLost", "FailoverStarted", "Fenced"]
@@ -1037,4 +1048,372 @@ fn a_first_clone_is_cloning_and_a_lost_member_is_recloning() {
         ],
     );
     assert_eq!(reasons(&w.plan()), vec!["Recloning"]);
+}
+
+const TWO_SYNC: &str =
+    "    - {name: c, replication: Async, applyDelay: 3s}\n    - {name: d, replication: Sync}";
+
+fn two_sync(edit: &[(&str, &str)]) -> PgReplicaClusterSpec {
+    let mut edits = vec![(
+        "    - {name: c, replication: Async, applyDelay: 3s}",
+        TWO_SYNC,
+    )];
+    edits.extend_from_slice(edit);
+    spec(&edits)
+}
+
+/// The primary's agent stalls (SIGSTOP) while its PostgreSQL keeps running: b is chosen, but d
+/// still streams from a and would confirm a's commits after b is promoted (issue 10, defect 1).
+#[test]
+fn sever_then_promote() {
+    let a_stalled = unknown;
+    let d_at = |upstream: &str, lsn: u64| standby("d", upstream, lsn);
+    // (what, a, d, lease holder, expected role of b, expected role of d, waiting fragment)
+    type Case = (
+        &'static str,
+        Observation,
+        Observation,
+        Option<&'static str>,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "a unseen, d still streams from a: d re-pointed to b, b not promoted",
+            a_stalled(),
+            d_at("a", 100),
+            None,
+            "standby(a, 0ms)",
+            "standby(b, 0ms)",
+            "d still replicates from a",
+        ),
+        (
+            "a unseen, d's receiver connected to a but not streaming: still waits",
+            a_stalled(),
+            with(d_at("a", 100), |r| r.streaming_from = None),
+            None,
+            "standby(a, 0ms)",
+            "standby(b, 0ms)",
+            "d still replicates from a",
+        ),
+        (
+            "a unseen, d cannot be seen: waits for it",
+            a_stalled(),
+            unknown(),
+            None,
+            "standby(a, 0ms)",
+            "standby(b, 0ms)",
+            "d cannot be seen",
+        ),
+        (
+            "a unseen, d's server does not answer: waits",
+            a_stalled(),
+            with(d_at("a", 100), |r| {
+                r.running = false;
+                r.role = ActualRole::Stopped;
+            }),
+            None,
+            "standby(a, 0ms)",
+            "standby(b, 0ms)",
+            "d still replicates from a",
+        ),
+        (
+            "a unseen, d streams from b: promote b",
+            a_stalled(),
+            d_at("b", 100),
+            None,
+            "primary(bootstrap=false, sync='')",
+            "standby(b, 0ms)",
+            "b to promote",
+        ),
+        (
+            "a unseen, d stopped (no server): promote b",
+            a_stalled(),
+            with(d_at("a", 100), |r| {
+                r.running = false;
+                r.server_process = false;
+                r.role = ActualRole::Stopped;
+                r.wal_sender = None;
+            }),
+            None,
+            "primary(bootstrap=false, sync='')",
+            "standby(b, 0ms)",
+            "b to promote",
+        ),
+        (
+            "a's server runs without answering (postmaster stalled): sever first",
+            with(primary("a", 100, &[]), |r| {
+                r.running = false;
+                r.role = ActualRole::Stopped;
+                r.holds_lease = false;
+            }),
+            d_at("a", 100),
+            None,
+            "standby(a, 0ms)",
+            "standby(b, 0ms)",
+            "d still replicates from a",
+        ),
+        (
+            "a's data lost and its server stopped: nothing to sever, promote at once",
+            lost("a"),
+            d_at("a", 100),
+            None,
+            "primary(bootstrap=false, sync='')",
+            "standby(b, 0ms)",
+            "b to promote",
+        ),
+        (
+            "severed, lease still held by a: wait for it",
+            a_stalled(),
+            d_at("b", 100),
+            Some("a"),
+            "standby(a, 0ms)",
+            "standby(b, 0ms)",
+            "lease held by a",
+        ),
+    ];
+    for (what, a, d, lease, want_b, want_d, waiting) in cases {
+        let mut status = settled("a", &[("b", "sync"), ("c", "async"), ("d", "potential")]);
+        status.target_primary = Some("b".into());
+        let mut w = World::new(
+            status,
+            vec![
+                ("a", a),
+                ("b", standby("b", "a", 100)),
+                ("c", standby("c", "a", 100)),
+                ("d", d),
+            ],
+        );
+        w.spec = two_sync(&[]);
+        w.lease = lease;
+        let p = w.plan();
+        assert_eq!(role(&p, "b").as_deref(), Some(want_b), "{what}: b");
+        assert_eq!(role(&p, "d").as_deref(), Some(want_d), "{what}: d");
+        assert_eq!(
+            role(&p, "c").as_deref(),
+            Some("standby(b, 3000ms)"),
+            "{what}: c re-pointed to the target too"
+        );
+        let why = p.waiting_for.clone().unwrap_or_default();
+        assert!(why.contains(waiting), "{what}: waiting for {why:?}");
+    }
+}
+
+/// A Sync member with `promotable: false` may be the only one that confirmed a commit
+/// (issue 10, defect 7): it blocks while unknown and the candidate must hold its WAL.
+#[test]
+fn a_non_promotable_sync_member_is_a_witness() {
+    let not_promotable = [(
+        "    - {name: d, replication: Sync}",
+        "    - {name: d, replication: Sync, promotable: false}",
+    )];
+    type Case = (
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        Observation,
+        Observation,
+        Result<&'static str, &'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "witness behind the candidate: promote",
+            vec![("d", "sync"), ("b", "potential")],
+            standby("b", "a", 150),
+            standby("d", "a", 100),
+            Ok("b"),
+        ),
+        (
+            "witness level with the candidate: promote",
+            vec![("d", "sync"), ("b", "potential")],
+            standby("b", "a", 150),
+            standby("d", "a", 150),
+            Ok("b"),
+        ),
+        (
+            "witness ahead of the only candidate: blocked",
+            vec![("d", "sync"), ("b", "potential")],
+            standby("b", "a", 100),
+            standby("d", "a", 150),
+            Err("d is not promotable and holds WAL up to 0/96"),
+        ),
+        (
+            "witness unknown: blocked",
+            vec![("d", "sync"), ("b", "potential")],
+            standby("b", "a", 150),
+            unknown(),
+            Err("d was synchronous and its state is unknown"),
+        ),
+        (
+            "witness stopped with a position ahead: blocked",
+            vec![("d", "sync"), ("b", "potential")],
+            standby("b", "a", 100),
+            with(standby("d", "a", 150), |r| {
+                r.running = false;
+                r.server_process = false;
+                r.role = ActualRole::Stopped;
+                r.wal_sender = None;
+            }),
+            Err("d is not promotable"),
+        ),
+        (
+            "witness without data: skipped",
+            vec![("d", "sync"), ("b", "potential")],
+            standby("b", "a", 100),
+            lost("d"),
+            Ok("b"),
+        ),
+        (
+            "candidate stopped with a position is still a candidate",
+            vec![("b", "sync")],
+            with(standby("b", "a", 100), |r| {
+                r.running = false;
+                r.server_process = false;
+                r.role = ActualRole::Stopped;
+            }),
+            standby("d", "a", 90),
+            Ok("b"),
+        ),
+        (
+            "no candidate without data",
+            vec![("b", "sync")],
+            lost("b"),
+            standby("d", "a", 90),
+            Err("b lost its data"),
+        ),
+    ];
+    for (what, sync, b, d, want) in cases {
+        let mut w = World::new(
+            settled("a", &sync),
+            vec![
+                ("a", lost("a")),
+                ("b", b),
+                ("c", standby("c", "a", 100)),
+                ("d", d),
+            ],
+        );
+        w.spec = two_sync(&not_promotable);
+        w.lease = None;
+        let p = w.plan();
+        match want {
+            Ok(candidate) => assert_eq!(
+                p.status.target_primary.as_deref(),
+                Some(candidate),
+                "{what}"
+            ),
+            Err(fragment) => {
+                assert_eq!(
+                    p.status.target_primary.as_deref(),
+                    Some("a"),
+                    "{what}: nothing promoted"
+                );
+                let blocked = p.blocked.clone().unwrap_or_default();
+                assert!(blocked.contains(fragment), "{what}: {blocked}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_severed_member_with_more_wal_becomes_the_target() {
+    let mut status = settled("a", &[("b", "sync"), ("c", "async"), ("d", "potential")]);
+    status.target_primary = Some("b".into());
+    let mut w = World::new(
+        status,
+        vec![
+            ("a", unknown()),
+            ("b", standby("b", "a", 100)),
+            ("c", standby("c", "b", 100)),
+            ("d", standby("d", "b", 150)),
+        ],
+    );
+    w.spec = two_sync(&[]);
+    w.lease = None;
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("d"));
+    assert_eq!(role(&p, "b").as_deref(), Some("standby(d, 0ms)"));
+    assert_eq!(
+        role(&p, "d").as_deref(),
+        Some("standby(a, 0ms)"),
+        "not promoted in the same breath"
+    );
+    assert!(reasons(&p).contains(&"FailoverStarted"));
+}
+
+/// Issue 10, defect 6: right after bootstrap the sync names may not be in force yet; the cluster
+/// is not Ready (nor Healthy) until the primary names a synchronous standby.
+#[test]
+fn ready_only_once_the_declared_durability_is_in_effect() {
+    for (sync_state, ready) in [("async", false), ("potential", false), ("sync", true)] {
+        let w = World::new(
+            settled("a", &[("b", sync_state), ("c", "async")]),
+            vec![
+                ("a", primary("a", 100, &[("b", sync_state), ("c", "async")])),
+                ("b", standby("b", "a", 100)),
+                ("c", standby("c", "a", 100)),
+            ],
+        );
+        let p = w.plan();
+        let cond = p
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
+        assert_eq!(
+            cond.status == "True",
+            ready,
+            "b {sync_state}: {}",
+            cond.message
+        );
+        assert_eq!(
+            p.status.phase == Some(crate::api::Phase::Healthy),
+            ready,
+            "b {sync_state}"
+        );
+        if !ready {
+            assert!(
+                cond.message.contains("synchronous standby"),
+                "{}",
+                cond.message
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_lease_is_a_condition() {
+    let w = World::new(
+        settled("a", &[("b", "sync"), ("c", "async")]),
+        vec![
+            ("a", primary("a", 100, &[("b", "sync"), ("c", "async")])),
+            ("b", standby("b", "a", 100)),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    let addresses = addresses();
+    let lease = LeaseView {
+        holder: Some("a".into()),
+        unreadable: Some("lease.json does not hold a lease record".into()),
+    };
+    let p = plan(&Input {
+        cluster: "lab",
+        spec: &w.spec,
+        generation: 1,
+        status: &w.status,
+        members: &w.members,
+        addresses: &addresses,
+        lease: &lease,
+        switchover_to: None,
+        now_ms: 1_800_000_000_000,
+    });
+    let cond = p
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "LeaseReadable")
+        .expect("LeaseReadable");
+    assert_eq!(cond.status, "False");
+    assert!(cond.message.contains("does not hold a lease record"));
+    assert_eq!(p.routes.rw.as_deref(), Some("a"), "writes go on");
 }

@@ -115,6 +115,7 @@ pub async fn read_lease(
         .map_err(KubeError::api("get", "Lease", name))?;
     Ok(LeaseView {
         holder: lease.and_then(|l| holder_if_valid(&l, now_ms)),
+        unreadable: None,
     })
 }
 

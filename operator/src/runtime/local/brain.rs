@@ -29,6 +29,43 @@ const AGENT_TIMEOUT: Duration = Duration::from_millis(800);
 /// Clients wait this long for a primary during a failover instead of being refused.
 const WAIT_FOR_ROUTE: Duration = Duration::from_secs(15);
 const KEPT_EVENTS: usize = 100;
+/// An agent that answers nothing for this long (and at least `FENCE_AFTER_MISSES` looks in a
+/// row) is killed together with its PostgreSQL: well below the lease, so that a stalled agent
+/// cannot leave a server acknowledging commits while another member is promoted.
+const AGENT_FENCE_AFTER: Duration = Duration::from_millis(2_500);
+const FENCE_AFTER_MISSES: u32 = 4;
+
+/// How long each agent has not answered.
+#[derive(Default)]
+struct Silence {
+    since: BTreeMap<String, (std::time::Instant, u32)>,
+}
+
+impl Silence {
+    /// Members silent long enough to be fenced now (each is reported once per silence).
+    fn update(&mut self, observations: &BTreeMap<String, Observation>) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let mut fence = Vec::new();
+        for (name, obs) in observations {
+            match obs {
+                Observation::Reported(_) => {
+                    self.since.remove(name);
+                }
+                Observation::Unknown { .. } => {
+                    let (since, misses) = self.since.entry(name.clone()).or_insert((now, 0));
+                    *misses += 1;
+                    if *misses >= FENCE_AFTER_MISSES && now - *since >= AGENT_FENCE_AFTER {
+                        fence.push(name.clone());
+                        // a fenced member is fenced again only after another whole silence
+                        *since = now;
+                        *misses = 0;
+                    }
+                }
+            }
+        }
+        fence
+    }
+}
 
 /// Where progress lines go: the terminal in the foreground, the log when detached.
 pub fn progress(line: &str) {
@@ -94,19 +131,36 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
     for m in &cluster.spec.members {
         supervisor.write_config(&state, &cluster.spec, &m.name)?;
     }
+    let names: Vec<String> = cluster
+        .spec
+        .members
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    let mut events: VecDeque<LocalEvent> = VecDeque::new();
+    for note in supervisor.adopt(&names) {
+        remember(
+            &mut events,
+            "AgentAdopted",
+            Some(&note.member),
+            &note.message,
+        );
+        progress(&format!("{}: {}", note.member, note.message));
+    }
+    let mut silence = Silence::default();
     let lease = FileLease::new(layout.lease_file());
     let mut status: PgReplicaClusterStatus = super::status_file::LocalStatus::load(&layout)
         .ok()
         .flatten()
         .map(|s| s.status)
         .unwrap_or_default();
-    let mut events: VecDeque<LocalEvent> = VecDeque::new();
     let mut activities: BTreeMap<String, String> = BTreeMap::new();
     let mut term =
         signal(SignalKind::terminate()).map_err(LocalError::io("install SIGTERM handler"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(LocalError::io("install SIGINT handler"))?;
     let generation = 1i64;
+    let mut lease_unreadable_since: Option<u64> = None;
     progress(&format!(
         "cluster {} starting: rw endpoint {}:{}, ro endpoint {}:{}, state in {}",
         state.cluster,
@@ -150,15 +204,33 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
         }
 
         let observations = observe(&state, &wanted).await;
-        let now_ms = unix_now_ms();
-        let holder = match lease.read().await {
-            Ok(record) if !record.free(now_ms) => record.holder,
-            Ok(_) => None,
-            Err(e) => {
-                warn!(error = %e, "cannot read the lease; treating it as held");
-                status.current_primary.clone()
+        for member in silence.update(&observations) {
+            if let Some(what) = supervisor.fence(&member) {
+                let message = format!(
+                    "the agent did not answer for {} ms: fenced ({what}); it is started again",
+                    AGENT_FENCE_AFTER.as_millis()
+                );
+                error!(member = %member, "{message}");
+                progress(&format!("Fenced [{member}] {message}"));
+                remember(&mut events, "Fenced", Some(&member), &message);
             }
-        };
+        }
+        let now_ms = unix_now_ms();
+        let read = lease
+            .read()
+            .await
+            .map_err(|e| e.to_string())
+            .map(|record| (!record.free(now_ms)).then_some(record.holder).flatten());
+        if let (Err(why), None) = (&read, lease_unreadable_since) {
+            warn!(error = %why, "cannot read the lease: it counts as held by the primary of record for one lease duration");
+        }
+        let lease_view = LeaseView::counted(
+            read,
+            &mut lease_unreadable_since,
+            status.current_primary.as_deref(),
+            super::members::LEASE_DURATION_MS,
+            now_ms,
+        );
         let switchover = std::fs::read_to_string(layout.switchover_request())
             .ok()
             .map(|s| s.trim().to_string())
@@ -176,7 +248,6 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
                 )
             })
             .collect();
-        let lease_view = LeaseView { holder };
         let decided = plan(&Input {
             cluster: &state.cluster,
             spec,

@@ -53,6 +53,10 @@ impl Layout {
     pub fn agent_config(&self, member: &str) -> PathBuf {
         self.member_dir(member).join("agent.json")
     }
+    /// The pid of the member's agent, so that a new brain adopts an agent that outlived the last.
+    pub fn agent_pid_file(&self, member: &str) -> PathBuf {
+        self.member_dir(member).join("agent.pid")
+    }
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.join("logs")
     }

@@ -1,5 +1,11 @@
 //! One agent process per member: started, restarted with backoff when it dies (as a kubelet
 //! would restart a pod), stopped when the member is removed or the cluster goes down.
+//!
+//! Agents outlive the brain (as pods outlive a restarted kubelet or operator): they are not its
+//! children in any way that ends them, their pids are kept in `members/<m>/agent.pid`, and a new
+//! brain adopts the ones still running. An agent that stops answering is killed (fenced) from
+//! here: its PostgreSQL receives SIGQUIT when the agent dies (parent-death signal), and is sent
+//! one directly as well.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -19,10 +25,24 @@ use super::layout::{Layout, LocalState};
 /// How long the lease lasts in the local runtime: a dead primary is replaced after at most this.
 pub const LEASE_DURATION_MS: u64 = 4_000;
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
+/// An agent just started (or adopted) is not fenced for not answering yet.
+const STARTUP_GRACE: Duration = Duration::from_secs(5);
 
 struct AgentProcess {
-    child: Child,
+    pid: u32,
+    /// Set for agents this brain started; adopted agents are watched through /proc.
+    child: Option<Child>,
     started: Instant,
+}
+
+impl AgentProcess {
+    /// The exit status when the agent ended (adopted agents: a made-up "gone").
+    fn exited(&mut self) -> Option<String> {
+        match &mut self.child {
+            Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            None => (!process_alive(self.pid)).then(|| "gone".to_string()),
+        }
+    }
 }
 
 pub struct Supervisor {
@@ -47,6 +67,65 @@ impl Supervisor {
             exe,
             agents: BTreeMap::new(),
             backoff: BTreeMap::new(),
+        })
+    }
+
+    /// Take over the agents of `members` that still run from an earlier brain.
+    pub fn adopt(&mut self, members: &[String]) -> Vec<SupervisorNote> {
+        let mut notes = Vec::new();
+        for name in members {
+            let Some(pid) = read_pid(&self.layout.agent_pid_file(name)) else {
+                continue;
+            };
+            let config = self.layout.agent_config(name);
+            let config = std::path::absolute(&config).unwrap_or(config);
+            if !process_alive(pid) || !cmdline_mentions(pid, &config) {
+                continue;
+            }
+            info!(member = %name, pid, "adopted a running agent");
+            self.agents.insert(
+                name.clone(),
+                AgentProcess {
+                    pid,
+                    child: None,
+                    started: Instant::now(),
+                },
+            );
+            notes.push(SupervisorNote {
+                member: name.clone(),
+                message: format!("adopted its running agent (pid {pid})"),
+            });
+        }
+        notes
+    }
+
+    /// Fence a member whose agent stopped answering: SIGKILL the agent (its PostgreSQL gets
+    /// SIGQUIT when it dies) and SIGQUIT the postmaster recorded in the data directory. The
+    /// agent is started again as usual.
+    pub fn fence(&mut self, member: &str) -> Option<String> {
+        let agent = self
+            .agents
+            .get(member)
+            .filter(|a| a.started.elapsed() >= STARTUP_GRACE)?;
+        let pid = agent.pid;
+        let _ = signal(pid, nix::sys::signal::Signal::SIGKILL);
+        let data = self.layout.member_dir(member).join("data");
+        let data = std::path::absolute(&data).unwrap_or(data);
+        let postmaster = read_pid(&data.join("postmaster.pid"))
+            .filter(|p| process_alive(*p) && cmdline_mentions(*p, &data));
+        if let Some(pm) = postmaster {
+            // the postmaster leads its own process group: SIGKILL ends it and every backend at
+            // once, stopped or not (a SIGQUIT would wait for a stopped process to continue)
+            if let Ok(pgid) = i32::try_from(pm) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        Some(match postmaster {
+            Some(pm) => format!("killed agent pid {pid} and its PostgreSQL (postmaster pid {pm})"),
+            None => format!("killed agent pid {pid}"),
         })
     }
 
@@ -100,10 +179,7 @@ impl Supervisor {
         // reap
         let names: Vec<String> = self.agents.keys().cloned().collect();
         for name in names {
-            let exited = self
-                .agents
-                .get_mut(&name)
-                .and_then(|a| a.child.try_wait().ok().flatten());
+            let exited = self.agents.get_mut(&name).and_then(AgentProcess::exited);
             if let Some(status) = exited {
                 let ran = self.agents.remove(&name).map(|a| a.started.elapsed());
                 if !wanted.contains(&name) {
@@ -137,12 +213,19 @@ impl Supervisor {
                 }
             }
             match self.spawn(name) {
-                Ok(child) => {
-                    info!(member = %name, pid = child.id(), "agent started");
+                Ok((pid, child)) => {
+                    info!(member = %name, pid, "agent started");
+                    let pid_file = self.layout.agent_pid_file(name);
+                    if let Err(e) =
+                        super::layout::write_atomic(&pid_file, pid.to_string().as_bytes())
+                    {
+                        warn!(member = %name, error = %e, "cannot record the agent's pid");
+                    }
                     self.agents.insert(
                         name.clone(),
                         AgentProcess {
-                            child,
+                            pid,
+                            child: Some(child),
                             started: now,
                         },
                     );
@@ -161,7 +244,7 @@ impl Supervisor {
             .collect();
         for name in removed {
             if let Some(agent) = self.agents.get(&name) {
-                terminate(&agent.child);
+                let _ = signal(agent.pid, nix::sys::signal::Signal::SIGTERM);
                 notes.push(SupervisorNote {
                     member: name.clone(),
                     message: "member removed from the spec: agent stopped (its data is kept)"
@@ -172,7 +255,7 @@ impl Supervisor {
         notes
     }
 
-    fn spawn(&self, member: &str) -> Result<Child, LocalError> {
+    fn spawn(&self, member: &str) -> Result<(u32, Child), LocalError> {
         let log_path = self.layout.log_file(member);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -182,7 +265,7 @@ impl Supervisor {
         let err = log.try_clone().map_err(LocalError::io("dup log file"))?;
         let mut cmd = Command::new(&self.exe);
         cmd.args(["instance", "run", "--config"])
-            .arg(self.layout.agent_config(member))
+            .arg(absolute(&self.layout.agent_config(member))?)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -191,49 +274,81 @@ impl Supervisor {
                 std::env::var("PGREPLICA_LOG").unwrap_or_else(|_| "info".into()),
             )
             .kill_on_drop(false)
+            // its own session: no terminal signal and no death of the brain reaches it
             .process_group(0);
-        // SAFETY: only async-signal-safe prctl between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        cmd.spawn()
-            .map_err(LocalError::io(format!("start the agent of {member}")))
+        let child = cmd
+            .spawn()
+            .map_err(LocalError::io(format!("start the agent of {member}")))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| LocalError::Failed(format!("the agent of {member} exited at once")))?;
+        Ok((pid, child))
     }
 
     /// The pid of a member's agent, for failure injection and diagnostics.
     pub fn agent_pid(&self, member: &str) -> Option<u32> {
-        self.agents.get(member).and_then(|a| a.child.id())
+        self.agents.get(member).map(|a| a.pid)
     }
 
     /// SIGTERM every agent (each stops PostgreSQL with a fast shutdown) and wait for them.
     pub async fn stop_all(&mut self, patience: Duration) {
         for agent in self.agents.values() {
-            terminate(&agent.child);
+            let _ = signal(agent.pid, nix::sys::signal::Signal::SIGTERM);
         }
         for (name, agent) in self.agents.iter_mut() {
-            match tokio::time::timeout(patience, agent.child.wait()).await {
-                Ok(Ok(status)) => info!(member = %name, %status, "agent stopped"),
-                _ => {
-                    warn!(member = %name, "agent did not stop in time: killing it");
-                    let _ = agent.child.start_kill();
-                    let _ = agent.child.wait().await;
+            let began = Instant::now();
+            loop {
+                if let Some(status) = agent.exited() {
+                    info!(member = %name, %status, "agent stopped");
+                    break;
                 }
+                if began.elapsed() > patience {
+                    warn!(member = %name, "agent did not stop in time: killing it");
+                    let _ = signal(agent.pid, nix::sys::signal::Signal::SIGKILL);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            let _ = std::fs::remove_file(self.layout.agent_pid_file(name));
         }
         self.agents.clear();
     }
 }
 
-fn terminate(child: &Child) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+fn signal(pid: u32, sig: nix::sys::signal::Signal) -> nix::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| nix::errno::Errno::EINVAL)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+}
+
+fn read_pid(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The process exists and is not a zombie.
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // the state follows the command name in parentheses
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
+}
+
+/// The process's command line names `path` (a pid file may outlive its process).
+fn cmdline_mentions(pid: u32, path: &std::path::Path) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let wanted = path.as_os_str().as_encoded_bytes();
+    raw.split(|b| *b == 0).any(|arg| arg == wanted)
 }
 
 fn absolute(path: &std::path::Path) -> Result<PathBuf, LocalError> {
