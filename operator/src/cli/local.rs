@@ -150,7 +150,21 @@ async fn up(
     let (text, cluster) = read_cluster_file(file)?;
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let layout = Layout::new(resolve_dir(dir, Some(&name))?);
-    let existing = LocalState::load(&layout)?;
+    let mut existing = LocalState::load(&layout)?;
+    if existing.is_none() {
+        existing = LocalState::recover(
+            &layout,
+            rw_port.unwrap_or(DEFAULT_RW_PORT),
+            ro_port.unwrap_or(DEFAULT_RO_PORT),
+        );
+        if let Some(s) = &existing {
+            eprintln!(
+                "note: {} was missing: recovered the ports of {} member(s) from their agent configurations",
+                layout.state_file().display(),
+                s.members.len()
+            );
+        }
+    }
     if let Some(state) = &existing {
         if state.cluster != name {
             return Err(LocalError::OtherCluster {

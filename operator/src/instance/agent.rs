@@ -569,7 +569,10 @@ impl Agent {
             r.role = ActualRole::Preparing;
             r.activity = format!("rewinding from {}", upstream.member);
         });
-        match self.programs.rewind(&self.data(), &source).await {
+        self.shared.critical.store(true, Ordering::SeqCst);
+        let rewound = self.programs.rewind(&self.data(), &source).await;
+        self.shared.critical.store(false, Ordering::SeqCst);
+        match rewound {
             Ok(outcome) => {
                 info!(member = %self.cfg.member, from = %upstream.member, ?outcome, "rewind finished");
                 self.rewind_requested = false;

@@ -53,6 +53,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         holds_lease: AtomicBool::new(false),
         last_renew_mono_ms: AtomicU64::new(0),
         last_tick_ms: AtomicU64::new(crate::lease::unix_now_ms()),
+        critical: AtomicBool::new(false),
         wake: Notify::new(),
     });
     let origin = Instant::now();
@@ -88,7 +89,33 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             }
             persisted = desired.clone();
         }
-        let busy = agent.pass(desired.as_ref()).await;
+        // A long step (a start waiting for recovery, a clone) gives way to SIGTERM at once; a
+        // rewind is let finish, since an interrupted pg_rewind leaves a directory that must be
+        // cloned again.
+        let busy = {
+            let pass = agent.pass(desired.as_ref());
+            let mut pass = std::pin::pin!(pass);
+            let stop = tokio::select! {
+                busy = &mut pass => Ok(busy),
+                _ = term.recv() => Err(()),
+                _ = int.recv() => Err(()),
+            };
+            match stop {
+                Ok(busy) => Some(busy),
+                Err(()) if shared.critical.load(std::sync::atomic::Ordering::SeqCst) => {
+                    info!(member = %cfg.member, "stop requested: letting the running rewind finish first");
+                    let _ = pass.await;
+                    None
+                }
+                Err(()) => {
+                    info!(member = %cfg.member, "stop requested during a step: abandoning it");
+                    None
+                }
+            }
+        };
+        let Some(busy) = busy else {
+            break;
+        };
         let pause = if busy { Duration::ZERO } else { TICK };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}

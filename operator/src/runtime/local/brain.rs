@@ -33,7 +33,7 @@ const KEPT_EVENTS: usize = 100;
 /// row) is killed together with its PostgreSQL: well below the lease, so that a stalled agent
 /// cannot leave a server acknowledging commits while another member is promoted.
 const AGENT_FENCE_AFTER: Duration = Duration::from_millis(2_500);
-const FENCE_AFTER_MISSES: u32 = 4;
+const FENCE_AFTER_MISSES: u32 = 3;
 
 /// How long each agent has not answered.
 #[derive(Default)]

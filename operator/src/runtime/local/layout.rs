@@ -102,9 +102,13 @@ impl LocalState {
     pub fn load(layout: &Layout) -> Result<Option<LocalState>, LocalError> {
         match std::fs::read_to_string(layout.state_file()) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                let path = layout.state_file();
                 LocalError::Invalid(format!(
-                    "{} is damaged ({e}); fix or remove it",
-                    layout.state_file().display()
+                    "{} is damaged ({e}). Move it away (`mv {} {}.damaged`) and run `pgreplica local up -f FILE --dir {}` again: the member ports are recovered from members/*/agent.json and every member's data is kept",
+                    path.display(),
+                    path.display(),
+                    path.display(),
+                    layout.dir.display()
                 ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -113,6 +117,37 @@ impl LocalState {
                 layout.state_file().display()
             ))(e)),
         }
+    }
+
+    /// Rebuild the state of a cluster whose state file is gone from its members' agent
+    /// configurations (ports and host as the members' data directories know them). The endpoint
+    /// ports are not recorded there: they come from the caller.
+    pub fn recover(layout: &Layout, rw_port: u16, ro_port: u16) -> Option<LocalState> {
+        let entries = std::fs::read_dir(layout.dir.join("members")).ok()?;
+        let mut state: Option<LocalState> = None;
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(text) = std::fs::read_to_string(entry.path().join("agent.json")) else {
+                continue;
+            };
+            let Ok(cfg) = serde_json::from_str::<crate::instance::AgentConfig>(&text) else {
+                continue;
+            };
+            let s = state.get_or_insert_with(|| LocalState {
+                cluster: cfg.cluster.clone(),
+                host: cfg.listen_host.clone(),
+                rw_port,
+                ro_port,
+                members: BTreeMap::new(),
+            });
+            s.members.insert(
+                cfg.member.clone(),
+                MemberPorts {
+                    postgres: cfg.port,
+                    agent: cfg.http.port(),
+                },
+            );
+        }
+        state
     }
 
     pub fn save(&self, layout: &Layout) -> Result<(), LocalError> {
