@@ -349,7 +349,11 @@ fn handover(input: &Input<'_>, current: &str, target: &str, plan: &mut Plan) {
         keep_following(plan, why);
         return;
     }
+    // A clean shutdown is checked below (the target must have the shutdown checkpoint); after
+    // a loss, the target must hold what any other synchronous member received.
+    let clean = old.is_some_and(|r| r.shutdown_checkpoint.is_some());
     match sever::ahead_of_target(input, current, target) {
+        _ if clean => {}
         sever::Ahead::No => {}
         sever::Ahead::Retarget(better, why) => {
             plan.event(

@@ -1417,3 +1417,33 @@ fn an_unreadable_lease_is_a_condition() {
     assert!(cond.message.contains("does not hold a lease record"));
     assert_eq!(p.routes.rw.as_deref(), Some("a"), "writes go on");
 }
+
+#[test]
+fn a_planned_switchover_keeps_its_target_when_another_member_reports_more() {
+    let mut status = settled("a", &[("b", "sync"), ("c", "async"), ("d", "potential")]);
+    status.target_primary = Some("b".into());
+    let a = with(primary("a", 100, &[]), |r| {
+        r.running = false;
+        r.server_process = false;
+        r.role = ActualRole::Stopped;
+        r.holds_lease = false;
+        r.shutdown_checkpoint = Some(Lsn(100));
+    });
+    let mut w = World::new(
+        status,
+        vec![
+            ("a", a),
+            ("b", standby("b", "a", 150)),
+            ("c", standby("c", "b", 100)),
+            ("d", standby("d", "b", 160)),
+        ],
+    );
+    w.spec = two_sync(&[]);
+    w.lease = None;
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("b"));
+    assert_eq!(
+        role(&p, "b").as_deref(),
+        Some("primary(bootstrap=false, sync='')")
+    );
+}
