@@ -54,10 +54,16 @@ pub fn not_yet_severed(input: &Input<'_>, old: &str, target: &str) -> Option<Str
                 input.unknown_why(name).unwrap_or("unknown")
             )),
             Some(r) => {
-                let severed = match address {
-                    Some(a) => r.severed_from(&a.host, a.port),
-                    // nowhere to compare with: only no receiver at all is proof
-                    None => r.severed_from("", 0) && r.wal_sender.is_none(),
+                let severed = match (address, input.addresses.get(target)) {
+                    (Some(a), _) => r.severed_from(&a.host, a.port),
+                    // where the old primary listened is no longer known (its pod is gone): a
+                    // receiver connected to the target, or none, is proof
+                    (None, to) => {
+                        r.severed_from("", 0)
+                            && r.wal_sender
+                                .as_ref()
+                                .is_none_or(|s| to.is_some_and(|t| s.may_be(&t.host, t.port)))
+                    }
                 };
                 if !severed {
                     waiting.push(format!("{name} still replicates from {old}"));

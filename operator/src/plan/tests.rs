@@ -1447,3 +1447,40 @@ fn a_planned_switchover_keeps_its_target_when_another_member_reports_more() {
         Some("primary(bootstrap=false, sync='')")
     );
 }
+
+/// The old primary's address is gone (its pod was deleted): a member streaming from the target
+/// is severed, one whose receiver points anywhere else is not.
+#[test]
+fn severing_when_the_old_primary_has_no_address() {
+    for (d_upstream, promoted) in [("b", true), ("a", false)] {
+        let mut status = settled("a", &[("b", "sync"), ("c", "async"), ("d", "potential")]);
+        status.target_primary = Some("b".into());
+        let mut w = World::new(
+            status,
+            vec![
+                ("a", unknown()),
+                ("b", standby("b", "a", 100)),
+                ("c", standby("c", "b", 100)),
+                ("d", standby("d", d_upstream, 100)),
+            ],
+        );
+        w.spec = two_sync(&[]);
+        w.lease = None;
+        let mut addresses = addresses();
+        addresses.remove("a");
+        let lease = LeaseView::default();
+        let p = plan(&Input {
+            cluster: "lab",
+            spec: &w.spec,
+            generation: 1,
+            status: &w.status,
+            members: &w.members,
+            addresses: &addresses,
+            lease: &lease,
+            switchover_to: None,
+            now_ms: 1_800_000_000_000,
+        });
+        let b_primary = role(&p, "b").is_some_and(|r| r.starts_with("primary"));
+        assert_eq!(b_primary, promoted, "d streams from {d_upstream}");
+    }
+}
