@@ -150,14 +150,39 @@ impl LocalCluster {
         ))
     }
 
+    /// The members this cluster has ports for (`state.json`), in name order; a, b, c when the
+    /// file cannot be read.
+    pub fn member_names(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|s| {
+                s["members"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+            })
+            .unwrap_or_else(|| ["a", "b", "c"].map(String::from).to_vec())
+    }
+
+    /// A member's directory: its agent configuration and `data/`.
+    pub fn member_dir(&self, member: &str) -> PathBuf {
+        self.dir.join("members").join(member)
+    }
+
+    /// A member's PostgreSQL data directory.
+    pub fn data_dir(&self, member: &str) -> PathBuf {
+        self.member_dir(member).join("data")
+    }
+
     /// Every member's status and log tail, for failures.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
         out.push_str(&self.run(&["status"]).unwrap_or_else(|e| e));
-        for name in ["brain", "a", "b", "c"] {
+        let names = std::iter::once("brain".to_string()).chain(self.member_names());
+        for name in names {
             let mut args = vec!["logs", "-n", "40"];
             if name != "brain" {
-                args.insert(1, name);
+                args.insert(1, &name);
             }
             out.push_str(&format!("\n----- log of {name} -----\n"));
             out.push_str(&self.run(&args).unwrap_or_else(|e| e));

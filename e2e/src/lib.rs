@@ -3,5 +3,6 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod faults;
 pub mod ledger;
 pub mod report;

@@ -1,4 +1,4 @@
-//! The lab (shared docs LAB.md) through `pgreplica local`: sync and delayed async standbys, the
+//! The lab through `pgreplica local`: sync and delayed async standbys, the
 //! primary's data directory deleted under writing clients, failover, automatic re-clone,
 //! failback, and every acknowledged commit on every member.
 

@@ -1,4 +1,4 @@
-# The lab scenario (shared docs/LAB.md) on the real node, driven through kubectl and the plugin.
+# The lab scenario on the real node, driven through kubectl and the plugin.
 # Writers run inside the test namespace (host side of the pod network) against the rw Service's
 # ClusterIP with psql; every commit psql reports is an acknowledged commit in the ledger.
 

@@ -1,6 +1,6 @@
 //! On a standby: keep copies of the other members' replication slots, advanced to where the
 //! primary's slots are (never past what this standby replayed), so a promoted standby still
-//! holds the WAL the others need to follow it (DESIGN.md section 5, "Slots").
+//! holds the WAL the others need to follow it.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! The one-writer lease (DESIGN.md section 5): which member may accept writes.
+//! The one-writer lease: which member may accept writes.
 //!
 //! The primary's agent renews the lease every [`renew_interval_ms`]; if it cannot, it fences itself
 //! once [`must_fence`] says so, which is before the lease can expire. The operator promotes another

@@ -1,4 +1,4 @@
-//! Who may take over from a lost primary (DESIGN.md section 5, "Failover candidates").
+//! Who may take over from a lost primary.
 //!
 //! Safe candidates are Sync, promotable members that the primary last reported as `sync` or
 //! `potential`: every acknowledged commit is on the one that was `sync`. Among them the member

@@ -1,0 +1,214 @@
+//! The processes of one cluster, found honestly (pid files and `/proc/*/cmdline` under this
+//! cluster's directory), signalled by pid, and swept when a case ends.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::files::brain_pid_file;
+use crate::bench::procs::{alive, find};
+
+/// The paths by which a process can name this cluster's directory.
+fn spellings(dir: &Path) -> Vec<String> {
+    let mut out = vec![dir.display().to_string()];
+    if let Ok(real) = std::fs::canonicalize(dir) {
+        let real = real.display().to_string();
+        if !out.contains(&real) {
+            out.push(real);
+        }
+    }
+    out
+}
+
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The agent of `member`: `pgreplica instance run --config <dir>/members/<member>/agent.json`.
+pub fn agent_pid(dir: &Path, member: &str) -> Result<u32, String> {
+    let mut pids: Vec<u32> = spellings(dir)
+        .iter()
+        .flat_map(|d| {
+            let config = PathBuf::from(d)
+                .join("members")
+                .join(member)
+                .join("agent.json");
+            find(&["instance", "run", "--config", &config.display().to_string()])
+        })
+        .filter(|p| alive(*p))
+        .collect();
+    pids.sort();
+    pids.dedup();
+    match pids.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(format!(
+            "no running agent of {member} under {}",
+            dir.display()
+        )),
+        many => Err(format!("several agents of {member}: {many:?}")),
+    }
+}
+
+/// The postmaster of `member`: first line of `postmaster.pid`, alive, and its command line names
+/// this data directory (a stale file or a reused pid is not it).
+pub fn postmaster_pid(dir: &Path, member: &str) -> Result<u32, String> {
+    let data = dir.join("members").join(member).join("data");
+    let pid = crate::bench::procs::postmaster_pid(&data)
+        .ok_or_else(|| format!("no postmaster.pid in {}", data.display()))?;
+    if !alive(pid) {
+        return Err(format!("postmaster {pid} of {member} is not running"));
+    }
+    let args = cmdline(pid).join(" ");
+    let ours = spellings(dir)
+        .iter()
+        .any(|d| args.contains(&format!("{d}/members/{member}/data")));
+    if !ours {
+        return Err(format!(
+            "pid {pid} from {member}'s postmaster.pid is not its postmaster: {args}"
+        ));
+    }
+    Ok(pid)
+}
+
+/// The brain: `brain.pid`, alive, and running `local brain --dir <dir>`.
+pub fn brain_pid(dir: &Path) -> Result<u32, String> {
+    let path = brain_pid_file(dir);
+    let pid: u32 = std::fs::read_to_string(&path)
+        .map_err(|e| format!("read {}: {e}", path.display()))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let args = cmdline(pid);
+    let brain = args.windows(2).any(|w| w == ["local", "brain"])
+        && spellings(dir).iter().any(|d| args.contains(d));
+    if !alive(pid) || !brain {
+        return Err(format!(
+            "pid {pid} in brain.pid is not this cluster's brain"
+        ));
+    }
+    Ok(pid)
+}
+
+pub fn signal(pid: u32, sig: Signal) -> Result<(), String> {
+    let raw = i32::try_from(pid).map_err(|e| format!("pid {pid}: {e}"))?;
+    kill(Pid::from_raw(raw), sig).map_err(|e| format!("kill -{sig} {pid}: {e}"))
+}
+
+/// Wait until `pid` is gone (or a zombie).
+pub async fn until_gone(pid: u32, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return Err(format!("pid {pid} still runs after {timeout:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Pids stopped with SIGSTOP; SIGCONT on [`Frozen::thaw`] or drop (a failing case must not leave
+/// a stopped process behind).
+pub struct Frozen {
+    pids: Vec<u32>,
+}
+
+impl Frozen {
+    /// SIGSTOP every pid.
+    pub fn stop(pids: &[u32]) -> Result<Frozen, String> {
+        let frozen = Frozen {
+            pids: pids.to_vec(),
+        };
+        for pid in pids {
+            signal(*pid, Signal::SIGSTOP)?;
+        }
+        Ok(frozen)
+    }
+
+    /// SIGCONT every pid; the pids that no longer exist (something killed them during the hold).
+    pub fn thaw(mut self) -> Result<Vec<u32>, String> {
+        let mut gone = Vec::new();
+        for pid in std::mem::take(&mut self.pids) {
+            if !alive(pid) {
+                gone.push(pid);
+                continue;
+            }
+            let raw = i32::try_from(pid).map_err(|e| format!("pid {pid}: {e}"))?;
+            match kill(Pid::from_raw(raw), Signal::SIGCONT) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::ESRCH) => gone.push(pid),
+                Err(e) => return Err(format!("kill -SIGCONT {pid}: {e}")),
+            }
+        }
+        Ok(gone)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = signal(*pid, Signal::SIGCONT);
+        }
+    }
+}
+
+/// Pids whose command line names `dir` or a path under it: the brain (`--dir DIR`), agents
+/// (`--config DIR/members/m/agent.json`), postmasters (`-D DIR/members/m/data`).
+pub fn of_cluster(dir: &Path) -> Vec<u32> {
+    let names = spellings(dir);
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| *p != me)
+        .filter(|p| {
+            cmdline(*p).iter().any(|arg| {
+                names
+                    .iter()
+                    .any(|d| arg == d || arg.starts_with(&format!("{d}/")))
+            })
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// After `down`: kill whatever still runs from this cluster's directory (agents that outlived
+/// their brain, a postmaster whose agent is gone). Only pids whose command line names `dir`.
+pub fn sweep(dir: &Path) -> Vec<String> {
+    let pids: Vec<u32> = of_cluster(dir).into_iter().filter(|p| alive(*p)).collect();
+    let mut notes = Vec::new();
+    for pid in &pids {
+        let args = cmdline(*pid);
+        // a postmaster: immediate shutdown takes its backends with it
+        let sig = if args.iter().any(|a| a == "-D") {
+            Signal::SIGQUIT
+        } else {
+            Signal::SIGKILL
+        };
+        let _ = signal(*pid, Signal::SIGCONT);
+        let _ = signal(*pid, sig);
+        notes.push(format!("left behind, sent {sig}: {pid} {}", args.join(" ")));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for pid in pids {
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(pid) {
+            let _ = signal(pid, Signal::SIGKILL);
+        }
+    }
+    notes
+}
