@@ -36,6 +36,11 @@ const SLOT_UPKEEP_EVERY_MS: u64 = 2_000;
 /// How often a standby that would rewind or re-clone looks at its upstream, and for how long.
 const UPSTREAM_CHECK_EVERY_MS: u64 = 1_000;
 const UPSTREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A running server is asked for a new connection this often; when none succeeded for the
+/// last `NEW_CONNECTIONS_WITHIN_MS` it counts as not answering (a stopped postmaster).
+const NEW_CONNECTION_EVERY_MS: u64 = 1_000;
+const NEW_CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+const NEW_CONNECTIONS_WITHIN_MS: u64 = 3_500;
 /// A server that runs but answers nothing for this long is fenced.
 const UNRESPONSIVE_FENCE_MS: u64 = 10_000;
 
@@ -62,6 +67,8 @@ pub struct Agent {
     /// The last look at the upstream, and when it was taken.
     upstream_check: UpstreamCheck,
     upstream_checked_ms: u64,
+    new_connection_tried_ms: u64,
+    new_connection_ok_ms: u64,
     last_streaming_ms: u64,
     started_ms: u64,
     origin: Instant,
@@ -109,6 +116,8 @@ impl Agent {
             unresponsive_since_ms: None,
             upstream_check: UpstreamCheck::NotChecked,
             upstream_checked_ms: 0,
+            new_connection_tried_ms: 0,
+            new_connection_ok_ms: 0,
             last_streaming_ms: 0,
             started_ms: 0,
             origin,
@@ -169,6 +178,12 @@ impl Agent {
             let since = *self.unresponsive_since_ms.get_or_insert(facts.now_ms);
             if facts.now_ms.saturating_sub(since) > UNRESPONSIVE_FENCE_MS {
                 error!(member = %self.cfg.member, "PostgreSQL has not answered for {} ms: stopping it immediately and releasing the lease", UNRESPONSIVE_FENCE_MS);
+                let pid = self.shared.postmaster_pid.load(Ordering::SeqCst);
+                if pid != 0 {
+                    if let Err(e) = crate::postgres::kill_postgres_group(pid) {
+                        warn!(member = %self.cfg.member, error = %e, "could not kill postgres");
+                    }
+                }
                 self.stop_server(Shutdown::Immediate).await;
                 self.release_lease().await;
                 self.unresponsive_since_ms = None;
@@ -266,6 +281,9 @@ impl Agent {
             (None, _) => Running::No,
             (Some(_), _) => match self.connection().await {
                 Some(conn) => match conn.is_in_recovery().await {
+                    // a server whose postmaster accepts no new connection (stopped, hung) is
+                    // not answering, even if the agent's old session still works
+                    Ok(_) if !self.accepts_connections(now).await => Running::Unresponsive,
                     Ok(true) => Running::Standby,
                     Ok(false) => Running::Primary,
                     // the process runs but does not answer (a data directory being deleted,
@@ -341,6 +359,23 @@ impl Agent {
             restart_not_before_ms: self.restart_not_before_ms,
             now_ms: now,
         }
+    }
+
+    /// Does the postmaster accept a new connection? Tried once a second; false once no new
+    /// connection succeeded for [`NEW_CONNECTIONS_WITHIN_MS`].
+    async fn accepts_connections(&mut self, now: u64) -> bool {
+        if now.saturating_sub(self.new_connection_tried_ms) >= NEW_CONNECTION_EVERY_MS {
+            self.new_connection_tried_ms = now;
+            let params = self.local_params();
+            if let Ok(Ok(conn)) =
+                tokio::time::timeout(NEW_CONNECTION_TIMEOUT, connect(&params)).await
+            {
+                drop(conn);
+                self.new_connection_ok_ms = unix_now_ms();
+            }
+        }
+        let since = self.new_connection_ok_ms.max(self.started_ms);
+        now.saturating_sub(since) < NEW_CONNECTIONS_WITHIN_MS
     }
 
     /// Does the upstream answer? Looked at once a second at most.

@@ -57,6 +57,25 @@ pub fn signal_postgres(pid: u32, mode: Shutdown) -> PgResult<()> {
     })
 }
 
+/// Fences the server led by postmaster `pid` at once: SIGKILL to its process group (the
+/// postmaster leads one, see [`Programs::spawn_postgres`]), so every backend and WAL sender ends
+/// in the same instant, even while the postmaster itself is stopped (SIGSTOP, a frozen disk) —
+/// where a SIGQUIT would wait for it to continue. The next start runs crash recovery.
+pub fn kill_postgres_group(pid: u32) -> PgResult<()> {
+    let raw = i32::try_from(pid).map_err(|_| PgError::Signal {
+        pid,
+        signal: Signal::SIGKILL.as_str(),
+        source: nix::Error::EINVAL,
+    })?;
+    nix::sys::signal::killpg(Pid::from_raw(raw), Signal::SIGKILL).map_err(|source| {
+        PgError::Signal {
+            pid,
+            signal: Signal::SIGKILL.as_str(),
+            source,
+        }
+    })
+}
+
 impl Programs {
     /// Starts `postgres -D data <extra_args>` as a child with stdout and stderr piped (read them,
     /// e.g. with [`ServerLog::capture`], or the server blocks once the pipe is full). The child is
