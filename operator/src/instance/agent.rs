@@ -197,7 +197,12 @@ impl Agent {
         }
         let outcome = match (&step, desired) {
             (_, None) | (Step::Idle | Step::Wait(_) | Step::Blocked(_), _) => Ok(()),
-            (_, Some(d)) => self.act(&step, d).await,
+            (_, Some(d)) => {
+                self.shared.in_step.store(true, Ordering::SeqCst);
+                let done = self.act(&step, d).await;
+                self.shared.in_step.store(false, Ordering::SeqCst);
+                done
+            }
         };
         if let Err(e) = &outcome {
             error!(member = %self.cfg.member, step = ?step, error = %e, "step failed");

@@ -19,8 +19,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/status") => Response::json(200, &shared.report()),
         ("GET", "/healthz") => {
+            // Answering at all is most of the check (a stopped agent answers nothing); a loop
+            // that stopped passing outside a long step (clone, start) is hung.
             let last = shared.last_tick_ms.load(Ordering::SeqCst);
-            if unix_now_ms().saturating_sub(last) < HEALTHY_WITHIN_MS {
+            let in_step = shared.in_step.load(Ordering::SeqCst);
+            if in_step || unix_now_ms().saturating_sub(last) < HEALTHY_WITHIN_MS {
                 Response::text(200, "ok\n")
             } else {
                 Response::text(503, "agent loop is not running\n")

@@ -54,6 +54,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         last_renew_mono_ms: AtomicU64::new(0),
         last_tick_ms: AtomicU64::new(crate::lease::unix_now_ms()),
         critical: AtomicBool::new(false),
+        in_step: AtomicBool::new(false),
         wake: Notify::new(),
     });
     let origin = Instant::now();

@@ -30,6 +30,8 @@ pub struct Shared {
     pub last_renew_mono_ms: AtomicU64,
     /// Unix milliseconds of the loop's last pass (for /healthz).
     pub last_tick_ms: AtomicU64,
+    /// The loop is inside a step (a clone or a start may take minutes without a new pass).
+    pub in_step: AtomicBool,
     /// A step that must not be abandoned halfway runs (a rewind).
     pub critical: AtomicBool,
     /// Wakes the loop at once (data loss, fencing).

@@ -345,6 +345,7 @@ fn handover(input: &Input<'_>, current: &str, target: &str, plan: &mut Plan) {
         }
         plan.waiting_for = Some(why);
     };
+    plan.fence = sever::to_fence(input, current, target);
     if let Some(why) = sever::not_yet_severed(input, current, target) {
         keep_following(plan, why);
         return;

@@ -87,6 +87,9 @@ pub struct Plan {
     pub waiting_for: Option<String>,
     /// Why the lost primary cannot be replaced, if it cannot.
     pub blocked: Option<String>,
+    /// Members to fence from outside their agent (which does not answer), with the reason:
+    /// locally the agent and its PostgreSQL are killed, on Kubernetes the pod is deleted at once.
+    pub fence: Vec<(String, String)>,
 }
 
 impl Plan {

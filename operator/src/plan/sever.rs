@@ -39,6 +39,27 @@ fn sync_others<'a>(
         .map(|m| m.name.as_str())
 }
 
+/// Members whose agents do not answer while a failover needs to know that they cannot accept or
+/// confirm commits: the old primary, and Sync members other than the target. Fencing them from
+/// outside (the runtime kills them) turns "cannot be seen" into "has no server" once their agent
+/// is back.
+pub fn to_fence(input: &Input<'_>, old: &str, target: &str) -> Vec<(String, String)> {
+    if !old_may_accept(input, old) {
+        return Vec::new();
+    }
+    std::iter::once(old)
+        .chain(sync_others(input, old, target))
+        .filter(|n| input.report(n).is_none())
+        .map(|n| {
+            let why = input.unknown_why(n).unwrap_or("unknown");
+            (
+                n.to_string(),
+                format!("its agent does not answer ({why}) while {target} takes over from {old}"),
+            )
+        })
+        .collect()
+}
+
 /// Why the target must not be promoted yet, if some Sync member may still confirm commits for
 /// `old`.
 pub fn not_yet_severed(input: &Input<'_>, old: &str, target: &str) -> Option<String> {

@@ -1197,6 +1197,15 @@ fn sever_then_promote() {
         );
         let why = p.waiting_for.clone().unwrap_or_default();
         assert!(why.contains(waiting), "{what}: waiting for {why:?}");
+        let fenced: Vec<&str> = p.fence.iter().map(|(m, _)| m.as_str()).collect();
+        let mut want_fenced = Vec::new();
+        if w.members.get("a").is_some_and(|o| o.report().is_none()) {
+            want_fenced.push("a");
+        }
+        if w.members.get("d").is_some_and(|o| o.report().is_none()) {
+            want_fenced.push("d");
+        }
+        assert_eq!(fenced, want_fenced, "{what}: fenced from outside");
     }
 }
 

@@ -245,6 +245,29 @@ pub async fn members(
     Ok(created)
 }
 
+/// Fence members whose agents do not answer while a failover needs them gone: delete the pod
+/// with no grace period, so the kubelet (where the API server can reach its node) kills every
+/// process in it at once. Failures are logged; the plan waits for proof either way.
+pub async fn fence(client: &kube::Client, namespace: &str, observed: &Observed, plan: &Plan) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for (member, why) in &plan.fence {
+        let Some(pod) = observed.pods.get(member) else {
+            continue;
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        warn!(member = %member, pod = %pod.name_any(), why = %why, "fencing: deleting the pod with no grace period");
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        if let Err(e) = pods.delete(&pod.name_any(), &now).await {
+            warn!(member = %member, error = %e, "could not delete the pod to fence it");
+        }
+    }
+}
+
 fn pod_failed(pod: &Pod) -> bool {
     pod.status
         .as_ref()

@@ -173,6 +173,7 @@ pub async fn reconcile(
             message: format!("created the pod of member {member}"),
         });
     }
+    apply::fence(client, &namespace, &observed, &decided).await;
     apply::desired_states(&observed, &decided, ctx.agent_port).await;
     if decided.switchover_consumed {
         apply::forget_switchover(client, &cluster, &namespace).await?;

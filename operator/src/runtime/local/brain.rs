@@ -259,6 +259,14 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
             switchover_to: switchover.as_deref(),
             now_ms,
         });
+        for (member, why) in &decided.fence {
+            if let Some(what) = supervisor.fence(member) {
+                let message = format!("{why}: fenced ({what}); it is started again");
+                error!(member = %member, "{message}");
+                progress(&format!("Fenced [{member}] {message}"));
+                remember(&mut events, "Fenced", Some(member), &message);
+            }
+        }
         act(&state, &observations, &decided).await;
         route(&state, &decided, &rw_tx, &ro_tx);
         if decided.switchover_consumed {

@@ -158,10 +158,14 @@ fn postgres_container(
             period_seconds: Some(2),
             ..agent_probe("/readyz")
         }),
-        // The agent answers while PostgreSQL clones or recovers; only a hung agent fails this.
+        // The agent answers while PostgreSQL clones or recovers; only a stopped or hung agent
+        // fails this, and it is killed (with its PostgreSQL: the whole container) within about
+        // 4 s, below the 6 s lease, so a stalled agent cannot leave a server accepting commits.
         liveness_probe: Some(Probe {
-            period_seconds: Some(10),
-            failure_threshold: Some(6),
+            period_seconds: Some(1),
+            timeout_seconds: Some(1),
+            failure_threshold: Some(3),
+            termination_grace_period_seconds: Some(1),
             ..agent_probe("/healthz")
         }),
         resources: member.resources.clone(),

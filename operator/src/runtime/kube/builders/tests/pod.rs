@@ -91,7 +91,7 @@ fn lab_member_c_pod_table() {
             ),
             (
                 &format!("{main}/livenessProbe"),
-                json!({"httpGet": {"path": "/healthz", "port": "agent"}, "periodSeconds": 10, "failureThreshold": 6}),
+                json!({"httpGet": {"path": "/healthz", "port": "agent"}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3, "terminationGracePeriodSeconds": 1}),
             ),
             (
                 "/spec/volumes",
