@@ -15,6 +15,7 @@ pub mod files;
 pub mod load;
 pub mod procs;
 pub mod table;
+pub mod tmpfs;
 pub mod verdict;
 pub mod watch;
 pub mod watcher;
@@ -54,6 +55,25 @@ impl Spec {
     pub fn two_sync_required() -> Spec {
         Spec {
             file: repo_file("e2e/faults/two-sync-required.yaml"),
+            preferred: "a",
+            failback_automatic: true,
+        }
+    }
+
+    /// `e2e/faults/two-sync-preferred.yaml`: a primary, b and d Sync, c Async 3 s, Preferred.
+    pub fn two_sync_preferred() -> Spec {
+        Spec {
+            file: repo_file("e2e/faults/two-sync-preferred.yaml"),
+            preferred: "a",
+            failback_automatic: true,
+        }
+    }
+
+    /// `e2e/faults/one-sync-required.yaml`: the lab's shape (a primary, b Sync, c Async 3 s)
+    /// with Required durability.
+    pub fn one_sync_required() -> Spec {
+        Spec {
+            file: repo_file("e2e/faults/one-sync-required.yaml"),
             preferred: "a",
             failback_automatic: true,
         }

@@ -82,6 +82,13 @@ impl Case {
         Frozen::stop(pids)
     }
 
+    /// Continue `pids` too when the case ends (stopped through [`Frozen::also`]).
+    pub fn remember_frozen(&self, pids: &[u32]) {
+        if let Ok(mut f) = self.frozen.lock() {
+            f.extend_from_slice(pids);
+        }
+    }
+
     /// Print the cluster's events, status and logs, then panic with `why`.
     pub fn fail(&self, why: &str) -> ! {
         println!(

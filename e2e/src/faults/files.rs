@@ -88,6 +88,19 @@ pub fn streaming_standbys(status: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The status' events as (reason, member, message).
+pub fn events(status: &Value) -> Vec<(String, String, String)> {
+    status["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (text("reason"), text("member"), text("message"))
+        })
+        .collect()
+}
+
 pub fn updated_at(status: &Value) -> Option<SystemTime> {
     status["updatedAt"].as_str().and_then(parse_rfc3339)
 }

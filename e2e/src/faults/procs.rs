@@ -133,6 +133,24 @@ impl Frozen {
         Ok(frozen)
     }
 
+    /// Also SIGSTOP `pids`, skipping the ones that are already gone (a backend that just ended);
+    /// the ones stopped.
+    pub fn also(&mut self, pids: &[u32]) -> Result<Vec<u32>, String> {
+        let mut stopped = Vec::new();
+        for pid in pids {
+            let raw = i32::try_from(*pid).map_err(|e| format!("pid {pid}: {e}"))?;
+            match kill(Pid::from_raw(raw), Signal::SIGSTOP) {
+                Ok(()) => {
+                    self.pids.push(*pid);
+                    stopped.push(*pid);
+                }
+                Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(format!("kill -SIGSTOP {pid}: {e}")),
+            }
+        }
+        Ok(stopped)
+    }
+
     /// SIGCONT every pid; the pids that no longer exist (something killed them during the hold).
     pub fn thaw(mut self) -> Result<Vec<u32>, String> {
         let mut gone = Vec::new();
@@ -158,6 +176,34 @@ impl Drop for Frozen {
             let _ = signal(*pid, Signal::SIGCONT);
         }
     }
+}
+
+/// The children of `parent` (a postmaster's: startup, WAL receiver, checkpointer, backends; each
+/// leads a process group of its own, so signalling the postmaster's group does not reach them).
+pub fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| stat_field(*p, 1) == Some(parent))
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// The process group of `pid`.
+pub fn pgrp(pid: u32) -> Option<u32> {
+    stat_field(pid, 2)
+}
+
+/// Field `3 + n` of `/proc/<pid>/stat` (counted after the command name, which may hold spaces
+/// and parens): `n = 1` the parent, `n = 2` the process group.
+fn stat_field(pid: u32, n: usize) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n)?.parse().ok()
 }
 
 /// Pids whose command line names `dir` or a path under it: the brain (`--dir DIR`), agents

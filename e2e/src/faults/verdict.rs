@@ -186,7 +186,7 @@ impl Case {
 
     /// Every acknowledged commit on the primary of record and every streaming standby; how many
     /// are missing anywhere.
-    async fn check_commits(&self, acks: &[Ack], failures: &mut Vec<String>) -> usize {
+    pub async fn check_commits(&self, acks: &[Ack], failures: &mut Vec<String>) -> usize {
         let Ok(status) = self.status() else {
             failures.push("no status to find the members to check".into());
             return 0;

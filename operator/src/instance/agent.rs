@@ -180,7 +180,7 @@ impl Agent {
                 error!(member = %self.cfg.member, "PostgreSQL has not answered for {} ms: stopping it immediately and releasing the lease", UNRESPONSIVE_FENCE_MS);
                 let pid = self.shared.postmaster_pid.load(Ordering::SeqCst);
                 if pid != 0 {
-                    if let Err(e) = crate::postgres::kill_postgres_group(pid) {
+                    if let Err(e) = crate::postgres::kill_postgres_tree(pid) {
                         warn!(member = %self.cfg.member, error = %e, "could not kill postgres");
                     }
                 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 use crate::lease::{must_fence, renew_interval_ms, unix_now_ms, Lease};
-use crate::postgres::kill_postgres_group;
+use crate::postgres::kill_postgres_tree;
 
 use super::shared::Shared;
 
@@ -45,7 +45,7 @@ fn fence(shared: &Shared, why: &str) {
     shared.holds_lease.store(false, Ordering::SeqCst);
     let pid = shared.postmaster_pid.load(Ordering::SeqCst);
     if pid != 0 {
-        if let Err(e) = kill_postgres_group(pid) {
+        if let Err(e) = kill_postgres_tree(pid) {
             warn!(member = %shared.member, error = %e, "could not signal postgres");
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tracing::{error, warn};
 
 use crate::lease::Lease;
-use crate::postgres::kill_postgres_group;
+use crate::postgres::kill_postgres_tree;
 
 use super::datadir::loss_reason;
 use super::shared::Shared;
@@ -39,7 +39,7 @@ pub async fn check(shared: &Shared) {
         return;
     };
     error!(member = %shared.member, %reason, pid, "data directory lost: stopping PostgreSQL immediately and releasing the lease");
-    if let Err(e) = kill_postgres_group(pid) {
+    if let Err(e) = kill_postgres_tree(pid) {
         warn!(member = %shared.member, error = %e, "could not signal postgres");
     }
     shared.set_data_lost(Some(reason.clone()));

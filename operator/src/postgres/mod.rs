@@ -38,5 +38,5 @@ pub use replication::{ReplicationRow, WalReceiver};
 pub use run_as::{
     chown_recursive, chown_to, create_private_dir, write_private_file, RunAs, DEFAULT_USER,
 };
-pub use server::{kill_postgres_group, signal_postgres, PostgresProcess, ServerLog, Shutdown};
+pub use server::{kill_postgres_tree, signal_postgres, PostgresProcess, ServerLog, Shutdown};
 pub use slots::{check_slot_name, slot_name_for, Slot, SLOT_PREFIX};

@@ -57,23 +57,52 @@ pub fn signal_postgres(pid: u32, mode: Shutdown) -> PgResult<()> {
     })
 }
 
-/// Fences the server led by postmaster `pid` at once: SIGKILL to its process group (the
-/// postmaster leads one, see [`Programs::spawn_postgres`]), so every backend and WAL sender ends
-/// in the same instant, even while the postmaster itself is stopped (SIGSTOP, a frozen disk) —
-/// where a SIGQUIT would wait for it to continue. The next start runs crash recovery.
-pub fn kill_postgres_group(pid: u32) -> PgResult<()> {
+/// Fences the server of postmaster `pid` at once: every process of it gets SIGKILL, so no
+/// backend or WAL sender can acknowledge or confirm anything more, even while the postmaster is
+/// stopped (SIGSTOP, a frozen disk) — where a SIGQUIT would wait for it to continue. Each child
+/// of the postmaster leads its own session (PostgreSQL calls `setsid()` in every child), so the
+/// postmaster is stopped first (it can fork no more), its children are found by parent pid and
+/// killed with their own groups, then the postmaster. The next start runs crash recovery.
+pub fn kill_postgres_tree(pid: u32) -> PgResult<()> {
     let raw = i32::try_from(pid).map_err(|_| PgError::Signal {
         pid,
         signal: Signal::SIGKILL.as_str(),
         source: nix::Error::EINVAL,
     })?;
-    nix::sys::signal::killpg(Pid::from_raw(raw), Signal::SIGKILL).map_err(|source| {
-        PgError::Signal {
-            pid,
-            signal: Signal::SIGKILL.as_str(),
-            source,
+    let postmaster = Pid::from_raw(raw);
+    let _ = kill(postmaster, Signal::SIGSTOP);
+    for child in children_of(pid) {
+        if let Ok(c) = i32::try_from(child) {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(c), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
         }
+    }
+    kill(postmaster, Signal::SIGKILL).map_err(|source| PgError::Signal {
+        pid,
+        signal: Signal::SIGKILL.as_str(),
+        source,
     })
+}
+
+/// Processes whose parent is `parent` (from /proc).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pid (comm) state ppid ...: the command may hold spaces and parentheses
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
 
 impl Programs {

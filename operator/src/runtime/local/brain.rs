@@ -32,8 +32,8 @@ const KEPT_EVENTS: usize = 100;
 /// An agent that answers nothing for this long (and at least `FENCE_AFTER_MISSES` looks in a
 /// row) is killed together with its PostgreSQL: well below the lease, so that a stalled agent
 /// cannot leave a server acknowledging commits while another member is promoted.
-const AGENT_FENCE_AFTER: Duration = Duration::from_millis(2_500);
-const FENCE_AFTER_MISSES: u32 = 3;
+const AGENT_FENCE_AFTER: Duration = Duration::from_millis(2_000);
+const FENCE_AFTER_MISSES: u32 = 2;
 
 /// How long each agent has not answered.
 #[derive(Default)]

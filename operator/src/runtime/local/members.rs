@@ -114,13 +114,10 @@ impl Supervisor {
         let postmaster = read_pid(&data.join("postmaster.pid"))
             .filter(|p| process_alive(*p) && cmdline_mentions(*p, &data));
         if let Some(pm) = postmaster {
-            // the postmaster leads its own process group: SIGKILL ends it and every backend at
-            // once, stopped or not (a SIGQUIT would wait for a stopped process to continue)
-            if let Ok(pgid) = i32::try_from(pm) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pgid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+            // every process of the server, stopped or not (a SIGQUIT would wait for a stopped
+            // postmaster to continue)
+            if let Err(e) = crate::postgres::kill_postgres_tree(pm) {
+                warn!(member = %member, error = %e, "could not kill PostgreSQL");
             }
         }
         Some(match postmaster {
