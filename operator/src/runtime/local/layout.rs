@@ -74,7 +74,14 @@ impl Layout {
             .trim()
             .parse()
             .ok()?;
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        // a brain that was killed is a zombie until reaped: not running
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().next().map(|s| s != "Z" && s != "X")
+            })
+            .unwrap_or(false);
         alive.then_some(pid)
     }
 }
@@ -121,8 +128,15 @@ impl LocalState {
 
     /// Rebuild the state of a cluster whose state file is gone from its members' agent
     /// configurations (ports and host as the members' data directories know them). The endpoint
-    /// ports are not recorded there: they come from the caller.
+    /// ports come from the last status file when it can be read, else from the caller.
     pub fn recover(layout: &Layout, rw_port: u16, ro_port: u16) -> Option<LocalState> {
+        let last = super::status_file::LocalStatus::load(layout).ok().flatten();
+        let port_of = |addr: Option<&str>| {
+            addr.and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+        };
+        let rw_port = port_of(last.as_ref().map(|s| s.endpoints.rw.as_str())).unwrap_or(rw_port);
+        let ro_port = port_of(last.as_ref().map(|s| s.endpoints.ro.as_str())).unwrap_or(ro_port);
         let entries = std::fs::read_dir(layout.dir.join("members")).ok()?;
         let mut state: Option<LocalState> = None;
         for entry in entries.filter_map(Result::ok) {
