@@ -137,6 +137,13 @@ impl Agent {
     /// Prepare the member directory and the password file the server programs read.
     pub fn prepare(&self) -> Result<(), AgentError> {
         crate::postgres::create_private_dir(&self.cfg.member_dir, self.run_as)?;
+        // a server left by an agent that died is blind (nobody fences it): end it before anything
+        if let Some(pid) = datadir::live_postmaster(&self.data()) {
+            warn!(member = %self.cfg.member, pid, "a PostgreSQL left by a previous agent still runs: killing it (crash recovery follows)");
+            if let Err(e) = crate::postgres::kill_postgres_tree(pid) {
+                warn!(member = %self.cfg.member, error = %e, "could not kill the left-over PostgreSQL");
+            }
+        }
         let pgpass = format!(
             "*:*:*:{REPLICATION_USER}:{}\n*:*:*:{SUPERUSER}:{}\n",
             pgpass_field(&self.replication_password)?,
@@ -372,10 +379,18 @@ impl Agent {
         if now.saturating_sub(self.new_connection_tried_ms) >= NEW_CONNECTION_EVERY_MS {
             self.new_connection_tried_ms = now;
             let params = self.local_params();
-            if let Ok(Ok(conn)) =
-                tokio::time::timeout(NEW_CONNECTION_TIMEOUT, connect(&params)).await
-            {
-                drop(conn);
+            let answered =
+                match tokio::time::timeout(NEW_CONNECTION_TIMEOUT, connect(&params)).await {
+                    Ok(Ok(conn)) => {
+                        drop(conn);
+                        true
+                    }
+                    // any reply of the server (too many clients, starting up) proves that the
+                    // postmaster forks; only silence and refusal do not
+                    Ok(Err(e)) => e.sqlstate().is_some(),
+                    Err(_) => false,
+                };
+            if answered {
                 self.new_connection_ok_ms = unix_now_ms();
             }
         }
@@ -394,8 +409,14 @@ impl Agent {
             .with_password(self.superuser_password.clone())
             .with_application_name(format!("pgreplica-agent-{}-probe", self.cfg.member));
         let check = match tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, connect(&params)).await {
-            Ok(Ok(conn)) => match conn.batch("SELECT 1").await {
-                Ok(()) => UpstreamCheck::Answers,
+            // only a primary proves anything: a standby (a target not yet promoted) has no final
+            // timeline to rewind to, and cloning from it could drop WAL this member holds
+            Ok(Ok(conn)) => match conn.is_in_recovery().await {
+                Ok(false) => UpstreamCheck::Answers,
+                Ok(true) => UpstreamCheck::Unreachable(format!(
+                    "{} is still a standby, not a primary to repair from",
+                    upstream.member
+                )),
                 Err(e) => UpstreamCheck::Unreachable(e.to_string()),
             },
             Ok(Err(e)) => UpstreamCheck::Unreachable(e.to_string()),
@@ -587,7 +608,11 @@ impl Agent {
             .filter(|dir| Some(dir) != aside.as_ref())
             .collect();
         for dir in aside.into_iter().chain(older) {
-            match std::fs::remove_dir_all(&dir) {
+            let target = dir.clone();
+            let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&target))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match removed {
                 Ok(()) => {
                     info!(member = %self.cfg.member, dir = %dir.display(), "deleted the old data directory")
                 }
@@ -697,6 +722,8 @@ impl Agent {
                 .start_postgres(&data, std::iter::empty::<&str>(), &self.cfg.member)?;
         let identity = datadir::identity(&data);
         self.shared.set_started_on(identity, server.pid());
+        // from now on a server process exists, whatever wait_ready says
+        self.shared.update_report(|r| r.server_process = true);
         self.shared.set_data_lost(None);
         self.stopping = false;
         match server.wait_ready(&self.local_params(), START_TIMEOUT).await {
@@ -854,7 +881,7 @@ impl Agent {
         };
         let holds = self.shared.holds_lease();
         let crashes = self.crashes;
-        let has_server = self.server.is_some();
+        let has_server = self.server.is_some() || datadir::live_postmaster(&self.data()).is_some();
         let desired_role = desired.map(|d| &d.role);
         self.shared.update_report(|r| {
             r.desired = desired.cloned();

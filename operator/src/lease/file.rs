@@ -230,7 +230,7 @@ impl Lease for FileLease {
             },
             move |memory, _| {
                 let free = memory
-                    .still_mine(&who2, u64::MIN)
+                    .still_mine(&who2, super::unix_now_ms())
                     .map(|r| LeaseRecord { holder: None, ..r });
                 Ok(((), free))
             },

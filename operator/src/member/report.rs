@@ -55,14 +55,6 @@ pub struct WalSender {
     pub port: u16,
 }
 
-impl WalSender {
-    /// Could this receiver be connected to a server listening at `host:port`? A receiver
-    /// without a host (a socket) is assumed to be.
-    pub fn may_be(&self, host: &str, port: u16) -> bool {
-        self.port == port && self.host.as_deref().is_none_or(|h| h == host)
-    }
-}
-
 fn yes() -> bool {
     true
 }
@@ -156,18 +148,27 @@ impl MemberReport {
             && self.streaming_from.as_deref() == Some(upstream)
     }
 
-    /// Nothing of this member can confirm a commit to a server at `host:port`: no server process,
-    /// or a WAL receiver connected elsewhere (or none).
-    pub fn severed_from(&self, host: &str, port: u16) -> bool {
+    /// Nothing of this member can confirm a commit to anyone but `target` (listening at
+    /// `host:port`): it runs no server; or it is a primary; or its WAL receiver is connected to
+    /// the target; or it has none and its agent converged on streaming from the target (a
+    /// receiver that is merely reconnecting could still be pointed at the old primary).
+    pub fn follows_only(&self, target: &str, host: &str, port: u16) -> bool {
         if !self.running {
             // a server that does not answer may still stream: only no server at all is proof
             return !self.server_process;
         }
-        self.role == ActualRole::Primary
-            || self
-                .wal_sender
-                .as_ref()
-                .is_none_or(|s| !s.may_be(host, port))
+        if self.role == ActualRole::Primary {
+            return true;
+        }
+        match &self.wal_sender {
+            Some(s) => s.port == port && s.host.as_deref() == Some(host),
+            None => {
+                self.converged
+                    && self.desired.as_ref().is_some_and(|d| {
+                        matches!(&d.role, super::DesiredRole::Standby { upstream, .. } if upstream.member == target)
+                    })
+            }
+        }
     }
 
     /// The agent knows its data is gone or unusable.

@@ -151,6 +151,7 @@ pub fn steer(input: &Input<'_>, current: &str, plan: &mut Plan) {
                     plan.event(EventReason::FailoverBlocked, Some(current), blocked.clone());
                 }
                 plan.blocked = Some(blocked);
+                plan.fence = sever::to_fence_blocked(input, current);
                 if input.report(current).is_some() {
                     plan.desired
                         .insert(current.to_string(), stopped(format!("fenced: {why}")));

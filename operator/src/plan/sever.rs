@@ -60,13 +60,31 @@ pub fn to_fence(input: &Input<'_>, old: &str, target: &str) -> Vec<(String, Stri
         .collect()
 }
 
+/// While a failover is blocked: the old primary and every Sync member that cannot be seen.
+pub fn to_fence_blocked(input: &Input<'_>, old: &str) -> Vec<(String, String)> {
+    if !old_may_accept(input, old) {
+        return Vec::new();
+    }
+    std::iter::once(old)
+        .chain(sync_others(input, old, old))
+        .filter(|n| input.report(n).is_none())
+        .map(|n| {
+            let why = input.unknown_why(n).unwrap_or("unknown");
+            (
+                n.to_string(),
+                format!("its agent does not answer ({why}) while no member can replace {old} yet"),
+            )
+        })
+        .collect()
+}
+
 /// Why the target must not be promoted yet, if some Sync member may still confirm commits for
 /// `old`.
 pub fn not_yet_severed(input: &Input<'_>, old: &str, target: &str) -> Option<String> {
     if !old_may_accept(input, old) {
         return None;
     }
-    let address = input.addresses.get(old);
+    let to = input.addresses.get(target);
     let mut waiting = Vec::new();
     for name in sync_others(input, old, target) {
         match input.report(name) {
@@ -75,19 +93,12 @@ pub fn not_yet_severed(input: &Input<'_>, old: &str, target: &str) -> Option<Str
                 input.unknown_why(name).unwrap_or("unknown")
             )),
             Some(r) => {
-                let severed = match (address, input.addresses.get(target)) {
-                    (Some(a), _) => r.severed_from(&a.host, a.port),
-                    // where the old primary listened is no longer known (its pod is gone): a
-                    // receiver connected to the target, or none, is proof
-                    (None, to) => {
-                        r.severed_from("", 0)
-                            && r.wal_sender
-                                .as_ref()
-                                .is_none_or(|s| to.is_some_and(|t| s.may_be(&t.host, t.port)))
-                    }
-                };
+                // judged toward the target, never by the old primary's address: that may be gone
+                // or, on Kubernetes, already belong to a new pod
+                let severed = to.is_some_and(|t| r.follows_only(target, &t.host, t.port))
+                    || (!r.running && !r.server_process);
                 if !severed {
-                    waiting.push(format!("{name} still replicates from {old}"));
+                    waiting.push(format!("{name} still replicates from {old} (or may)"));
                 }
             }
         }
@@ -120,6 +131,20 @@ pub enum Ahead {
 /// Does a Sync member hold WAL the target lacks?
 pub fn ahead_of_target(input: &Input<'_>, old: &str, target: &str) -> Ahead {
     let have = input.report(target).and_then(position);
+    // a member rewinding or cloning may still hold WAL the target lacks until it is done
+    let busy: Vec<&str> = sync_others(input, old, target)
+        .filter(|n| {
+            input
+                .report(n)
+                .is_some_and(|r| r.role == ActualRole::Preparing && r.data == DataHealth::Healthy)
+        })
+        .collect();
+    if !busy.is_empty() {
+        return Ahead::Wait(format!(
+            "{} to finish preparing its data: until then it may hold WAL that {target} lacks",
+            busy.join(", ")
+        ));
+    }
     let ahead: Vec<(&str, Lsn)> = sync_others(input, old, target)
         .filter_map(|n| input.report(n).and_then(position).map(|p| (n, p)))
         .filter(|(_, p)| have.is_none_or(|h| *p > h))

@@ -1493,3 +1493,88 @@ fn severing_when_the_old_primary_has_no_address() {
         assert_eq!(b_primary, promoted, "d streams from {d_upstream}");
     }
 }
+
+/// Review findings on severing: a member without a WAL receiver counts as severed only once its
+/// agent converged on the target; a Sync member that is rewinding blocks (it may hold WAL the
+/// target lacks); a blocked failover fences the members it cannot see.
+#[test]
+fn severing_needs_positive_proof() {
+    let follow_b = crate::member::Desired {
+        role: DesiredRole::Standby {
+            upstream: crate::member::Upstream {
+                member: "b".into(),
+                host: "127.0.0.1".into(),
+                port: 6001,
+            },
+            slot: "pgreplica_d".into(),
+            apply_delay_ms: 0,
+            slots: vec![],
+        },
+        reason: "follow b".into(),
+    };
+    let no_receiver = |converged: bool, desired: Option<crate::member::Desired>| {
+        with(standby("d", "a", 100), move |r| {
+            r.wal_sender = None;
+            r.streaming_from = None;
+            r.converged = converged;
+            r.desired = desired;
+        })
+    };
+    let cases: Vec<(&str, Observation, bool)> = vec![
+        (
+            "no receiver, not converged: may still reconnect to a",
+            no_receiver(false, Some(follow_b.clone())),
+            false,
+        ),
+        (
+            "no receiver, converged on following a: not severed",
+            no_receiver(true, None),
+            false,
+        ),
+        (
+            "no receiver, converged on following b: severed",
+            no_receiver(true, Some(follow_b)),
+            true,
+        ),
+        (
+            "rewinding with healthy data: may hold more WAL",
+            with(standby("d", "b", 90), |r| r.role = ActualRole::Preparing),
+            false,
+        ),
+    ];
+    for (what, d, promoted) in cases {
+        let mut status = settled("a", &[("b", "sync"), ("c", "async"), ("d", "potential")]);
+        status.target_primary = Some("b".into());
+        let mut w = World::new(
+            status,
+            vec![
+                ("a", unknown()),
+                ("b", standby("b", "a", 100)),
+                ("c", standby("c", "b", 100)),
+                ("d", d),
+            ],
+        );
+        w.spec = two_sync(&[]);
+        w.lease = None;
+        let p = w.plan();
+        let b_primary = role(&p, "b").is_some_and(|r| r.starts_with("primary"));
+        assert_eq!(b_primary, promoted, "{what}: {:?}", p.waiting_for);
+    }
+}
+
+#[test]
+fn a_blocked_failover_fences_what_it_cannot_see() {
+    let mut w = World::new(
+        settled("a", &[("b", "sync"), ("c", "async")]),
+        vec![
+            ("a", unknown()),
+            ("b", unknown()),
+            ("c", standby("c", "a", 100)),
+        ],
+    );
+    w.lease = None;
+    let p = w.plan();
+    assert!(p.blocked.is_some());
+    let fenced: Vec<&str> = p.fence.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(fenced, vec!["a", "b"]);
+}

@@ -245,9 +245,12 @@ pub async fn members(
     Ok(created)
 }
 
+/// A pod younger than this is never deleted to fence it.
+const FENCE_GRACE_SECONDS: i64 = 30;
+
 /// Fence members whose agents do not answer while a failover needs them gone: delete the pod
-/// with no grace period, so the kubelet (where the API server can reach its node) kills every
-/// process in it at once. Failures are logged; the plan waits for proof either way.
+/// with a 1 s grace period, so the kubelet (where the API server can reach its node) kills every
+/// process in it. Failures are logged; the plan waits for proof either way.
 pub async fn fence(client: &kube::Client, namespace: &str, observed: &Observed, plan: &Plan) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     for (member, why) in &plan.fence {
@@ -257,9 +260,19 @@ pub async fn fence(client: &kube::Client, namespace: &str, observed: &Observed, 
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        warn!(member = %member, pod = %pod.name_any(), why = %why, "fencing: deleting the pod with no grace period");
+        // a pod created moments ago (perhaps by this fencing) has not had the time to report:
+        // deleting it again would keep it from ever answering
+        let young = pod.metadata.creation_timestamp.as_ref().is_none_or(|t| {
+            jiff::Timestamp::now().duration_since(t.0).as_secs() < FENCE_GRACE_SECONDS
+        });
+        if young {
+            continue;
+        }
+        warn!(member = %member, pod = %pod.name_any(), why = %why, "fencing: deleting the pod with a 1 s grace period");
+        // 1 s, not 0: a zero grace period removes the object without the kubelet's confirmation,
+        // while the containers may still run on an unreachable node
         let now = DeleteParams {
-            grace_period_seconds: Some(0),
+            grace_period_seconds: Some(1),
             ..DeleteParams::default()
         };
         if let Err(e) = pods.delete(&pod.name_any(), &now).await {

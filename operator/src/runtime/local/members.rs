@@ -30,6 +30,8 @@ const STARTUP_GRACE: Duration = Duration::from_secs(5);
 
 struct AgentProcess {
     pid: u32,
+    /// The agent's configuration file, named on its command line.
+    config: PathBuf,
     /// Set for agents this brain started; adopted agents are watched through /proc.
     child: Option<Child>,
     started: Instant,
@@ -40,7 +42,8 @@ impl AgentProcess {
     fn exited(&mut self) -> Option<String> {
         match &mut self.child {
             Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
-            None => (!process_alive(self.pid)).then(|| "gone".to_string()),
+            None => (!process_alive(self.pid) || !cmdline_mentions(self.pid, &self.config))
+                .then(|| "gone".to_string()),
         }
     }
 }
@@ -77,8 +80,7 @@ impl Supervisor {
             let Some(pid) = read_pid(&self.layout.agent_pid_file(name)) else {
                 continue;
             };
-            let config = self.layout.agent_config(name);
-            let config = std::path::absolute(&config).unwrap_or(config);
+            let config = canonical(&self.layout.agent_config(name));
             if !process_alive(pid) || !cmdline_mentions(pid, &config) {
                 continue;
             }
@@ -87,6 +89,7 @@ impl Supervisor {
                 name.clone(),
                 AgentProcess {
                     pid,
+                    config,
                     child: None,
                     started: Instant::now(),
                 },
@@ -105,12 +108,16 @@ impl Supervisor {
     pub fn fence(&mut self, member: &str) -> Option<String> {
         let agent = self
             .agents
-            .get(member)
+            .get_mut(member)
             .filter(|a| a.started.elapsed() >= STARTUP_GRACE)?;
+        if agent.exited().is_some() {
+            // gone, or its pid now belongs to another process
+            return None;
+        }
         let pid = agent.pid;
         let _ = signal(pid, nix::sys::signal::Signal::SIGKILL);
         let data = self.layout.member_dir(member).join("data");
-        let data = std::path::absolute(&data).unwrap_or(data);
+        let data = canonical(&data);
         let postmaster = read_pid(&data.join("postmaster.pid"))
             .filter(|p| process_alive(*p) && cmdline_mentions(*p, &data));
         if let Some(pm) = postmaster {
@@ -147,7 +154,7 @@ impl Supervisor {
         let cfg = AgentConfig {
             cluster: state.cluster.clone(),
             member: member.to_string(),
-            member_dir: absolute(&member_dir)?,
+            member_dir: canonical(&member_dir),
             listen_host: state.host.clone(),
             port: ports.postgres,
             http: format!("{}:{}", state.host, ports.agent)
@@ -222,6 +229,7 @@ impl Supervisor {
                         name.clone(),
                         AgentProcess {
                             pid,
+                            config: canonical(&self.layout.agent_config(name)),
                             child: Some(child),
                             started: now,
                         },
@@ -262,7 +270,7 @@ impl Supervisor {
         let err = log.try_clone().map_err(LocalError::io("dup log file"))?;
         let mut cmd = Command::new(&self.exe);
         cmd.args(["instance", "run", "--config"])
-            .arg(absolute(&self.layout.agent_config(member))?)
+            .arg(canonical(&self.layout.agent_config(member)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -350,4 +358,12 @@ fn cmdline_mentions(pid: u32, path: &std::path::Path) -> bool {
 
 fn absolute(path: &std::path::Path) -> Result<PathBuf, LocalError> {
     std::path::absolute(path).map_err(LocalError::io(format!("resolve {}", path.display())))
+}
+
+/// One spelling of a path, whatever `--dir` was given as (symlinks and `..` resolved), so that a
+/// later brain recognises its agents.
+fn canonical(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
 }
