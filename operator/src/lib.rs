@@ -9,4 +9,5 @@ pub mod member;
 pub mod net;
 pub mod plan;
 pub mod postgres;
+pub mod procfs;
 pub mod runtime;

@@ -78,20 +78,9 @@ pub fn inspect(data: &Path) -> DataState {
 /// The pid of a postmaster that still runs on `data` (from `postmaster.pid`, checked against the
 /// process's command line, so a reused pid is not mistaken for it).
 pub fn live_postmaster(data: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
-    let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let pid = crate::procfs::read_pid(&data.join("postmaster.pid"))?;
     let data = std::path::absolute(data).ok()?;
-    let wanted = data.as_os_str().as_encoded_bytes();
-    cmdline
-        .split(|b| *b == 0)
-        .any(|arg| arg == wanted)
-        .then_some(pid)
+    (crate::procfs::alive(pid) && crate::procfs::mentions(pid, &data)).then_some(pid)
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ pub fn steer(input: &Input<'_>, current: &str, plan: &mut Plan) {
                     plan.event(EventReason::FailoverBlocked, Some(current), blocked.clone());
                 }
                 plan.blocked = Some(blocked);
-                plan.fence = sever::to_fence_blocked(input, current);
+                plan.fence = sever::to_fence(input, current, None);
                 if input.report(current).is_some() {
                     plan.desired
                         .insert(current.to_string(), stopped(format!("fenced: {why}")));
@@ -346,7 +346,7 @@ fn handover(input: &Input<'_>, current: &str, target: &str, plan: &mut Plan) {
         }
         plan.waiting_for = Some(why);
     };
-    plan.fence = sever::to_fence(input, current, target);
+    plan.fence = sever::to_fence(input, current, Some(target));
     if let Some(why) = sever::not_yet_severed(input, current, target) {
         keep_following(plan, why);
         return;

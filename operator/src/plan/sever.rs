@@ -40,39 +40,25 @@ fn sync_others<'a>(
 }
 
 /// Members whose agents do not answer while a failover needs to know that they cannot accept or
-/// confirm commits: the old primary, and Sync members other than the target. Fencing them from
-/// outside (the runtime kills them) turns "cannot be seen" into "has no server" once their agent
-/// is back.
-pub fn to_fence(input: &Input<'_>, old: &str, target: &str) -> Vec<(String, String)> {
+/// confirm commits: the old primary, and Sync members other than the target (all of them while
+/// no target can be chosen). Fencing them from outside (the runtime kills them) turns "cannot be
+/// seen" into "has no server" once their agent is back.
+pub fn to_fence(input: &Input<'_>, old: &str, target: Option<&str>) -> Vec<(String, String)> {
     if !old_may_accept(input, old) {
         return Vec::new();
     }
+    let during = match target {
+        Some(t) => format!("{t} takes over from {old}"),
+        None => format!("no member can replace {old} yet"),
+    };
     std::iter::once(old)
-        .chain(sync_others(input, old, target))
+        .chain(sync_others(input, old, target.unwrap_or(old)))
         .filter(|n| input.report(n).is_none())
         .map(|n| {
             let why = input.unknown_why(n).unwrap_or("unknown");
             (
                 n.to_string(),
-                format!("its agent does not answer ({why}) while {target} takes over from {old}"),
-            )
-        })
-        .collect()
-}
-
-/// While a failover is blocked: the old primary and every Sync member that cannot be seen.
-pub fn to_fence_blocked(input: &Input<'_>, old: &str) -> Vec<(String, String)> {
-    if !old_may_accept(input, old) {
-        return Vec::new();
-    }
-    std::iter::once(old)
-        .chain(sync_others(input, old, old))
-        .filter(|n| input.report(n).is_none())
-        .map(|n| {
-            let why = input.unknown_why(n).unwrap_or("unknown");
-            (
-                n.to_string(),
-                format!("its agent does not answer ({why}) while no member can replace {old} yet"),
+                format!("its agent does not answer ({why}) while {during}"),
             )
         })
         .collect()

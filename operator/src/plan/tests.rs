@@ -171,19 +171,23 @@ impl World {
     }
 
     fn plan(&self) -> Plan {
-        let addresses = addresses();
         let lease = LeaseView {
             holder: self.lease.map(String::from),
             unreadable: None,
         };
+        self.plan_with(&addresses(), &lease)
+    }
+
+    /// The plan with other addresses or another view of the lease.
+    fn plan_with(&self, addresses: &BTreeMap<String, Address>, lease: &LeaseView) -> Plan {
         plan(&Input {
             cluster: "lab",
             spec: &self.spec,
             generation: 1,
             status: &self.status,
             members: &self.members,
-            addresses: &addresses,
-            lease: &lease,
+            addresses,
+            lease,
             switchover_to: self.switchover,
             now_ms: 1_800_000_000_000,
         })
@@ -1405,17 +1409,7 @@ fn an_unreadable_lease_is_a_condition() {
         holder: Some("a".into()),
         unreadable: Some("lease.json does not hold a lease record".into()),
     };
-    let p = plan(&Input {
-        cluster: "lab",
-        spec: &w.spec,
-        generation: 1,
-        status: &w.status,
-        members: &w.members,
-        addresses: &addresses,
-        lease: &lease,
-        switchover_to: None,
-        now_ms: 1_800_000_000_000,
-    });
+    let p = w.plan_with(&addresses, &lease);
     let cond = p
         .status
         .conditions
@@ -1478,17 +1472,7 @@ fn severing_when_the_old_primary_has_no_address() {
         let mut addresses = addresses();
         addresses.remove("a");
         let lease = LeaseView::default();
-        let p = plan(&Input {
-            cluster: "lab",
-            spec: &w.spec,
-            generation: 1,
-            status: &w.status,
-            members: &w.members,
-            addresses: &addresses,
-            lease: &lease,
-            switchover_to: None,
-            now_ms: 1_800_000_000_000,
-        });
+        let p = w.plan_with(&addresses, &lease);
         let b_primary = role(&p, "b").is_some_and(|r| r.starts_with("primary"));
         assert_eq!(b_primary, promoted, "d streams from {d_upstream}");
     }

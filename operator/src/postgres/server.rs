@@ -71,7 +71,7 @@ pub fn kill_postgres_tree(pid: u32) -> PgResult<()> {
     })?;
     let postmaster = Pid::from_raw(raw);
     let _ = kill(postmaster, Signal::SIGSTOP);
-    for child in children_of(pid) {
+    for child in crate::procfs::children(pid) {
         if let Ok(c) = i32::try_from(child) {
             let _ = nix::sys::signal::killpg(Pid::from_raw(c), Signal::SIGKILL);
             let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
@@ -82,27 +82,6 @@ pub fn kill_postgres_tree(pid: u32) -> PgResult<()> {
         signal: Signal::SIGKILL.as_str(),
         source,
     })
-}
-
-/// Processes whose parent is `parent` (from /proc).
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // pid (comm) state ppid ...: the command may hold spaces and parentheses
-                    let (_, rest) = stat.rsplit_once(')')?;
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
 }
 
 impl Programs {

@@ -75,13 +75,7 @@ impl Layout {
             .parse()
             .ok()?;
         // a brain that was killed is a zombie until reaped: not running
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                let (_, rest) = stat.rsplit_once(')')?;
-                rest.split_whitespace().next().map(|s| s != "Z" && s != "X")
-            })
-            .unwrap_or(false);
+        let alive = u32::try_from(pid).is_ok_and(crate::procfs::alive);
         alive.then_some(pid)
     }
 }

@@ -42,8 +42,9 @@ impl AgentProcess {
     fn exited(&mut self) -> Option<String> {
         match &mut self.child {
             Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
-            None => (!process_alive(self.pid) || !cmdline_mentions(self.pid, &self.config))
-                .then(|| "gone".to_string()),
+            None => (!crate::procfs::alive(self.pid)
+                || !crate::procfs::mentions(self.pid, &self.config))
+            .then(|| "gone".to_string()),
         }
     }
 }
@@ -77,11 +78,11 @@ impl Supervisor {
     pub fn adopt(&mut self, members: &[String]) -> Vec<SupervisorNote> {
         let mut notes = Vec::new();
         for name in members {
-            let Some(pid) = read_pid(&self.layout.agent_pid_file(name)) else {
+            let Some(pid) = crate::procfs::read_pid(&self.layout.agent_pid_file(name)) else {
                 continue;
             };
             let config = canonical(&self.layout.agent_config(name));
-            if !process_alive(pid) || !cmdline_mentions(pid, &config) {
+            if !crate::procfs::alive(pid) || !crate::procfs::mentions(pid, &config) {
                 continue;
             }
             info!(member = %name, pid, "adopted a running agent");
@@ -118,8 +119,8 @@ impl Supervisor {
         let _ = signal(pid, nix::sys::signal::Signal::SIGKILL);
         let data = self.layout.member_dir(member).join("data");
         let data = canonical(&data);
-        let postmaster = read_pid(&data.join("postmaster.pid"))
-            .filter(|p| process_alive(*p) && cmdline_mentions(*p, &data));
+        let postmaster = crate::procfs::read_pid(&data.join("postmaster.pid"))
+            .filter(|p| crate::procfs::alive(*p) && crate::procfs::mentions(*p, &data));
         if let Some(pm) = postmaster {
             // every process of the server, stopped or not (a SIGQUIT would wait for a stopped
             // postmaster to continue)
@@ -325,45 +326,14 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) -> nix::Result<()> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
 }
 
-fn read_pid(path: &std::path::Path) -> Option<u32> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The process exists and is not a zombie.
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // the state follows the command name in parentheses
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-/// The process's command line names `path` (a pid file may outlive its process).
-fn cmdline_mentions(pid: u32, path: &std::path::Path) -> bool {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let wanted = path.as_os_str().as_encoded_bytes();
-    raw.split(|b| *b == 0).any(|arg| arg == wanted)
-}
-
-fn absolute(path: &std::path::Path) -> Result<PathBuf, LocalError> {
-    std::path::absolute(path).map_err(LocalError::io(format!("resolve {}", path.display())))
-}
-
 /// One spelling of a path, whatever `--dir` was given as (symlinks and `..` resolved), so that a
 /// later brain recognises its agents.
 fn canonical(path: &std::path::Path) -> PathBuf {
     std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn absolute(path: &std::path::Path) -> Result<PathBuf, LocalError> {
+    std::path::absolute(path).map_err(LocalError::io(format!("resolve {}", path.display())))
 }
