@@ -134,20 +134,18 @@ impl LocalCluster {
         timeout: Duration,
         cond: impl Fn(&Value) -> bool,
     ) -> Result<(Value, Instant), String> {
-        let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
-        while Instant::now() < deadline {
-            if let Ok(s) = self.status() {
-                if cond(&s) {
-                    return Ok((s, Instant::now()));
-                }
+        crate::poll::until_blocking(timeout, || match self.status() {
+            Ok(s) if cond(&s) => Some((s, Instant::now())),
+            Ok(s) => {
                 last = s;
+                None
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!(
-            "timed out after {timeout:?} waiting for {what}; last status:\n{last:#}"
-        ))
+            Err(_) => None,
+        })
+        .ok_or_else(|| {
+            format!("timed out after {timeout:?} waiting for {what}; last status:\n{last:#}")
+        })
     }
 
     /// The members this cluster has ports for (`state.json`), in name order; a, b, c when the

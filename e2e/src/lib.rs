@@ -5,4 +5,5 @@ pub mod bench;
 pub mod cluster;
 pub mod faults;
 pub mod ledger;
+pub mod poll;
 pub mod report;

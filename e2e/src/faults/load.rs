@@ -108,22 +108,22 @@ impl Load {
     }
 
     async fn warm_up(&self, rw: usize, direct: usize, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let outcome = crate::poll::until(timeout, || async {
             let (r, d) = (self.rw_acks_after(None).len(), self.direct.acks().len());
             if r >= rw && d >= direct {
-                return Ok(());
+                return Some(Ok(()));
             }
-            if let Some((_, why)) = self.direct.ended() {
-                return Err(format!("the direct client stopped while warming up: {why}"));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "warm-up: {r} commits through rw and {d} direct within {timeout:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            self.direct
+                .ended()
+                .map(|(_, why)| Err(format!("the direct client stopped while warming up: {why}")))
+        })
+        .await;
+        outcome.unwrap_or_else(|| {
+            let (r, d) = (self.rw_acks_after(None).len(), self.direct.acks().len());
+            Err(format!(
+                "warm-up: {r} commits through rw and {d} direct within {timeout:?}"
+            ))
+        })
     }
 
     /// What the watcher has seen so far.
@@ -147,22 +147,19 @@ impl Load {
         n: usize,
         timeout: Duration,
     ) -> Result<Instant, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let nth = crate::poll::until(timeout, || async {
             let mut after: Vec<Instant> =
                 self.rw_acks_after(Some(t)).iter().map(|a| a.at).collect();
-            if after.len() >= n {
-                after.sort();
-                return Ok(after[n - 1]);
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "only {} commits acknowledged through rw within {timeout:?}",
-                    after.len()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            after.sort();
+            after.get(n.saturating_sub(1)).copied()
+        })
+        .await;
+        nth.ok_or_else(|| {
+            format!(
+                "only {} commits acknowledged through rw within {timeout:?}",
+                self.rw_acks_after(Some(t)).len()
+            )
+        })
     }
 
     /// Stop everything. A writer stuck on a commit that never returns is abandoned (its commit

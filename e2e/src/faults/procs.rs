@@ -105,14 +105,9 @@ pub fn signal(pid: u32, sig: Signal) -> Result<(), String> {
 
 /// Wait until `pid` is gone (or a zombie).
 pub async fn until_gone(pid: u32, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while alive(pid) {
-        if Instant::now() > deadline {
-            return Err(format!("pid {pid} still runs after {timeout:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
+    crate::poll::until(timeout, || async { (!alive(pid)).then_some(()) })
+        .await
+        .ok_or_else(|| format!("pid {pid} still runs after {timeout:?}"))
 }
 
 /// Pids stopped with SIGSTOP; SIGCONT on [`Frozen::thaw`] or drop (a failing case must not leave
@@ -249,10 +244,8 @@ pub fn sweep(dir: &Path) -> Vec<String> {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for pid in pids {
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if alive(pid) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if crate::poll::until_blocking(left, || (!alive(pid)).then_some(())).is_none() {
             let _ = signal(pid, Signal::SIGKILL);
         }
     }

@@ -65,14 +65,14 @@ impl Case {
     ) -> Finished {
         let mut failures = Vec::new();
         let watch = load.watch();
-        let deadline = removed + bound;
-        let recovered = loop {
-            match watch.latest() {
-                Some(l) if l.settled && l.at > removed => break Some(l.at),
-                _ if Instant::now() > deadline => break None,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
+        let left = (removed + bound).saturating_duration_since(Instant::now());
+        let recovered = crate::poll::until(left, || async {
+            watch
+                .latest()
+                .filter(|l| l.settled && l.at > removed)
+                .map(|l| l.at)
+        })
+        .await;
         let status = self.status().map(|s| summary(&s)).unwrap_or_else(|e| e);
         let recovery = match recovered {
             Some(at) => {
@@ -207,17 +207,26 @@ impl Case {
                     continue;
                 }
             };
-            let deadline = Instant::now() + CATCH_UP;
-            let missing = loop {
+            // the last answer counts, caught up or not when the time is up
+            let last = std::cell::RefCell::new(None);
+            let (last_ref, on_primary_ref) = (&last, &on_primary);
+            let caught_up = crate::poll::until(CATCH_UP, || async move {
                 let missing = missing_on(port, &self.password, acks).await;
-                let caught_up = missing.as_ref().is_ok_and(|v| match &on_primary {
+                let done = missing.as_ref().is_ok_and(|v| match on_primary_ref {
                     None => true,
                     Some(p) => v.iter().all(|k| p.contains(k)),
                 });
-                if caught_up || Instant::now() > deadline {
-                    break missing;
+                if done {
+                    Some(missing)
+                } else {
+                    *last_ref.borrow_mut() = Some(missing);
+                    None
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            })
+            .await;
+            let missing = match (caught_up, last.into_inner()) {
+                (Some(m), _) | (None, Some(m)) => m,
+                (None, None) => missing_on(port, &self.password, acks).await,
             };
             match missing {
                 Ok(v) => {

@@ -4,22 +4,16 @@ pub mod patroni;
 pub mod pgpool;
 pub mod pgreplica;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Poll `cond` every 50 ms until it holds.
+/// Ask `cond` until it holds (see [`crate::poll`]).
 pub fn wait_until(
     what: &str,
     timeout: Duration,
     mut cond: impl FnMut() -> bool,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("timed out after {timeout:?} waiting for {what}"))
+    crate::poll::until_blocking(timeout, || cond().then_some(()))
+        .ok_or_else(|| format!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Run a future to completion from synchronous code inside the multi-threaded runtime.
