@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgreplica_e2e::cluster::{repo_file, LocalCluster};
-use pgreplica_e2e::ledger::{conninfo, missing_on, reader, writer, Ledger};
+use pgreplica_e2e::ledger::{missing_on, reader, writer, Ledger};
 use pgreplica_e2e::report::Stages;
 use serde_json::Value;
-use tokio_postgres::NoTls;
 
 const WRITERS: i32 = 4;
 
@@ -27,15 +26,9 @@ fn ready(status: &Value, member: &str) -> bool {
         .is_some_and(|ms| ms.iter().any(|m| m["name"] == member && m["ready"] == true))
 }
 
+/// One query on a fresh connection (bounded: a stalled server fails the step, not the run).
 async fn sql(port: u16, password: &str, query: &str) -> Result<Vec<tokio_postgres::Row>, String> {
-    let (client, conn) = tokio_postgres::connect(&conninfo(port, password), NoTls)
-        .await
-        .map_err(|e| format!("connect {port}: {e}"))?;
-    tokio::spawn(conn);
-    client
-        .query(query, &[])
-        .await
-        .map_err(|e| format!("{query}: {e}"))
+    pgreplica_e2e::faults::load::sql(port, password, query, Duration::from_secs(30)).await
 }
 
 /// Poll until `query` returns at least one row on `port`.
@@ -45,19 +38,14 @@ async fn until_row(
     query: &str,
     timeout: Duration,
 ) -> Result<Instant, String> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if sql(port, password, query)
+    pgreplica_e2e::poll::until(timeout, || async {
+        sql(port, password, query)
             .await
             .is_ok_and(|rows| !rows.is_empty())
-        {
-            return Ok(Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!(
-        "no row for `{query}` on port {port} within {timeout:?}"
-    ))
+            .then(Instant::now)
+    })
+    .await
+    .ok_or_else(|| format!("no row for `{query}` on port {port} within {timeout:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

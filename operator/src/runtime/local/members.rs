@@ -103,9 +103,8 @@ impl Supervisor {
         notes
     }
 
-    /// Fence a member whose agent stopped answering: SIGKILL the agent (its PostgreSQL gets
-    /// SIGQUIT when it dies) and SIGQUIT the postmaster recorded in the data directory. The
-    /// agent is started again as usual.
+    /// Fence a member whose agent stopped answering: SIGKILL the agent and every process of the
+    /// PostgreSQL still running on its data directory. The agent is started again as usual.
     pub fn fence(&mut self, member: &str) -> Option<String> {
         let agent = self
             .agents
@@ -119,8 +118,7 @@ impl Supervisor {
         let _ = signal(pid, nix::sys::signal::Signal::SIGKILL);
         let data = self.layout.member_dir(member).join("data");
         let data = canonical(&data);
-        let postmaster = crate::procfs::read_pid(&data.join("postmaster.pid"))
-            .filter(|p| crate::procfs::alive(*p) && crate::procfs::mentions(*p, &data));
+        let postmaster = crate::instance::datadir::live_postmaster(&data);
         if let Some(pm) = postmaster {
             // every process of the server, stopped or not (a SIGQUIT would wait for a stopped
             // postmaster to continue)
