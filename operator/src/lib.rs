@@ -11,3 +11,4 @@ pub mod plan;
 pub mod postgres;
 pub mod procfs;
 pub mod runtime;
+pub mod tls;

@@ -134,6 +134,13 @@ impl Agent {
             .with_application_name(format!("pgreplica-agent-{}", self.cfg.member))
     }
 
+    /// The superuser at another member, over TLS verified against the cluster CA.
+    fn upstream_params(&self, upstream: &Upstream) -> ConnParams {
+        ConnParams::new(upstream.host.clone(), upstream.port, SUPERUSER)
+            .with_password(self.superuser_password.clone())
+            .with_tls(Some(self.cfg.member_tls(&upstream.member)))
+    }
+
     /// Prepare the member directory and the password file the server programs read.
     pub fn prepare(&self) -> Result<(), AgentError> {
         crate::postgres::create_private_dir(&self.cfg.member_dir, self.run_as)?;
@@ -405,8 +412,8 @@ impl Agent {
         {
             return self.upstream_check.clone();
         }
-        let params = ConnParams::new(upstream.host.clone(), upstream.port, SUPERUSER)
-            .with_password(self.superuser_password.clone())
+        let params = self
+            .upstream_params(upstream)
             .with_application_name(format!("pgreplica-agent-{}-probe", self.cfg.member));
         let check = match tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, connect(&params)).await {
             // only a primary proves anything: a standby (a target not yet promoted) has no final
@@ -559,6 +566,7 @@ impl Agent {
             target: tmp.clone(),
             slot: Some(slot.clone()),
             application_name: Some(format!("{}-clone", self.cfg.member)),
+            tls: Some(self.cfg.member_tls(&upstream.member)),
         };
         let from = upstream.member.clone();
         self.shared.update_report(|r| {
@@ -628,8 +636,7 @@ impl Agent {
         let DesiredRole::Standby { upstream, .. } = &desired.role else {
             return Err(AgentError::Step("rewind needs a standby role".into()));
         };
-        let source = ConnParams::new(upstream.host.clone(), upstream.port, SUPERUSER)
-            .with_password(self.superuser_password.clone());
+        let source = self.upstream_params(upstream);
         self.shared.update_report(|r| {
             r.role = ActualRole::Preparing;
             r.activity = format!("rewinding from {}", upstream.member);
@@ -804,8 +811,7 @@ impl Agent {
             return Ok(());
         }
         self.next_slot_upkeep_ms = now + SLOT_UPKEEP_EVERY_MS;
-        let primary = ConnParams::new(upstream.host.clone(), upstream.port, SUPERUSER)
-            .with_password(self.superuser_password.clone());
+        let primary = self.upstream_params(upstream);
         let slots = slots.clone();
         let Some(conn) = self.connection().await else {
             return Ok(());
@@ -883,6 +889,12 @@ impl Agent {
         let crashes = self.crashes;
         let has_server = self.server.is_some() || datadir::live_postmaster(&self.data()).is_some();
         let desired_role = desired.map(|d| &d.role);
+        let upstream_tls_name = match desired_role {
+            Some(DesiredRole::Standby { upstream, .. }) => {
+                Some(self.cfg.member_tls(&upstream.member).server_name)
+            }
+            _ => None,
+        };
         self.shared.update_report(|r| {
             r.desired = desired.cloned();
             r.data = data_health;
@@ -894,7 +906,7 @@ impl Agent {
                 r.system_identifier = system_identifier;
             }
             match &view {
-                Some(v) => observe::apply(r, v, desired_role),
+                Some(v) => observe::apply(r, v, desired_role, upstream_tls_name.as_deref()),
                 None => {
                     r.running = false;
                     // an unanswering server keeps what it last said about its receiver

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::member::DesiredRole;
 use crate::postgres::quote::{conf_value, conninfo};
-use crate::postgres::PgResult;
+use crate::postgres::{ConnParams, PgResult};
 
 use super::config::{AgentConfig, REPLICATION_USER, SUPERUSER};
 
@@ -50,6 +50,10 @@ pub fn render_conf(cfg: &AgentConfig, role: &DesiredRole, passfile: &Path) -> Pg
     set("wal_keep_size", "128MB")?;
     set("wal_retrieve_retry_interval", "500ms")?;
     set("password_encryption", "scram-sha-256")?;
+    // TLS with the member's certificate of the cluster CA (ADR 0005).
+    set("ssl", "on")?;
+    set("ssl_cert_file", &cfg.tls.cert.to_string_lossy())?;
+    set("ssl_key_file", &cfg.tls.key.to_string_lossy())?;
     set("log_line_prefix", "%m [%p] ")?;
     match role {
         DesiredRole::Primary { sync, .. } => {
@@ -61,16 +65,17 @@ pub fn render_conf(cfg: &AgentConfig, role: &DesiredRole, passfile: &Path) -> Pg
             apply_delay_ms,
             ..
         } => {
-            let port = upstream.port.to_string();
-            let passfile = passfile.to_string_lossy();
-            let conninfo = conninfo(&[
-                ("host", &upstream.host),
-                ("port", &port),
-                ("user", REPLICATION_USER),
-                ("passfile", &passfile),
-                ("application_name", &cfg.member),
-                ("connect_timeout", "2"),
-            ])?;
+            // verify-full: the upstream's certificate must name the member we mean
+            let mut source =
+                ConnParams::new(upstream.host.clone(), upstream.port, REPLICATION_USER)
+                    .with_tls(Some(cfg.member_tls(&upstream.member)))
+                    .with_application_name(cfg.member.clone());
+            source.connect_timeout = std::time::Duration::from_secs(2);
+            let conninfo = format!(
+                "{} {}",
+                source.conninfo(false)?,
+                conninfo(&[("passfile", &passfile.to_string_lossy())])?
+            );
             set("synchronous_standby_names", "")?;
             set("primary_conninfo", &conninfo)?;
             set("primary_slot_name", slot)?;
@@ -89,23 +94,27 @@ pub fn configured_role(conf: &str) -> Option<DesiredRole> {
     serde_json::from_str(json).ok()
 }
 
-/// Replication only for the replication user; everything by scram-sha-256.
+/// Replication only for the replication user; everything by scram-sha-256; from any network
+/// beyond loopback only over TLS (`hostssl`): a connection in the clear finds no rule.
 pub fn render_hba(cfg: &AgentConfig) -> String {
     let mut lines = vec![
         "# Managed by pgreplica; edits are overwritten.".to_string(),
         "local   all          all                         scram-sha-256".to_string(),
     ];
-    let mut networks = vec!["127.0.0.1/32".to_string(), "::1/128".to_string()];
-    networks.extend(cfg.allow_networks.iter().cloned());
-    for net in &networks {
+    let loopback = ["127.0.0.1/32", "::1/128"].map(|net| ("host   ", net.to_string()));
+    let networks = cfg
+        .allow_networks
+        .iter()
+        .map(|net| ("hostssl", net.clone()));
+    for (kind, net) in loopback.into_iter().chain(networks) {
         lines.push(format!(
-            "host    replication  {REPLICATION_USER:<12} {net:<18} scram-sha-256"
+            "{kind} replication  {REPLICATION_USER:<12} {net:<18} scram-sha-256"
         ));
         lines.push(format!(
-            "host    all          {SUPERUSER:<12} {net:<18} scram-sha-256"
+            "{kind} all          {SUPERUSER:<12} {net:<18} scram-sha-256"
         ));
         lines.push(format!(
-            "host    all          all          {net:<18} scram-sha-256"
+            "{kind} all          all          {net:<18} scram-sha-256"
         ));
     }
     lines.join("\n") + "\n"
@@ -140,6 +149,7 @@ mod tests {
             listen_host: "127.0.0.1".into(),
             port: 6001,
             http: "127.0.0.1:7001".parse().expect("addr"),
+            tls: crate::tls::AgentTlsFiles::in_dir(std::path::Path::new("/tls")),
             pg_bindir: None,
             run_as: None,
             superuser_password_file: PathBuf::from("/x/su"),
@@ -166,7 +176,11 @@ mod tests {
             slots: vec![],
         };
         let conf = render_conf(&cfg(), &role, Path::new("/x/b/pgpass")).expect("renders");
-        assert!(conf.contains("primary_conninfo = 'host=''127.0.0.1'' port=''6000'' user=''replicator'' passfile=''/x/b/pgpass'' application_name=''b'' connect_timeout=''2'''"), "{conf}");
+        // TLS verified against the CA for the upstream member's name, at the upstream's address
+        assert!(conf.contains("primary_conninfo = 'host=''a.lab.pgreplica'' hostaddr=''127.0.0.1'' sslmode=''verify-full'' sslrootcert=''/tls/ca.crt'' port=''6000'' user=''replicator'' dbname=''postgres'' connect_timeout=''2'' application_name=''b'' passfile=''/x/b/pgpass'''"), "{conf}");
+        assert!(conf.contains("ssl = 'on'"));
+        assert!(conf.contains("ssl_cert_file = '/tls/tls.crt'"));
+        assert!(conf.contains("ssl_key_file = '/tls/tls.key'"));
         assert!(conf.contains("primary_slot_name = 'pgreplica_b'"));
         assert!(conf.contains("recovery_min_apply_delay = '3000ms'"));
         assert!(conf.contains("recovery_target_timeline = 'latest'"));
@@ -201,6 +215,30 @@ mod tests {
         }
         assert!(!hba.contains("trust"));
         assert!(!hba.contains(" md5"));
+    }
+
+    #[test]
+    fn hba_accepts_networks_beyond_loopback_only_over_tls() {
+        let mut pod = cfg();
+        pod.allow_networks = vec!["0.0.0.0/0".into(), "::/0".into()];
+        let hba = render_hba(&pod);
+        let table = [
+            ("127.0.0.1/32", "host "),
+            ("::1/128", "host "),
+            ("0.0.0.0/0", "hostssl "),
+            ("::/0", "hostssl "),
+        ];
+        for (net, kind) in table {
+            let rules: Vec<&str> = hba
+                .lines()
+                .filter(|l| l.contains(&format!(" {net} ")))
+                .collect();
+            assert_eq!(rules.len(), 3, "{net}: {hba}");
+            assert!(
+                rules.iter().all(|l| l.starts_with(kind)),
+                "{net}: {rules:?}"
+            );
+        }
     }
 
     #[test]

@@ -19,8 +19,11 @@ pub struct AgentConfig {
     /// Address PostgreSQL listens on (also what other members use to reach it).
     pub listen_host: String,
     pub port: u16,
-    /// Where the agent serves `/status`, `/healthz`, `/readyz` and `PUT /desired`.
+    /// Where the agent serves `/status`, `/healthz`, `/readyz` and `PUT /desired`, over HTTPS.
     pub http: SocketAddr,
+    /// The agent's certificate and key (HTTPS) and the cluster CA, which must also have signed the
+    /// brain's client certificate for `/status` and `PUT /desired` (ADR 0005).
+    pub tls: crate::tls::AgentTlsFiles,
     /// Directory of PostgreSQL server programs; found automatically when absent.
     #[serde(default)]
     pub pg_bindir: Option<PathBuf>,
@@ -88,6 +91,15 @@ impl AgentConfig {
 
     pub fn desired_file(&self) -> PathBuf {
         self.member_dir.join("desired.json")
+    }
+
+    /// How to verify `member` when connecting to its PostgreSQL: its certificate, from the
+    /// cluster CA, names it.
+    pub fn member_tls(&self, member: &str) -> crate::postgres::PgTls {
+        crate::postgres::PgTls {
+            root_cert: self.tls.ca.clone(),
+            server_name: crate::tls::agent_name(&self.cluster, member),
+        }
     }
 
     /// libpq password file with the replication and superuser passwords, for every host.

@@ -1,10 +1,11 @@
-//! The agent's HTTP face: `/status`, `/healthz`, `/readyz`, and `PUT /desired` for runtimes that
-//! hand the desired state over the network (the local runtime).
+//! The agent's HTTPS face: `/healthz` and `/readyz` for anyone (kubelet probes), `/status` and
+//! `PUT /desired` only for the brain: a client certificate of the cluster CA naming the brain
+//! (ADR 0005). Anything else gets 401 (no certificate) or 403 (another name) and changes nothing.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::lease::unix_now_ms;
 use crate::member::Desired;
@@ -15,7 +16,31 @@ use super::shared::Shared;
 /// The loop is considered hung after this long without a pass.
 const HEALTHY_WITHIN_MS: u64 = 30_000;
 
-pub async fn handle(shared: Arc<Shared>, req: Request) -> Response {
+/// Why a request for member control is refused, if it is.
+fn refusal(req: &Request, brain: &str) -> Option<Response> {
+    match &req.client_cert {
+        None => Some(Response::text(
+            401,
+            &format!(
+                "member control needs the client certificate of {brain}; none was presented\n"
+            ),
+        )),
+        Some(cert) if !crate::tls::peer_is(cert, brain) => Some(Response::text(
+            403,
+            &format!("the client certificate does not name {brain}\n"),
+        )),
+        Some(_) => None,
+    }
+}
+
+pub async fn handle(shared: Arc<Shared>, brain: Arc<String>, req: Request) -> Response {
+    let controls = matches!(req.path.as_str(), "/status" | "/desired");
+    if controls {
+        if let Some(refused) = refusal(&req, &brain) {
+            warn!(member = %shared.member, method = %req.method, path = %req.path, status = refused.status, "refused an unauthenticated request");
+            return refused;
+        }
+    }
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/status") => Response::json(200, &shared.report()),
         ("GET", "/healthz") => {

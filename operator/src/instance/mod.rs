@@ -65,10 +65,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         .await
         .map_err(AgentError::io(format!("listen on {}", cfg.http)))?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let tls = crate::tls::ServerTls::from_files(&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key)
+        .map_err(|e| AgentError::Config(format!("the agent's certificate: {e}")))?;
     let handler_shared = shared.clone();
-    let http = tokio::spawn(crate::net::http::serve(
+    let brain = Arc::new(crate::tls::brain_name(&cfg.cluster));
+    let http = tokio::spawn(crate::net::http::serve_with(
         listener,
-        move |req| http::handle(handler_shared.clone(), req),
+        crate::net::http::ServeOptions::default(),
+        Some(Arc::new(tls)),
+        move |req| http::handle(handler_shared.clone(), brain.clone(), req),
         async {
             let _ = http_stopped.await;
         },

@@ -83,7 +83,27 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
 }
 
 /// Fold a server view into the report, naming the upstream the standby streams from.
-pub fn apply(report: &mut MemberReport, view: &ServerView, desired: Option<&DesiredRole>) {
+///
+/// Over TLS, PostgreSQL reports the sender by the name its certificate was verified for
+/// (`upstream_tls_name`, the desired upstream's); the report speaks of addresses, so that name
+/// becomes the upstream's address. A receiver still connected to another member keeps that
+/// member's name, which matches no address.
+pub fn apply(
+    report: &mut MemberReport,
+    view: &ServerView,
+    desired: Option<&DesiredRole>,
+    upstream_tls_name: Option<&str>,
+) {
+    let upstream_host = match desired {
+        Some(DesiredRole::Standby { upstream, .. }) => Some(upstream.host.as_str()),
+        _ => None,
+    };
+    let address = |host: &Option<String>| -> Option<String> {
+        match (host.as_deref(), upstream_tls_name, upstream_host) {
+            (Some(h), Some(name), Some(addr)) if h == name => Some(addr.to_string()),
+            _ => host.clone(),
+        }
+    };
     report.running = true;
     report.role = if view.in_recovery {
         ActualRole::Standby
@@ -100,15 +120,76 @@ pub fn apply(report: &mut MemberReport, view: &ServerView, desired: Option<&Desi
         .connected_to
         .as_ref()
         .map(|(host, port)| crate::member::WalSender {
-            host: host.clone(),
+            host: address(host),
             port: *port,
         });
     report.streaming_from = match (desired, &view.streaming_from) {
         (Some(DesiredRole::Standby { upstream, .. }), Some((host, port)))
-            if *port == upstream.port && host.as_deref().is_none_or(|h| h == upstream.host) =>
+            if *port == upstream.port
+                && address(host).as_deref().is_none_or(|h| h == upstream.host) =>
         {
             Some(upstream.member.clone())
         }
         _ => None,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::Upstream;
+
+    fn standby_of(member: &str, host: &str) -> DesiredRole {
+        DesiredRole::Standby {
+            upstream: Upstream {
+                member: member.into(),
+                host: host.into(),
+                port: 5432,
+            },
+            slot: "pgreplica_b".into(),
+            apply_delay_ms: 0,
+            slots: vec![],
+        }
+    }
+
+    fn receiver(host: &str) -> ServerView {
+        ServerView {
+            in_recovery: true,
+            timeline: Some(1),
+            current_lsn: None,
+            received_lsn: None,
+            replayed_lsn: None,
+            replay_lag_seconds: None,
+            streaming_from: Some((Some(host.into()), 5432)),
+            connected_to: Some((Some(host.into()), 5432)),
+            standbys: vec![],
+        }
+    }
+
+    #[test]
+    fn the_verified_name_of_the_upstream_is_its_address() {
+        // (sender host PostgreSQL reports, desired upstream, streaming from, wal sender host)
+        let table = [
+            ("a.lab.pgreplica", "a", Some("a"), "10.0.0.1"),
+            ("10.0.0.1", "a", Some("a"), "10.0.0.1"),
+            // still connected to the old primary a while b is desired: not b's address
+            ("a.lab.pgreplica", "b", None, "a.lab.pgreplica"),
+        ];
+        for (sender, upstream, streaming, host) in table {
+            let mut report = MemberReport::new("c");
+            let desired = standby_of(upstream, "10.0.0.1");
+            let name = format!("{upstream}.lab.pgreplica");
+            apply(&mut report, &receiver(sender), Some(&desired), Some(&name));
+            assert_eq!(
+                report.streaming_from.as_deref(),
+                streaming,
+                "{sender} {upstream}"
+            );
+            assert_eq!(
+                report.wal_sender.and_then(|s| s.host).as_deref(),
+                Some(host),
+                "{sender} {upstream}"
+            );
+        }
+    }
 }

@@ -8,7 +8,6 @@ use tracing::{debug, info};
 
 use super::error::{PgError, PgResult};
 use super::programs::{absolute, last_lines, Password, Programs, TAIL_LINES};
-use super::quote::conninfo;
 use super::run_as::create_private_dir;
 
 /// What to clone from where.
@@ -25,6 +24,8 @@ pub struct BasebackupOpts {
     pub slot: Option<String>,
     /// Shown in the source's `pg_stat_replication` while the backup runs.
     pub application_name: Option<String>,
+    /// Connect over TLS and verify the source (libpq's `verify-full`).
+    pub tls: Option<super::PgTls>,
 }
 
 /// One progress report of a running backup.
@@ -60,12 +61,13 @@ impl Programs {
         let target = absolute(&opts.target)?;
         create_private_dir(&target, self.run_as)?;
         let mut cmd = self.command("pg_basebackup");
-        cmd.arg("-h")
-            .arg(&opts.host)
-            .arg("-p")
-            .arg(opts.port.to_string())
-            .arg("-U")
-            .arg(&opts.user)
+        // Everything about the connection in one connection string: -h would override the name
+        // TLS verifies with the address.
+        let mut source = super::ConnParams::new(opts.host.clone(), opts.port, opts.user.clone())
+            .with_tls(opts.tls.clone());
+        source.application_name = opts.application_name.clone();
+        cmd.arg("-d")
+            .arg(source.conninfo(false)?)
             .arg("-D")
             .arg(&target)
             .args([
@@ -77,10 +79,6 @@ impl Programs {
             ]);
         if let Some(slot) = &opts.slot {
             cmd.arg("-S").arg(slot);
-        }
-        if let Some(name) = &opts.application_name {
-            cmd.arg("-d")
-                .arg(conninfo(&[("application_name", name.as_str())])?);
         }
         opts.password.apply(&mut cmd);
         debug!(command = ?cmd.as_std(), "running pg_basebackup");

@@ -103,6 +103,10 @@ pub enum PgError {
         source: tokio_postgres::Error,
     },
 
+    /// The TLS settings for a connection cannot be used.
+    #[error("cannot connect to {target} over TLS: {reason}")]
+    Tls { target: String, reason: String },
+
     /// A query failed.
     #[error("query failed ({sql}): {detail}")]
     Query {

@@ -33,7 +33,7 @@ pub use controldata::ControlData;
 pub use error::{PgError, PgResult};
 pub use lsn::Lsn;
 pub use programs::{Password, Programs, RewindOutcome};
-pub use query::{connect, timeline_of_walfile, Conn, ConnParams};
+pub use query::{connect, timeline_of_walfile, Conn, ConnParams, PgTls};
 pub use replication::{ReplicationRow, WalReceiver};
 pub use run_as::{
     chown_recursive, chown_to, create_private_dir, write_private_file, RunAs, DEFAULT_USER,

@@ -99,8 +99,14 @@ impl Programs {
             }
         }
         if let Some(r) = self.run_as {
-            // The caller's working directory may be closed to the run-as user.
-            cmd.uid(r.uid).gid(r.gid).current_dir("/");
+            // The caller's working directory may be closed to the run-as user, and so may the
+            // caller's home: libpq looks there for a client certificate (~/.postgresql) and
+            // fails on a directory it may not read, so HOME is the run-as user's own.
+            let home = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(r.uid))
+                .ok()
+                .flatten()
+                .map_or_else(|| std::path::PathBuf::from("/"), |u| u.dir);
+            cmd.uid(r.uid).gid(r.gid).current_dir("/").env("HOME", home);
         }
         cmd
     }

@@ -2,9 +2,13 @@
 //! Replication views, slots and administration live in `replication.rs`, `slots.rs`, `admin.rs`.
 
 use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::{Client, NoTls, Row};
 use tracing::debug;
@@ -23,6 +27,16 @@ pub struct ConnParams {
     pub dbname: String,
     pub application_name: Option<String>,
     pub connect_timeout: Duration,
+    /// TLS with the server's certificate verified (libpq's `verify-full`); none on loopback.
+    pub tls: Option<PgTls>,
+}
+
+/// How to verify a server: its certificate must chain to `root_cert` and name `server_name`
+/// (members are reached by address; the name is the member's, not a DNS name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgTls {
+    pub root_cert: PathBuf,
+    pub server_name: String,
 }
 
 impl fmt::Debug for ConnParams {
@@ -35,6 +49,7 @@ impl fmt::Debug for ConnParams {
             .field("dbname", &self.dbname)
             .field("application_name", &self.application_name)
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -50,6 +65,27 @@ impl ConnParams {
             dbname: "postgres".into(),
             application_name: Some("pgreplica".into()),
             connect_timeout: Duration::from_secs(5),
+            tls: None,
+        }
+    }
+
+    /// Connect over TLS and verify the server as `tls` says.
+    pub fn with_tls(mut self, tls: Option<PgTls>) -> ConnParams {
+        self.tls = tls;
+        self
+    }
+
+    /// The address to connect to when TLS verifies a name other than the host.
+    fn hostaddr(&self) -> Option<IpAddr> {
+        self.tls.as_ref()?;
+        self.host.parse().ok()
+    }
+
+    /// The host libpq is given: the name TLS verifies when the host is an address.
+    fn host_name(&self) -> &str {
+        match (&self.tls, self.hostaddr()) {
+            (Some(tls), Some(_)) => &tls.server_name,
+            _ => &self.host,
         }
     }
 
@@ -73,13 +109,25 @@ impl ConnParams {
     pub fn conninfo(&self, with_password: bool) -> PgResult<String> {
         let port = self.port.to_string();
         let timeout = self.connect_timeout.as_secs().max(1).to_string();
-        let mut pairs = vec![
-            ("host", self.host.as_str()),
+        let hostaddr = self.hostaddr().map(|ip| ip.to_string());
+        let root_cert = self
+            .tls
+            .as_ref()
+            .map(|t| t.root_cert.to_string_lossy().into_owned());
+        let mut pairs = vec![("host", self.host_name())];
+        if let Some(addr) = &hostaddr {
+            pairs.push(("hostaddr", addr.as_str()));
+        }
+        if let Some(root) = &root_cert {
+            pairs.push(("sslmode", "verify-full"));
+            pairs.push(("sslrootcert", root.as_str()));
+        }
+        pairs.extend([
             ("port", port.as_str()),
             ("user", self.user.as_str()),
             ("dbname", self.dbname.as_str()),
             ("connect_timeout", timeout.as_str()),
-        ];
+        ]);
         if let Some(name) = &self.application_name {
             pairs.push(("application_name", name.as_str()));
         }
@@ -91,8 +139,14 @@ impl ConnParams {
 
     fn config(&self) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
+        config.host(self.host_name());
+        if let Some(addr) = self.hostaddr() {
+            config.hostaddr(addr);
+        }
+        if self.tls.is_some() {
+            config.ssl_mode(SslMode::Require);
+        }
         config
-            .host(&self.host)
             .port(self.port)
             .user(&self.user)
             .dbname(&self.dbname)
@@ -129,25 +183,68 @@ impl Drop for Conn {
     }
 }
 
-/// Connects without TLS (members talk over the cluster network or loopback).
+/// Connects, over TLS when the parameters ask for it (to other members), else in the clear
+/// (an agent to its own server on loopback).
 pub async fn connect(params: &ConnParams) -> PgResult<Conn> {
     let target = params.target();
-    let (client, connection) = params
-        .config()
-        .connect(NoTls)
-        .await
-        .map_err(|e| PgError::connect(target.clone(), e))?;
-    let label = target.clone();
-    let driver = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(target_db = %label, error = %super::error::describe(&e), "connection ended");
+    let config = params.config();
+    let failed = |e| PgError::connect(target.clone(), e);
+    let (client, driver) = match &params.tls {
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+            (client, drive(connection, target.clone()))
         }
-    });
+        Some(tls) => {
+            let tls = tls_connector(tls).map_err(|e| PgError::Tls {
+                target: target.clone(),
+                reason: e,
+            })?;
+            let (client, connection) = config.connect(tls).await.map_err(failed)?;
+            (client, drive(connection, target.clone()))
+        }
+    };
     Ok(Conn {
         client,
         driver,
         target,
     })
+}
+
+/// Run the task that carries a connection's messages until it ends.
+fn drive<F>(connection: F, label: String) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(target_db = %label, error = %super::error::describe(&e), "connection ended");
+        }
+    })
+}
+
+/// A rustls connector that trusts only the CA in `tls.root_cert` (read at every connection, so
+/// a renewed CA file is used at once).
+fn tls_connector(tls: &PgTls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let path = tls.root_cert.display();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&tls.root_cert)
+        .map_err(|e| format!("cannot read the CA certificate {path}: {e}"))?
+    {
+        let cert = cert.map_err(|e| format!("cannot read the CA certificate {path}: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the CA certificate {path}: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 impl Conn {

@@ -1,6 +1,7 @@
 //! Harness for the member-agent tests: real `pgreplica instance run` processes, each running a
 //! real PostgreSQL, in one temporary directory per cluster. The test plays the brain by PUTting
-//! desired states and reads each agent's `/status`.
+//! desired states and reads each agent's `/status`, over HTTPS with the brain's certificate of
+//! the cluster's own CA, as the runtimes do.
 //!
 //! On a failing test the cluster prints every member's log tail and last report before the
 //! agents are stopped (SIGTERM, then SIGKILL after a bounded wait, by PID).
@@ -9,8 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,8 +22,9 @@ use nix::unistd::Pid;
 use pgreplica::instance::AgentConfig;
 use pgreplica::lease::{FileLease, Lease, LeaseRecord};
 use pgreplica::member::{Desired, DesiredRole, MemberReport, SyncStandbys, Upstream};
-use pgreplica::net::http::{get_json, send_json};
+use pgreplica::net::http::{AgentClient, Target};
 use pgreplica::postgres::{connect, slot_name_for, Conn, ConnParams};
+use pgreplica::tls::{agent_name, LocalTls};
 use tempfile::TempDir;
 
 /// How often conditions are polled.
@@ -100,6 +101,9 @@ pub struct Cluster {
     superuser_password: String,
     lease_file: PathBuf,
     started: Instant,
+    /// The cluster CA (as the local runtime keeps it) and the brain's client.
+    pub tls: LocalTls,
+    pub brain: AgentClient,
     // Last: removed after the agents stopped.
     root: TempDir,
 }
@@ -120,11 +124,17 @@ impl Cluster {
         std::fs::write(&superuser_file, format!("{superuser_password}\n")).expect("write");
         std::fs::write(&replication_file, format!("{}\n", random_password())).expect("write");
         let lease_file = root.path().join("lease.json");
+        let tls = LocalTls::open(&root.path().join("tls"), name).expect("cluster CA");
+        let owner = pgreplica::postgres::RunAs::detect(None).expect("postgres user");
+        let (brain_tls, _) = tls.brain_client().expect("brain certificate");
         let mut list = Vec::new();
         for member in members {
             let dir = root.path().join(member);
             let port = free_port();
             let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let (files, _) = tls
+                .ensure_member(&dir.join("tls"), member, owner)
+                .expect("member certificate");
             let cfg = AgentConfig {
                 cluster: name.to_string(),
                 member: member.to_string(),
@@ -132,6 +142,7 @@ impl Cluster {
                 listen_host: "127.0.0.1".into(),
                 port,
                 http,
+                tls: files,
                 pg_bindir: None,
                 run_as: None,
                 superuser_password_file: superuser_file.clone(),
@@ -163,6 +174,8 @@ impl Cluster {
             superuser_password,
             lease_file,
             started: Instant::now(),
+            tls,
+            brain: AgentClient::new(brain_tls),
             root,
         }
     }
@@ -234,8 +247,15 @@ impl Cluster {
 
     /// Hands `desired` to the agent of `name`.
     pub async fn put(&self, name: &str, desired: Desired) {
-        let m = self.member(name);
-        let (status, body) = send_json(m.http, "PUT", "/desired", &desired, HTTP_TIMEOUT)
+        let (status, body) = self
+            .brain
+            .send_json(
+                &self.target(name),
+                "PUT",
+                "/desired",
+                &desired,
+                HTTP_TIMEOUT,
+            )
             .await
             .unwrap_or_else(|e| panic!("PUT /desired to {name}: {e}"));
         assert_eq!(
@@ -253,10 +273,22 @@ impl Cluster {
         );
     }
 
+    /// Where `name`'s agent listens and the name its certificate carries.
+    pub fn target(&self, name: &str) -> Target {
+        Target {
+            name: agent_name(&self.name, name),
+            addr: self.member(name).http,
+        }
+    }
+
     /// The agent's report now, or `None` when it does not answer.
     pub async fn try_status(&self, name: &str) -> Option<MemberReport> {
         let m = self.member(name);
-        let report: MemberReport = get_json(m.http, "/status", HTTP_TIMEOUT).await.ok()?;
+        let report: MemberReport = self
+            .brain
+            .get_json(&self.target(name), "/status", HTTP_TIMEOUT)
+            .await
+            .ok()?;
         *m.last_report.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         Some(report)
     }
@@ -376,7 +408,7 @@ impl Cluster {
             let log = m.log_text();
             let lines: Vec<&str> = log.lines().collect();
             let tail = lines[lines.len().saturating_sub(80)..].join("\n");
-            let status = blocking_status(m.http).unwrap_or_else(|| {
+            let status = self.blocking_status(&m.name).unwrap_or_else(|| {
                 m.last_report
                     .lock()
                     .map(|r| format!("(agent silent; last seen) {:#?}", *r))
@@ -391,6 +423,26 @@ impl Cluster {
                 m.name
             );
         }
+    }
+}
+
+impl Cluster {
+    /// `GET /status` from outside any async runtime (Drop may run inside one), bounded.
+    fn blocking_status(&self, name: &str) -> Option<String> {
+        let (brain, target) = (self.brain.clone(), self.target(name));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            let report: MemberReport = runtime
+                .block_on(brain.get_json(&target, "/status", Duration::from_secs(2)))
+                .ok()?;
+            serde_json::to_string_pretty(&report).ok()
+        })
+        .join()
+        .ok()
+        .flatten()
     }
 }
 
@@ -437,22 +489,6 @@ fn terminate(child: &mut Child, name: &str) {
     eprintln!("agent {name} did not stop within {STOP_PATIENCE:?}: SIGKILL");
     let _ = kill(pid, Signal::SIGKILL);
     let _ = child.wait();
-}
-
-/// `GET /status` without an async runtime (for Drop), bounded by timeouts.
-fn blocking_status(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or(&text);
-    let pretty = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok());
-    Some(pretty.unwrap_or_else(|| body.to_string()))
 }
 
 /// Desired: primary with `FIRST count (sync...)` and one slot per named standby.

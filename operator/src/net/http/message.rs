@@ -1,5 +1,6 @@
 //! The request a handler receives and the response it returns.
 
+use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use tracing::error;
 
@@ -13,6 +14,9 @@ pub struct Request {
     /// The query after `?`, if any (not percent-decoded).
     pub query: Option<String>,
     pub body: Vec<u8>,
+    /// The client's certificate, when it presented one over TLS and it chains to the CA the
+    /// server trusts (the handshake refuses any other).
+    pub client_cert: Option<CertificateDer<'static>>,
 }
 
 /// What a handler answers.
@@ -58,31 +62,6 @@ impl Response {
             content_type: TEXT,
             body: Vec::new(),
         }
-    }
-}
-
-/// The reason phrase for the status codes we use; others get an empty phrase, which HTTP allows.
-pub(super) fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        412 => "Precondition Failed",
-        413 => "Content Too Large",
-        422 => "Unprocessable Content",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "",
     }
 }
 

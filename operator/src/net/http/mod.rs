@@ -1,18 +1,15 @@
-//! A minimal HTTP/1.1 server and client for agent endpoints on loopback and pod networks.
-//!
-//! Every exchange is one request on one connection: the server always answers with
-//! `Connection: close`, bodies are `Content-Length` only (no chunked encoding), and both sides cap
-//! bodies at [`MAX_BODY_BYTES`].
+//! HTTP for agent endpoints, on hyper: the server (plain for the operator's own probes and metrics,
+//! TLS with optional client certificates for agents) and one pooled TLS client for the brain
+//! (ADR 0005). Both sides cap bodies at [`MAX_BODY_BYTES`] and keep connections alive.
 
 mod client;
 mod message;
 mod server;
-mod wire;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::{get, get_json, send_json, HttpError};
+pub use client::{AgentClient, HttpError, Target};
 pub use message::{Request, Response};
 pub use server::{serve, serve_with, ServeOptions};
 

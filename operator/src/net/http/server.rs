@@ -1,31 +1,37 @@
-//! The server side: one request per connection, answered with `Connection: close`.
+//! The server side, on hyper: keep-alive HTTP/1.1, plain or TLS. Over TLS the client certificate
+//! (if any) is handed to the handler, which decides what it may do.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::debug;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
 
-use super::message::{reason_phrase, Request, Response};
-use super::wire::{self, WireError};
+use super::message::{Request, Response};
 use super::MAX_BODY_BYTES;
 use crate::net::accept::accept_until;
-
-/// After answering an error before the body was read, keep reading (and dropping) what the client
-/// still sends for this long, so closing does not reset the connection before it reads the answer.
-const LINGER_TIME: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 2 * MAX_BODY_BYTES;
+use crate::tls::ServerTls;
 
 /// Limits of the server; [`ServeOptions::default`] is what [`serve`] uses.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
-    /// Bound on receiving a whole request, and separately on sending the response. A client that
-    /// is too slow gets 408 and is disconnected.
+    /// Bound on the TLS handshake, on receiving a request's head, and separately on its body.
+    /// A body too slow gets 408.
     pub io_timeout: Duration,
     /// After shutdown, how long requests in flight may still finish before they are aborted.
     pub shutdown_grace: Duration,
@@ -41,20 +47,22 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serve `handler` on `listener` until `shutdown` completes, with the default limits.
+/// Serve `handler` over plain HTTP on `listener` until `shutdown` completes, with default limits.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
 where
     H: Fn(Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
-    serve_with(listener, ServeOptions::default(), handler, shutdown).await;
+    serve_with(listener, ServeOptions::default(), None, handler, shutdown).await;
 }
 
-/// Serve `handler` on `listener` until `shutdown` completes. Each connection runs in its own task
-/// and carries one request.
+/// Serve `handler` on `listener` until `shutdown` completes: over TLS when `tls` is given. Each
+/// connection runs in its own task; on shutdown, idle connections close and requests in flight
+/// get the grace to finish.
 pub async fn serve_with<H, F>(
     listener: TcpListener,
     options: ServeOptions,
+    tls: Option<Arc<ServerTls>>,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -62,161 +70,160 @@ pub async fn serve_with<H, F>(
     F: Future<Output = Response> + Send + 'static,
 {
     if let Ok(addr) = listener.local_addr() {
-        debug!(%addr, "HTTP server listening");
+        debug!(%addr, tls = tls.is_some(), "HTTP server listening");
     }
     let grace = options.shutdown_grace;
     let options = Arc::new(options);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     accept_until("http", listener, shutdown, grace, move |stream, peer| {
-        let handler = handler.clone();
-        let options = Arc::clone(&options);
-        async move { handle_connection(stream, peer, handler, &options).await }
+        let (handler, options, tls, stop) = (
+            handler.clone(),
+            options.clone(),
+            tls.clone(),
+            stop_rx.clone(),
+        );
+        async move { connection(stream, peer, tls, handler, options, stop).await }
     })
     .await;
 }
 
-async fn handle_connection<H, F>(
-    mut stream: TcpStream,
+async fn connection<H, F>(
+    stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<Arc<ServerTls>>,
     handler: H,
-    options: &ServeOptions,
+    options: Arc<ServeOptions>,
+    stop: watch::Receiver<bool>,
 ) where
-    H: Fn(Request) -> F,
-    F: Future<Output = Response>,
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
 {
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%peer, %error, "could not set TCP_NODELAY");
     }
-    let received = tokio::time::timeout(
-        options.io_timeout,
-        read_request(&mut stream, options.max_body_bytes),
-    )
-    .await;
-    let request = match received {
-        Ok(Ok(request)) => request,
-        Ok(Err(error)) => {
-            let Some(status) = error_status(&error) else {
-                debug!(%peer, %error, "connection ended without a request");
-                return;
-            };
-            debug!(%peer, %error, status, "refusing request");
-            let response = Response::text(status, &format!("{error}\n"));
-            if send(&mut stream, &response, true, options.io_timeout).await {
-                linger(&mut stream).await;
-            }
-            return;
-        }
-        Err(_) => {
-            debug!(%peer, timeout = ?options.io_timeout, "request not received in time");
-            let response = Response::text(408, "request not received in time\n");
-            send(&mut stream, &response, true, options.io_timeout).await;
+    let Some(tls) = tls else {
+        exchange(stream, None, handler, options, stop).await;
+        return;
+    };
+    let config = match tls.current() {
+        Ok(config) => config,
+        Err(error) => {
+            warn!(%peer, %error, "no usable server certificate; closing the connection");
             return;
         }
     };
-    let head_only = request.method == "HEAD";
-    let (method, path) = (request.method.clone(), request.path.clone());
-    let response = handler(request).await;
-    debug!(%peer, %method, %path, status = response.status, "answered");
-    send(&mut stream, &response, !head_only, options.io_timeout).await;
-}
-
-async fn read_request(stream: &mut TcpStream, max_body: usize) -> Result<Request, WireError> {
-    let mut buf = Vec::new();
-    let head_len = wire::read_head(stream, &mut buf).await?;
-    let head = wire::parse_head(&buf[..head_len])?;
-    let line = wire::parse_request_line(head.start_line)?;
-    head.reject_transfer_encoding()?;
-    let declared = head.content_length()?.unwrap_or(0);
-    let length = usize::try_from(declared)
-        .ok()
-        .filter(|l| *l <= max_body)
-        .ok_or(WireError::BodyTooLarge {
-            length: declared,
-            limit: max_body,
-        })?;
-    let wants_continue = head
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-    let method = line.method.to_string();
-    let path = line.path.to_string();
-    let query = line.query.map(str::to_string);
-    if wants_continue && buf.len() - head_len < length {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-    }
-    let body = wire::read_body(stream, buf, head_len, length).await?;
-    Ok(Request {
-        method,
-        path,
-        query,
-        body,
-    })
-}
-
-/// The status to answer a request that could not be read with; `None` means nobody to answer.
-fn error_status(error: &WireError) -> Option<u16> {
-    match error {
-        WireError::ClosedBeforeStart | WireError::Io(_) => None,
-        WireError::Truncated | WireError::Malformed(_) => Some(400),
-        WireError::HeadTooLarge => Some(431),
-        WireError::BodyTooLarge { .. } => Some(413),
-        WireError::TransferEncoding => Some(501),
-        WireError::Version => Some(505),
-    }
-}
-
-/// Write the response and close our side; false if that failed or timed out.
-async fn send(
-    stream: &mut TcpStream,
-    response: &Response,
-    with_body: bool,
-    limit: Duration,
-) -> bool {
-    let bytes = encode(response, with_body);
-    let sent = tokio::time::timeout(limit, async {
-        stream.write_all(&bytes).await?;
-        stream.shutdown().await
-    })
-    .await;
-    match sent {
-        Ok(Ok(())) => true,
+    let accepted =
+        tokio::time::timeout(options.io_timeout, TlsAcceptor::from(config).accept(stream)).await;
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            debug!(%error, "could not send the response");
-            false
+            debug!(%peer, %error, "TLS handshake refused");
+            return;
         }
         Err(_) => {
-            debug!(?limit, "response not sent in time");
-            false
+            debug!(%peer, "TLS handshake not completed in time");
+            return;
         }
+    };
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| cert.clone().into_owned());
+    exchange(stream, cert, handler, options, stop).await;
+}
+
+async fn exchange<S, H, F>(
+    stream: S,
+    cert: Option<CertificateDer<'static>>,
+    handler: H,
+    options: Arc<ServeOptions>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let service_options = options.clone();
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        let (handler, cert, options) = (handler.clone(), cert.clone(), service_options.clone());
+        async move { Ok::<_, Infallible>(answer(request, cert, handler, &options).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.io_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = async { stop.wait_for(|stopped| *stopped).await.map(|_| ()) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = served {
+        debug!(%error, "connection ended with an error");
     }
 }
 
-fn encode(response: &Response, with_body: bool) -> Vec<u8> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        response.status,
-        reason_phrase(response.status),
-        response.content_type,
-        response.body.len()
-    );
-    let mut bytes =
-        Vec::with_capacity(head.len() + if with_body { response.body.len() } else { 0 });
-    bytes.extend_from_slice(head.as_bytes());
-    if with_body {
-        bytes.extend_from_slice(&response.body);
-    }
-    bytes
-}
-
-/// Drain what the client still sends (bounded in time and bytes) until it closes.
-async fn linger(stream: &mut TcpStream) {
-    let mut scratch = [0u8; 4096];
-    let mut drained = 0usize;
-    let _ = tokio::time::timeout(LINGER_TIME, async {
-        while drained < LINGER_BYTES {
-            match stream.read(&mut scratch).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
-            }
-        }
-    })
+async fn answer<H, F>(
+    request: hyper::Request<Incoming>,
+    client_cert: Option<CertificateDer<'static>>,
+    handler: H,
+    options: &ServeOptions,
+) -> hyper::Response<Full<Bytes>>
+where
+    H: Fn(Request) -> F,
+    F: Future<Output = Response>,
+{
+    let (parts, body) = request.into_parts();
+    let body = tokio::time::timeout(
+        options.io_timeout,
+        Limited::new(body, options.max_body_bytes).collect(),
+    )
     .await;
+    let body = match body {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            let limit = options.max_body_bytes;
+            return encode(Response::text(
+                413,
+                &format!("the body is larger than the limit of {limit} bytes\n"),
+            ));
+        }
+        Ok(Err(error)) => {
+            return encode(Response::text(
+                400,
+                &format!("could not read the body: {error}\n"),
+            ))
+        }
+        Err(_) => return encode(Response::text(408, "request body not received in time\n")),
+    };
+    let request = Request {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        body: body.to_vec(),
+        client_cert,
+    };
+    let (method, path) = (request.method.clone(), request.path.clone());
+    let response = handler(request).await;
+    debug!(%method, %path, status = response.status, "answered");
+    encode(response)
+}
+
+fn encode(response: Response) -> hyper::Response<Full<Bytes>> {
+    let mut encoded = hyper::Response::new(Full::new(Bytes::from(response.body)));
+    *encoded.status_mut() = hyper::StatusCode::from_u16(response.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    encoded.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(response.content_type),
+    );
+    encoded
 }

@@ -41,6 +41,7 @@ async fn clone_stream_promote_rewind() {
         target,
         slot: Some(slot.clone()),
         application_name: Some("clone-standby-1".into()),
+        tls: None,
     };
 
     // The old password no longer works, and the error says why.

@@ -24,6 +24,7 @@ pub fn agent_config(
         listen_host: "127.0.0.1".into(),
         port: names::POSTGRES_PORT as u16,
         http: std::net::SocketAddr::from(([0, 0, 0, 0], names::AGENT_PORT as u16)),
+        tls: crate::tls::AgentTlsFiles::in_dir(std::path::Path::new(names::TLS_DIR)),
         pg_bindir: None,
         run_as: None,
         superuser_password_file: names::SUPERUSER_PASSWORD_FILE.into(),

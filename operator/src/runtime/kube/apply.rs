@@ -19,7 +19,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::PgReplicaCluster;
-use crate::net::http::send_json;
+use crate::net::http::{AgentClient, Target};
 use crate::plan::Plan;
 
 use super::agent_config::agent_config_json;
@@ -289,7 +289,14 @@ fn pod_failed(pod: &Pod) -> bool {
 }
 
 /// Hand each reachable agent its desired state when it differs from what the agent has.
-pub async fn desired_states(observed: &Observed, plan: &Plan, agent_port: u16) {
+pub async fn desired_states(
+    agents: &AgentClient,
+    cluster: &PgReplicaCluster,
+    observed: &Observed,
+    plan: &Plan,
+    agent_port: u16,
+) {
+    let cluster_name = cluster.name_any();
     let sends = plan.desired.iter().filter_map(|(name, desired)| {
         let report = observed.members.get(name)?.report()?;
         if report.desired.as_ref().is_some_and(|d| d.same_role(desired)) {
@@ -297,9 +304,16 @@ pub async fn desired_states(observed: &Observed, plan: &Plan, agent_port: u16) {
         }
         let ip = observed.addresses.get(name)?.host.clone();
         let addr: SocketAddr = format!("{ip}:{agent_port}").parse().ok()?;
+        let target = Target {
+            name: crate::tls::agent_name(&cluster_name, name),
+            addr,
+        };
         Some(async move {
             info!(member = %name, role = desired.role_name(), reason = %desired.reason, "desired state");
-            if let Err(e) = send_json(addr, "PUT", "/desired", desired, AGENT_TIMEOUT).await {
+            if let Err(e) = agents
+                .send_json(&target, "PUT", "/desired", desired, AGENT_TIMEOUT)
+                .await
+            {
                 warn!(member = %name, error = %e, "could not hand over the desired state");
             }
         })

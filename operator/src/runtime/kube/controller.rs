@@ -36,8 +36,10 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub operator_image: String,
-    /// Where agents serve HTTP in member pods (tests use another port).
+    /// Where agents serve HTTPS in member pods (tests use another port).
     pub agent_port: u16,
+    /// The cluster CAs' Secrets and the brain's client per cluster.
+    pub certificates: super::certificates::Certificates,
 }
 
 pub struct OperatorOptions {
@@ -65,6 +67,7 @@ pub async fn run(opts: OperatorOptions) -> Result<(), KubeError> {
         metrics: metrics.clone(),
         operator_image: opts.operator_image,
         agent_port: super::names::AGENT_PORT as u16,
+        certificates: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(opts.http)
         .await
@@ -138,7 +141,19 @@ pub async fn reconcile(
     // observe
     let now_ms = unix_now_ms();
     apply::supporting_objects(client, &cluster, &namespace).await?;
-    let observed = observe(client, &cluster, &namespace, now_ms, ctx.agent_port).await?;
+    let agents = ctx
+        .certificates
+        .agents(client, &cluster, &namespace)
+        .await?;
+    let observed = observe(
+        client,
+        &agents,
+        &cluster,
+        &namespace,
+        now_ms,
+        ctx.agent_port,
+    )
+    .await?;
 
     // plan
     let previous = cluster.status.clone().unwrap_or_default();
@@ -174,7 +189,7 @@ pub async fn reconcile(
         });
     }
     apply::fence(client, &namespace, &observed, &decided).await;
-    apply::desired_states(&observed, &decided, ctx.agent_port).await;
+    apply::desired_states(&agents, &cluster, &observed, &decided, ctx.agent_port).await;
     if decided.switchover_consumed {
         apply::forget_switchover(client, &cluster, &namespace).await?;
     }

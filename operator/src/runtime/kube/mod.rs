@@ -3,6 +3,7 @@
 pub mod agent_config;
 pub mod apply;
 pub mod builders;
+pub mod certificates;
 pub mod controller;
 pub mod error;
 mod health;

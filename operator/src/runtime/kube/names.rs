@@ -54,6 +54,22 @@ pub fn replication_secret(cluster: &str) -> String {
     format!("{cluster}-replication")
 }
 
+/// Secret with the cluster CA's certificate only (`ca.crt`): what applications use for
+/// `sslmode=verify-full`.
+pub fn ca_secret(cluster: &str) -> String {
+    format!("{cluster}-ca")
+}
+
+/// Secret with the cluster CA's certificate and private key: read by the operator only.
+pub fn ca_key_secret(cluster: &str) -> String {
+    format!("{cluster}-ca-key")
+}
+
+/// Secret with a member's certificate, key and the CA certificate, mounted in its pod.
+pub fn member_tls_secret(cluster: &str, member: &str) -> String {
+    format!("{cluster}-{member}-tls")
+}
+
 /// The one-writer Lease.
 pub fn primary_lease(cluster: &str) -> String {
     format!("{cluster}-primary")
@@ -88,6 +104,12 @@ pub const SUPERUSER_SECRET_DIR: &str = "/etc/pgreplica/superuser";
 pub const REPLICATION_SECRET_DIR: &str = "/etc/pgreplica/replication";
 pub const SUPERUSER_PASSWORD_FILE: &str = "/etc/pgreplica/superuser/password";
 pub const REPLICATION_PASSWORD_FILE: &str = "/etc/pgreplica/replication/password";
+/// Where a member's TLS Secret is mounted (`ca.crt`, `tls.crt`, `tls.key`).
+pub const TLS_DIR: &str = "/etc/pgreplica/tls";
+/// Keys inside the TLS Secrets.
+pub const CA_CERT_KEY: &str = "ca.crt";
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
 
 #[cfg(test)]
 mod tests {
@@ -104,6 +126,9 @@ mod tests {
             (superuser_secret("lab"), "lab-superuser"),
             (replication_secret("lab"), "lab-replication"),
             (primary_lease("lab"), "lab-primary"),
+            (ca_secret("lab"), "lab-ca"),
+            (ca_key_secret("lab"), "lab-ca-key"),
+            (member_tls_secret("lab", "a"), "lab-a-tls"),
             (agent_account("lab"), "lab-agent"),
             (disruption_budget("lab"), "lab"),
         ];
@@ -142,5 +167,9 @@ mod tests {
             format!("{REPLICATION_SECRET_DIR}/{PASSWORD_KEY}")
         );
         assert_eq!(AGENT_BINARY, format!("{AGENT_BIN_DIR}/pgreplica"));
+        let files = crate::tls::AgentTlsFiles::in_dir(std::path::Path::new(TLS_DIR));
+        assert_eq!(files.ca, std::path::Path::new(TLS_DIR).join(CA_CERT_KEY));
+        assert_eq!(files.cert, std::path::Path::new(TLS_DIR).join(TLS_CERT_KEY));
+        assert_eq!(files.key, std::path::Path::new(TLS_DIR).join(TLS_KEY_KEY));
     }
 }

@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 
 use crate::api::PgReplicaCluster;
 use crate::member::MemberReport;
-use crate::net::http::get_json;
+use crate::net::http::{AgentClient, Target};
 use crate::plan::{Address, LeaseView, Observation};
 
 use super::error::KubeError;
@@ -33,6 +33,7 @@ pub struct Observed {
 
 pub async fn observe(
     client: &kube::Client,
+    agents: &AgentClient,
     cluster: &PgReplicaCluster,
     namespace: &str,
     now_ms: u64,
@@ -69,6 +70,7 @@ pub async fn observe(
             );
         }
         let member = m.name.clone();
+        let agent = crate::tls::agent_name(&name, &member);
         asks.push(async move {
             let obs =
                 match ip.and_then(|ip| format!("{ip}:{agent_port}").parse::<SocketAddr>().ok()) {
@@ -76,7 +78,11 @@ pub async fn observe(
                         why: "the member's pod has no IP yet".into(),
                     },
                     Some(addr) => {
-                        match get_json::<MemberReport>(addr, "/status", AGENT_TIMEOUT).await {
+                        let target = Target { name: agent, addr };
+                        match agents
+                            .get_json::<MemberReport>(&target, "/status", AGENT_TIMEOUT)
+                            .await
+                        {
                             Ok(r) => Observation::Reported(Box::new(r)),
                             Err(e) => Observation::Unknown { why: e.to_string() },
                         }

@@ -15,9 +15,10 @@ use crate::api::validate::parse_and_validate;
 use crate::api::{PgReplicaCluster, PgReplicaClusterStatus};
 use crate::lease::{unix_now_ms, FileLease, Lease};
 use crate::member::MemberReport;
-use crate::net::http::{get_json, send_json};
+use crate::net::http::{AgentClient, Target};
 use crate::net::proxy::run_proxy;
 use crate::plan::{plan, Address, Input, LeaseView, Observation, Plan};
+use crate::tls::{agent_name, LocalTls};
 
 use super::error::LocalError;
 use super::layout::{Layout, LocalState};
@@ -29,6 +30,8 @@ const AGENT_TIMEOUT: Duration = Duration::from_millis(800);
 /// Clients wait this long for a primary during a failover instead of being refused.
 const WAIT_FOR_ROUTE: Duration = Duration::from_secs(15);
 const KEPT_EVENTS: usize = 100;
+/// How often member certificates are checked for renewal.
+const CERT_CHECK: Duration = Duration::from_secs(60);
 /// An agent that answers nothing for this long (and at least `FENCE_AFTER_MISSES` looks in a
 /// row) is killed together with its PostgreSQL: well below the lease, so that a stalled agent
 /// cannot leave a server acknowledging commits while another member is promoted.
@@ -127,10 +130,17 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
         stopped(stop_rx.clone()),
     ));
 
+    let tls = LocalTls::open(&layout.tls_dir(), &state.cluster).map_err(|e| {
+        LocalError::Failed(format!(
+            "the cluster CA in {}: {e}",
+            layout.tls_dir().display()
+        ))
+    })?;
     let mut supervisor = Supervisor::new(layout.clone())?;
     for m in &cluster.spec.members {
-        supervisor.write_config(&state, &cluster.spec, &m.name)?;
+        supervisor.write_config(&state, &cluster.spec, &m.name, &tls)?;
     }
+    let mut certificates = Certificates::new(&tls)?;
     let names: Vec<String> = cluster
         .spec
         .members
@@ -181,7 +191,7 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
                     state.assign_ports(new.spec.members.iter().map(|m| m.name.as_str()))?;
                     state.save(&layout)?;
                     for m in &new.spec.members {
-                        supervisor.write_config(&state, &new.spec, &m.name)?;
+                        supervisor.write_config(&state, &new.spec, &m.name, &tls)?;
                     }
                     progress("spec changed: applying");
                     cluster = new;
@@ -203,7 +213,8 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
             progress(&format!("{}: {}", note.member, note.message));
         }
 
-        let observations = observe(&state, &wanted).await;
+        certificates.refresh(&tls, &layout, &wanted);
+        let observations = observe(&certificates.agents, &state, &wanted).await;
         for member in silence.update(&observations) {
             if let Some(what) = supervisor.fence(&member) {
                 let message = format!(
@@ -267,7 +278,7 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
                 remember(&mut events, "Fenced", Some(member), &message);
             }
         }
-        act(&state, &observations, &decided).await;
+        act(&certificates.agents, &state, &observations, &decided).await;
         route(&state, &decided, &rw_tx, &ro_tx);
         if decided.switchover_consumed {
             let _ = std::fs::remove_file(layout.switchover_request());
@@ -350,13 +361,27 @@ fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-async fn observe(state: &LocalState, members: &[String]) -> BTreeMap<String, Observation> {
+fn target(state: &LocalState, member: &str) -> Option<Target> {
+    Some(Target {
+        name: agent_name(&state.cluster, member),
+        addr: state.agent_addr(member)?,
+    })
+}
+
+async fn observe(
+    agents: &AgentClient,
+    state: &LocalState,
+    members: &[String],
+) -> BTreeMap<String, Observation> {
     let asks = members.iter().map(|name| async move {
-        let obs = match state.agent_addr(name) {
+        let obs = match target(state, name) {
             None => Observation::Unknown {
                 why: "no agent address".into(),
             },
-            Some(addr) => match get_json::<MemberReport>(addr, "/status", AGENT_TIMEOUT).await {
+            Some(target) => match agents
+                .get_json::<MemberReport>(&target, "/status", AGENT_TIMEOUT)
+                .await
+            {
                 Ok(report) => Observation::Reported(Box::new(report)),
                 Err(e) => Observation::Unknown { why: e.to_string() },
             },
@@ -367,22 +392,74 @@ async fn observe(state: &LocalState, members: &[String]) -> BTreeMap<String, Obs
 }
 
 /// Hand each agent its desired state when it differs from what the agent has.
-async fn act(state: &LocalState, observations: &BTreeMap<String, Observation>, decided: &Plan) {
+async fn act(
+    agents: &AgentClient,
+    state: &LocalState,
+    observations: &BTreeMap<String, Observation>,
+    decided: &Plan,
+) {
     let sends = decided.desired.iter().filter_map(|(name, desired)| {
         let report = observations.get(name)?.report()?;
         let same = report.desired.as_ref().is_some_and(|d| d.same_role(desired));
         if same {
             return None;
         }
-        let addr = state.agent_addr(name)?;
+        let target = target(state, name)?;
         Some(async move {
             info!(member = %name, role = desired.role_name(), reason = %desired.reason, "desired state");
-            if let Err(e) = send_json(addr, "PUT", "/desired", desired, AGENT_TIMEOUT).await {
+            if let Err(e) = agents
+                .send_json(&target, "PUT", "/desired", desired, AGENT_TIMEOUT)
+                .await
+            {
                 warn!(member = %name, error = %e, "could not hand over the desired state");
             }
         })
     });
     join_all(sends).await;
+}
+
+/// The brain's client certificate and the members' server certificates, renewed before expiry.
+struct Certificates {
+    agents: AgentClient,
+    renew_brain_at: std::time::Instant,
+    next_member_check: std::time::Instant,
+}
+
+impl Certificates {
+    fn new(tls: &LocalTls) -> Result<Certificates, LocalError> {
+        let (config, renew_in) = tls
+            .brain_client()
+            .map_err(|e| LocalError::Failed(format!("the brain's certificate: {e}")))?;
+        let now = std::time::Instant::now();
+        Ok(Certificates {
+            agents: AgentClient::new(config),
+            renew_brain_at: now + renew_in,
+            next_member_check: now + CERT_CHECK,
+        })
+    }
+
+    fn refresh(&mut self, tls: &LocalTls, layout: &Layout, members: &[String]) {
+        let now = std::time::Instant::now();
+        if now >= self.renew_brain_at {
+            match tls.brain_client() {
+                Ok((config, renew_in)) => {
+                    self.agents.renew(config);
+                    self.renew_brain_at = now + renew_in;
+                    info!("renewed the brain's client certificate");
+                }
+                Err(e) => error!(error = %e, "cannot renew the brain's client certificate"),
+            }
+        }
+        if now >= self.next_member_check {
+            self.next_member_check = now + CERT_CHECK;
+            let owner = crate::postgres::RunAs::detect(None).ok().flatten();
+            for member in members {
+                if let Err(e) = tls.ensure_member(&layout.member_tls_dir(member), member, owner) {
+                    error!(member = %member, error = %e, "cannot renew the member's certificate");
+                }
+            }
+        }
+    }
 }
 
 fn route(

@@ -47,6 +47,14 @@ impl Layout {
     pub fn replication_password(&self) -> PathBuf {
         self.secrets_dir().join("replication-password")
     }
+    /// The cluster CA (`ca.crt`, and `ca.key`, which only the brain reads).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join("tls")
+    }
+    /// A member's certificate, key and a copy of the CA certificate.
+    pub fn member_tls_dir(&self, member: &str) -> PathBuf {
+        self.member_dir(member).join("tls")
+    }
     pub fn member_dir(&self, member: &str) -> PathBuf {
         self.dir.join("members").join(member)
     }

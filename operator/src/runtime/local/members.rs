@@ -138,6 +138,7 @@ impl Supervisor {
         state: &LocalState,
         spec: &PgReplicaClusterSpec,
         member: &str,
+        tls: &crate::tls::LocalTls,
     ) -> Result<(), LocalError> {
         let ports = state
             .members
@@ -150,6 +151,13 @@ impl Supervisor {
         for dir in [&self.layout.dir, &self.layout.dir.join("members")] {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
         }
+        let (tls, _) = tls
+            .ensure_member(
+                &self.layout.member_tls_dir(member),
+                member,
+                crate::postgres::RunAs::detect(None).ok().flatten(),
+            )
+            .map_err(|e| LocalError::Failed(format!("certificate of member {member}: {e}")))?;
         let cfg = AgentConfig {
             cluster: state.cluster.clone(),
             member: member.to_string(),
@@ -159,6 +167,11 @@ impl Supervisor {
             http: format!("{}:{}", state.host, ports.agent)
                 .parse()
                 .map_err(|e| LocalError::Failed(format!("agent address: {e}")))?,
+            tls: crate::tls::AgentTlsFiles {
+                ca: canonical(&tls.ca),
+                cert: canonical(&tls.cert),
+                key: canonical(&tls.key),
+            },
             pg_bindir: std::env::var_os(crate::postgres::BINDIR_ENV).map(PathBuf::from),
             run_as: None,
             superuser_password_file: absolute(&self.layout.superuser_password())?,

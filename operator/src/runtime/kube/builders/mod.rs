@@ -24,5 +24,5 @@ pub use pdb::pdb;
 pub use pod::{member_pod, PodOptions, INSTALL_CONTAINER, POSTGRES_CONTAINER, POSTGRES_UID};
 pub use pvc::member_pvc;
 pub use rbac::agent_rbac;
-pub use secret::password_secret;
+pub use secret::{password_secret, secret};
 pub use services::services;

@@ -28,6 +28,7 @@ const DATA_VOLUME: &str = "data";
 const BIN_VOLUME: &str = "pgreplica-bin";
 const SUPERUSER_VOLUME: &str = "superuser";
 const REPLICATION_VOLUME: &str = "replication";
+const TLS_VOLUME: &str = "tls";
 const SHM_VOLUME: &str = "shm";
 
 /// Owner read-only. With `fsGroup` set the kubelet adds group read (0440, group = fsGroup), which is
@@ -151,6 +152,7 @@ fn postgres_container(
             mount(BIN_VOLUME, names::AGENT_BIN_DIR, true),
             mount(SUPERUSER_VOLUME, names::SUPERUSER_SECRET_DIR, true),
             mount(REPLICATION_VOLUME, names::REPLICATION_SECRET_DIR, true),
+            mount(TLS_VOLUME, names::TLS_DIR, true),
             mount(SHM_VOLUME, "/dev/shm", false),
         ]),
         // Ready means: this member serves its role now. Checked often, because Services follow it.
@@ -191,6 +193,7 @@ fn volumes(cluster: &str, member: &str) -> Vec<Volume> {
         },
         secret_volume(SUPERUSER_VOLUME, names::superuser_secret(cluster)),
         secret_volume(REPLICATION_VOLUME, names::replication_secret(cluster)),
+        secret_volume(TLS_VOLUME, names::member_tls_secret(cluster, member)),
         // The container runtime's default /dev/shm is 64 MiB; PostgreSQL's parallel queries use
         // POSIX shared memory there and fail with "could not resize shared memory segment".
         Volume {
@@ -249,6 +252,8 @@ fn agent_probe(path: &str) -> Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
             port: IntOrString::String(names::AGENT_PORT_NAME.to_string()),
+            // The agent serves HTTPS only; the kubelet does not check the certificate.
+            scheme: Some("HTTPS".to_string()),
             ..HTTPGetAction::default()
         }),
         ..Probe::default()

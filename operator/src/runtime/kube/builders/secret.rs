@@ -1,4 +1,6 @@
-//! A generated password, kept in a Secret the pods mount.
+//! Generated credentials kept in Secrets: passwords and the TLS material of the cluster CA.
+//! With `volumeReclaim: Retain` (the default) they are not owned by the cluster, so they outlive it
+//! together with the data they open, and a cluster created again under the same name uses them.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +9,7 @@ use k8s_openapi::ByteString;
 
 use super::meta::Owner;
 use super::BuildError;
-use crate::api::PgReplicaCluster;
+use crate::api::{PgReplicaCluster, VolumeReclaim};
 use crate::runtime::kube::{labels, names};
 
 /// An Opaque Secret `name` holding `password` under the key `password`. The operator creates it
@@ -17,15 +19,31 @@ pub fn password_secret(
     name: &str,
     password: &str,
 ) -> Result<Secret, BuildError> {
+    secret(cluster, name, "Opaque", &[(names::PASSWORD_KEY, password)])
+}
+
+/// A Secret `name` of `type_` holding `entries`.
+pub fn secret(
+    cluster: &PgReplicaCluster,
+    name: &str,
+    type_: &str,
+    entries: &[(&str, &str)],
+) -> Result<Secret, BuildError> {
     let owner = Owner::of(cluster)?;
+    let mut metadata = owner.meta(name.to_string(), labels::cluster_labels(owner.name));
+    if cluster.spec.volume_reclaim == VolumeReclaim::Retain {
+        metadata.owner_references = None;
+    }
     Ok(Secret {
-        metadata: owner.meta(name.to_string(), labels::cluster_labels(owner.name)),
-        type_: Some("Opaque".to_string()),
+        metadata,
+        type_: Some(type_.to_string()),
         // `data` rather than the write-only `stringData`: what is sent is what reads back.
-        data: Some(BTreeMap::from([(
-            names::PASSWORD_KEY.to_string(),
-            ByteString(password.as_bytes().to_vec()),
-        )])),
+        data: Some(
+            entries
+                .iter()
+                .map(|(key, value)| (key.to_string(), ByteString(value.as_bytes().to_vec())))
+                .collect::<BTreeMap<_, _>>(),
+        ),
         ..Secret::default()
     })
 }

@@ -14,7 +14,8 @@ use super::controller::{reconcile, Context};
 use super::metrics::Metrics;
 use crate::api::PgReplicaCluster;
 use crate::member::{ActualRole, DataHealth, Desired, MemberReport};
-use crate::net::http::{serve, Response};
+use crate::net::http::{serve_with, Response, ServeOptions};
+use crate::tls::{agent_name, server_config, Authority, ServerTls, Usage};
 use fake_api::FakeApi;
 
 const PODS: &str = "/api/v1/namespaces/db/pods";
@@ -49,6 +50,7 @@ fn context(api: &FakeApi, agent_port: u16) -> Arc<Context> {
         metrics: Arc::new(Metrics::default()),
         operator_image: "pgreplica:test".into(),
         agent_port,
+        certificates: Default::default(),
     })
 }
 
@@ -75,22 +77,38 @@ async fn a_new_cluster_gets_its_objects_and_a_status() {
     );
 
     let secrets = created(&api, "POST", "/secrets");
-    assert_eq!(secrets.len(), 2);
-    for s in &secrets {
-        let pw = s["stringData"]["password"]
-            .as_str()
-            .or(s["data"]["password"].as_str())
-            .expect("password");
-        assert!(pw.len() >= 32, "generated password");
-        assert_ne!(pw, "postgres");
+    let names: Vec<&str> = secrets
+        .iter()
+        .filter_map(|s| s["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["lab-superuser", "lab-replication", "lab-ca-key"]);
+    for s in &secrets[..2] {
+        let pw = s["data"]["password"].as_str().expect("password");
+        // base64 of 32 random characters
+        assert!(pw.len() >= 40, "generated password");
+        assert!(
+            s["metadata"]["ownerReferences"].is_null(),
+            "retained volumes keep the Secrets that open them: {s}"
+        );
     }
+    assert_eq!(secrets[2]["type"], "kubernetes.io/tls");
     let applied: Vec<String> = api
         .requests()
         .iter()
         .filter(|r| r.method == "PATCH" && r.query.contains("fieldManager=pgreplica-operator"))
         .map(|r| r.path.rsplit('/').next().unwrap_or_default().to_string())
         .collect();
-    for name in ["lab-agent", "lab-rw", "lab-ro", "lab-r", "lab"] {
+    for name in [
+        "lab-agent",
+        "lab-rw",
+        "lab-ro",
+        "lab-r",
+        "lab",
+        "lab-ca",
+        "lab-a-tls",
+        "lab-b-tls",
+        "lab-c-tls",
+    ] {
         assert!(
             applied.contains(&name.to_string()),
             "{name} applied by SSA: {applied:?}"
@@ -111,6 +129,10 @@ async fn a_new_cluster_gets_its_objects_and_a_status() {
     assert_eq!(
         spec["containers"][0]["readinessProbe"]["httpGet"]["path"],
         "/readyz"
+    );
+    assert_eq!(
+        spec["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
+        "HTTPS"
     );
     assert_eq!(
         spec["containers"][0]["livenessProbe"]["httpGet"]["path"],
@@ -187,7 +209,28 @@ async fn an_invalid_spec_is_reported_once_and_not_retried() {
     assert!(api.requests().is_empty(), "{:?}", api.requests());
 }
 
-/// Agents on 127.0.0.2-4 at one port answer `/status` with canned reports and record `PUT /desired`.
+/// The cluster CA as the operator keeps it, put in the fake API before the first reconcile.
+fn put_ca(api: &FakeApi, cluster: &PgReplicaCluster) -> Authority {
+    let authority = Authority::generate("lab", crate::tls::CA_VALIDITY).expect("CA");
+    let secret = super::builders::secret(
+        cluster,
+        "lab-ca-key",
+        "kubernetes.io/tls",
+        &[
+            ("tls.crt", authority.cert_pem()),
+            ("tls.key", authority.key_pem()),
+        ],
+    )
+    .expect("secret");
+    api.put(
+        "/api/v1/namespaces/db/secrets/lab-ca-key",
+        serde_json::to_value(&secret).expect("json"),
+    );
+    authority
+}
+
+/// Agents on 127.0.0.2-4 at one port answer `/status` with canned reports and record `PUT /desired`,
+/// over TLS with certificates of the cluster CA, and only for the brain's certificate.
 struct FakeAgents {
     port: u16,
     reports: Arc<Mutex<BTreeMap<String, MemberReport>>>,
@@ -195,7 +238,7 @@ struct FakeAgents {
 }
 
 impl FakeAgents {
-    async fn start() -> FakeAgents {
+    async fn start(authority: &Authority) -> FakeAgents {
         let a = tokio::net::TcpListener::bind("127.0.0.2:0")
             .await
             .expect("bind a");
@@ -210,12 +253,31 @@ impl FakeAgents {
         let desired = Arc::new(Mutex::new(Vec::new()));
         for (member, listener) in [("a", a), ("b", b), ("c", c)] {
             let (reports, desired, member) = (reports.clone(), desired.clone(), member.to_string());
-            tokio::spawn(serve(
+            let issued = authority
+                .issue(
+                    &[agent_name("lab", &member)],
+                    Usage::Server,
+                    crate::tls::LEAF_VALIDITY,
+                )
+                .expect("agent certificate");
+            let tls = server_config(authority.cert_pem(), &issued.cert_pem, &issued.key_pem)
+                .expect("server config");
+            tokio::spawn(serve_with(
                 listener,
+                ServeOptions::default(),
+                Some(Arc::new(ServerTls::fixed(tls))),
                 move |req| {
                     let (reports, desired, member) =
                         (reports.clone(), desired.clone(), member.clone());
                     async move {
+                        let brain = crate::tls::brain_name("lab");
+                        if !req
+                            .client_cert
+                            .as_ref()
+                            .is_some_and(|c| crate::tls::peer_is(c, &brain))
+                        {
+                            return Response::text(401, "not the brain");
+                        }
                         if req.method == "PUT" {
                             if let Ok(d) = serde_json::from_slice::<Desired>(&req.body) {
                                 desired.lock().expect("lock").push((member, d));
@@ -293,9 +355,9 @@ fn role_label(api: &FakeApi, member: &str) -> Value {
 
 #[tokio::test]
 async fn a_failover_moves_the_role_labels_and_patches_status() {
-    let agents = FakeAgents::start().await;
     let api = FakeApi::default();
     let mut cluster = lab(None);
+    let agents = FakeAgents::start(&put_ca(&api, &cluster)).await;
     cluster.status = Some(
         serde_json::from_value(json!({
             "currentPrimary": "a", "targetPrimary": "a", "observedPreferredPrimary": "a",

@@ -19,7 +19,9 @@ fn all_metadata(cluster: &PgReplicaCluster) -> Result<Vec<ObjectMeta>, BuildErro
         out.push(member_pvc(&pvc, member)?.metadata);
     }
     out.extend(services(cluster)?.into_iter().map(|s| s.metadata));
-    out.push(password_secret(cluster, "x", "y")?.metadata);
+    let mut deleted = cluster.clone();
+    deleted.spec.volume_reclaim = crate::api::VolumeReclaim::Delete;
+    out.push(password_secret(&deleted, "x", "y")?.metadata);
     let (account, role, binding) = agent_rbac(cluster)?;
     out.extend([account.metadata, role.metadata, binding.metadata]);
     out.push(pdb(cluster)?.metadata);
@@ -64,6 +66,41 @@ fn every_object_is_namespaced_labelled_and_owned_by_the_cluster() {
                 "{object}"
             );
         }
+    }
+}
+
+#[test]
+fn retained_volumes_keep_the_secrets_that_open_them() {
+    // volumeReclaim: Retain (the default): the data and the credentials for it outlive the
+    // cluster object, so the same cluster created again opens its old data.
+    let cluster = lab();
+    assert_eq!(
+        cluster.spec.volume_reclaim,
+        crate::api::VolumeReclaim::Retain
+    );
+    let member = &cluster.spec.members[0];
+    let table = [
+        ("pvc", member_pvc(&cluster, member).expect("pvc").metadata),
+        (
+            "password",
+            password_secret(&cluster, "x", "y")
+                .expect("secret")
+                .metadata,
+        ),
+        (
+            "ca",
+            crate::runtime::kube::builders::secret(
+                &cluster,
+                "lab-ca-key",
+                "kubernetes.io/tls",
+                &[],
+            )
+            .expect("secret")
+            .metadata,
+        ),
+    ];
+    for (what, meta) in table {
+        assert_eq!(meta.owner_references, None, "{what}");
     }
 }
 

@@ -82,16 +82,17 @@ fn lab_member_c_pod_table() {
                     {"name": "pgreplica-bin", "mountPath": "/pgreplica-bin", "readOnly": true},
                     {"name": "superuser", "mountPath": "/etc/pgreplica/superuser", "readOnly": true},
                     {"name": "replication", "mountPath": "/etc/pgreplica/replication", "readOnly": true},
+                    {"name": "tls", "mountPath": "/etc/pgreplica/tls", "readOnly": true},
                     {"name": "shm", "mountPath": "/dev/shm"},
                 ]),
             ),
             (
                 &format!("{main}/readinessProbe"),
-                json!({"httpGet": {"path": "/readyz", "port": "agent"}, "periodSeconds": 2}),
+                json!({"httpGet": {"path": "/readyz", "port": "agent", "scheme": "HTTPS"}, "periodSeconds": 2}),
             ),
             (
                 &format!("{main}/livenessProbe"),
-                json!({"httpGet": {"path": "/healthz", "port": "agent"}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3, "terminationGracePeriodSeconds": 1}),
+                json!({"httpGet": {"path": "/healthz", "port": "agent", "scheme": "HTTPS"}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3, "terminationGracePeriodSeconds": 1}),
             ),
             (
                 "/spec/volumes",
@@ -100,6 +101,7 @@ fn lab_member_c_pod_table() {
                     {"name": "pgreplica-bin", "emptyDir": {}},
                     {"name": "superuser", "secret": {"secretName": "lab-superuser", "defaultMode": 0o400}},
                     {"name": "replication", "secret": {"secretName": "lab-replication", "defaultMode": 0o400}},
+                    {"name": "tls", "secret": {"secretName": "lab-c-tls", "defaultMode": 0o400}},
                     {"name": "shm", "emptyDir": {"medium": "Memory"}},
                 ]),
             ),

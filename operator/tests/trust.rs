@@ -1,0 +1,188 @@
+//! Member control belongs to the brain alone (ADR 0005): real agents on real PostgreSQL, attacked
+//! the way a hostile process that reaches the agent port would. Every attack is refused and
+//! changes nothing: the primary keeps its synchronous standby, the standby keeps streaming.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pgreplica::net::http::{AgentClient, HttpError};
+use pgreplica::tls::{brain_name, client_config, Authority, Usage, CA_VALIDITY, LEAF_VALIDITY};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+const BOOT: Duration = Duration::from_secs(60);
+const ASK: Duration = Duration::from_secs(3);
+
+/// Trusts the cluster CA (so the TLS handshake completes) but presents no certificate.
+fn anonymous(ca_pem: &str) -> AgentClient {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("pem"))
+        .expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    AgentClient::new(Arc::new(config))
+}
+
+async fn synchronous_standby_names(cluster: &Cluster) -> String {
+    let conn = cluster.sql("a").await;
+    conn.client()
+        .query_one("SHOW synchronous_standby_names", &[])
+        .await
+        .expect("show")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_brain_commands_a_member() {
+    let cluster = Cluster::start("trust", &["a", "b"]).await;
+    cluster.put("a", primary(true, &["b"], &["b"])).await;
+    cluster.wait_primary("a", BOOT).await;
+    cluster.put("b", cluster.standby_of("b", "a", 0)).await;
+    cluster.wait_streaming("b", "a", BOOT).await;
+    cluster
+        .wait_for("a", "b synchronous", BOOT, |r| {
+            r.standbys
+                .iter()
+                .any(|s| s.name == "b" && s.sync_state == "sync")
+        })
+        .await;
+    let sync_before = synchronous_standby_names(&cluster).await;
+    assert!(sync_before.contains('b'), "{sync_before}");
+    let ca_pem = cluster.tls.authority().cert_pem().to_string();
+    let (a, b) = (cluster.target("a"), cluster.target("b"));
+    let no_sync = primary(false, &[], &["b"]);
+
+    // 1. no client certificate: 401 for control and status, probes still answered
+    let nobody = anonymous(&ca_pem);
+    let (status, body) = nobody
+        .send_json(&a, "PUT", "/desired", &no_sync, ASK)
+        .await
+        .expect("answer");
+    println!(
+        "unauthenticated PUT /desired to the primary: {status} {}",
+        String::from_utf8_lossy(&body).trim()
+    );
+    assert_eq!(status, 401);
+    let (status, _) = nobody
+        .send_json(&b, "PUT", "/desired", &stopped(), ASK)
+        .await
+        .expect("answer");
+    println!("unauthenticated PUT /desired (stopped) to the standby: {status}");
+    assert_eq!(status, 401);
+    let (status, _) = nobody.get(&a, "/status", ASK).await.expect("answer");
+    assert_eq!(status, 401, "status is the brain's too");
+    let (status, _) = nobody.get(&a, "/healthz", ASK).await.expect("answer");
+    assert_eq!(status, 200, "probes need no certificate");
+
+    // 2. a certificate of the cluster CA that does not name the brain: 403
+    let ca = cluster.tls.authority();
+    let mallory = ca
+        .issue(&["mallory".to_string()], Usage::Client, LEAF_VALIDITY)
+        .expect("issue");
+    let someone = AgentClient::new(
+        client_config(&ca_pem, &mallory.cert_pem, &mallory.key_pem).expect("config"),
+    );
+    let (status, _) = someone
+        .send_json(&a, "PUT", "/desired", &no_sync, ASK)
+        .await
+        .expect("answer");
+    println!("PUT /desired with a certificate for another name: {status}");
+    assert_eq!(status, 403);
+
+    // 3. the brain's name in a certificate from another CA: the handshake is refused
+    let other = Authority::generate("trust", CA_VALIDITY).expect("CA");
+    let forged = other
+        .issue(&[brain_name("trust")], Usage::Client, LEAF_VALIDITY)
+        .expect("issue");
+    // it trusts our CA, so it gets as far as presenting its certificate
+    let foreign = AgentClient::new(
+        client_config(
+            &format!("{ca_pem}{}", other.cert_pem()),
+            &forged.cert_pem,
+            &forged.key_pem,
+        )
+        .expect("config"),
+    );
+    let refused = foreign
+        .send_json(&a, "PUT", "/desired", &no_sync, ASK)
+        .await;
+    println!("PUT /desired with the brain's name from another CA: {refused:?}");
+    assert!(
+        matches!(refused, Err(HttpError::Exchange { .. })),
+        "{refused:?}"
+    );
+
+    // nothing changed: a still waits for b, b still streams from a, a commit is confirmed by b
+    let report = cluster.status("a").await;
+    assert_eq!(
+        report.desired.as_ref().map(|d| d.role_name()),
+        Some("primary")
+    );
+    assert_eq!(synchronous_standby_names(&cluster).await, sync_before);
+    cluster.wait_streaming("b", "a", ASK).await;
+    let conn = cluster.sql("a").await;
+    conn.client()
+        .batch_execute("CREATE TABLE trust_check (x int); INSERT INTO trust_check VALUES (1)")
+        .await
+        .expect("commit with b synchronous");
+    let sync: String = conn
+        .client()
+        .query_one(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'b'",
+            &[],
+        )
+        .await
+        .expect("b replicates")
+        .get(0);
+    assert_eq!(sync, "sync");
+
+    // replication runs over TLS, and the standby verified the primary's certificate
+    let encrypted: bool = conn
+        .client()
+        .query_one(
+            "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) \
+             WHERE r.application_name = 'b'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    println!("pg_stat_ssl.ssl of b's replication connection: {encrypted}");
+    assert!(encrypted, "replication must use TLS");
+    let verified = |member: &str| {
+        cluster
+            .params("a")
+            .with_tls(Some(pgreplica::postgres::PgTls {
+                root_cert: cluster.member("a").dir.join("tls/ca.crt"),
+                server_name: pgreplica::tls::agent_name("trust", member),
+            }))
+    };
+    let tls_conn = pgreplica::postgres::connect(&verified("a"))
+        .await
+        .expect("verify-full against the cluster CA");
+    let ssl: bool = tls_conn
+        .client()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("ssl")
+        .get(0);
+    assert!(ssl);
+    let wrong = pgreplica::postgres::connect(&verified("b")).await;
+    assert!(wrong.is_err(), "a's certificate does not name b");
+    assert!(cluster
+        .member("a")
+        .log_text()
+        .contains("refused an unauthenticated request"));
+}
