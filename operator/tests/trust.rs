@@ -186,3 +186,59 @@ async fn only_the_brain_commands_a_member() {
         .log_text()
         .contains("refused an unauthenticated request"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_role_works_and_a_foreign_password_is_named() {
+    let mut cluster = Cluster::start("approle", &["a"]).await;
+    cluster.put("a", primary(true, &[], &[])).await;
+    cluster.wait_primary("a", BOOT).await;
+
+    // the application's role and database exist, the role is no superuser, TLS is verified
+    let params = pgreplica::postgres::ConnParams::new("127.0.0.1", cluster.member("a").port, "app")
+        .with_password(cluster.app_password.clone())
+        .with_tls(Some(pgreplica::postgres::PgTls {
+            root_cert: cluster.member("a").dir.join("tls/ca.crt"),
+            server_name: "127.0.0.1".into(),
+        }));
+    let mut params = params;
+    params.dbname = "app".into();
+    let app = eventually("the application role", BOOT, || async {
+        pgreplica::postgres::connect(&params).await.ok()
+    })
+    .await;
+    let (superuser, db): (bool, String) = {
+        let row = app
+            .client()
+            .query_one(
+                "SELECT rolsuper, current_database()::text FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .expect("query");
+        (row.get(0), row.get(1))
+    };
+    assert!(!superuser);
+    assert_eq!(db, "app");
+    app.client()
+        .batch_execute("CREATE TABLE mine (x int)")
+        .await
+        .expect("the application owns its database");
+    drop(app);
+
+    // the same data with another superuser password: the report says what is wrong
+    cluster.stop_agent("a");
+    std::fs::write(
+        cluster.root().join("superuser.pw"),
+        format!("{}\n", random_password()),
+    )
+    .expect("write");
+    cluster.start_agent("a");
+    let report = cluster
+        .wait_for("a", "the password mismatch named", BOOT, |r| {
+            r.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("does not open this data directory"))
+        })
+        .await;
+    println!("reported: {}", report.last_error.unwrap_or_default());
+}

@@ -22,6 +22,11 @@ pub const MSG_PRIMARY: &str =
     "must name one of spec.members[].name: set primary to the member that should bootstrap the cluster";
 pub const MSG_DELAY_FORMAT: &str = "must be a non-negative whole number with a unit (ms, s, min, h or d), such as 3s, 500ms or 1min";
 pub const MSG_DELAY_ASYNC: &str = "only Async members may have an apply delay: set replication: Async on this member or remove applyDelay";
+/// Application role and database names: plain lowercase SQL identifiers.
+pub const APP_NAME_PATTERN: &str = "^[a-z_][a-z0-9_]*$";
+/// Names the application may not take: pgreplica's own roles and PostgreSQL's databases.
+pub const RESERVED_APP_NAMES: &[&str] = &["postgres", "replicator", "template0", "template1"];
+pub const MSG_APP_NAME: &str = "must be a lowercase SQL identifier (a-z, 0-9, '_', not starting with a digit) other than postgres, replicator, template0 and template1, such as app or shop";
 pub const MSG_DURABILITY: &str = "durability Required needs a Sync member other than spec.primary: mark a standby replication: Sync or set durability: Preferred";
 
 /// A PostgreSQL parameter pgreplica sets itself, and where the user says what they want instead.
@@ -179,6 +184,22 @@ pub fn cel_rules() -> Vec<CelRule> {
             field_path: Some(".durability"),
         },
     ];
+    let reserved = RESERVED_APP_NAMES
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for field in ["user", "database"] {
+        rules.push(CelRule {
+            at: match field {
+                "user" => &["spec", "application", "user"],
+                _ => &["spec", "application", "database"],
+            },
+            rule: format!("self.matches('{APP_NAME_PATTERN}') && !(self in [{reserved}])"),
+            message: MSG_APP_NAME.into(),
+            field_path: None,
+        });
+    }
     rules.extend(OWNED_PARAMETERS.iter().map(|p| CelRule {
         at: &["spec", "postgres", "parameters"],
         rule: format!("!self.exists(k, k.lowerAscii() == '{}')", p.name),

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,41 @@ pub struct PgReplicaClusterSpec {
     /// Every member of the cluster, in any order.
     #[schemars(length(min = 1, max = 9))]
     pub members: Vec<MemberSpec>,
+    /// The application's role and database, created on the primary; its credentials are in the
+    /// Secret `<cluster>-app` (Kubernetes) or `pgreplica local env --app` (local runtime).
+    #[serde(default)]
+    pub application: ApplicationSpec,
+    /// Who may connect to PostgreSQL besides the members (Kubernetes NetworkPolicy peers).
+    /// Default: every pod in the cluster's namespace. Agent ports are open to the operator only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<NetworkPolicyPeer>>,
+}
+
+/// The role and database an application uses (never the superuser).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSpec {
+    /// Login role owning the database (default `app`).
+    #[serde(default = "default_app_name")]
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+    /// Database created for the application (default `app`).
+    #[serde(default = "default_app_name")]
+    #[schemars(length(min = 1, max = 63))]
+    pub database: String,
+}
+
+fn default_app_name() -> String {
+    "app".to_string()
+}
+
+impl Default for ApplicationSpec {
+    fn default() -> Self {
+        ApplicationSpec {
+            user: default_app_name(),
+            database: default_app_name(),
+        }
+    }
 }
 
 /// PostgreSQL settings shared by every member.

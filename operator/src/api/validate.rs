@@ -206,6 +206,18 @@ pub fn validate(cluster: &PgReplicaCluster) -> Result<(), ValidationErrors> {
     {
         errors.push(FieldError::new("spec.durability", MSG_DURABILITY));
     }
+    let app_name = regex::Regex::new(APP_NAME_PATTERN).ok();
+    for (field, name) in [
+        ("spec.application.user", &spec.application.user),
+        ("spec.application.database", &spec.application.database),
+    ] {
+        let valid = app_name.as_ref().is_some_and(|r| r.is_match(name))
+            && name.len() <= 63
+            && !RESERVED_APP_NAMES.contains(&name.as_str());
+        if !valid {
+            errors.push(FieldError::new(field, MSG_APP_NAME));
+        }
+    }
     for key in spec.postgres.parameters.keys() {
         let lower = key.to_ascii_lowercase();
         if let Some(owned) = OWNED_PARAMETERS.iter().find(|p| p.name == lower) {

@@ -50,6 +50,9 @@ pub enum LocalCommand {
         /// The read-only endpoint instead of the read-write one.
         #[arg(long)]
         ro: bool,
+        /// As the application's role and database (spec.application) instead of the superuser.
+        #[arg(long)]
+        app: bool,
     },
     /// Move the primary to MEMBER with a clean switchover (no acknowledged commit is lost).
     Switchover {
@@ -111,7 +114,7 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             .await
         }
         LocalCommand::Status { dir, output } => status(dir.as_deref(), &output),
-        LocalCommand::Env { dir, ro } => env(dir.as_deref(), ro),
+        LocalCommand::Env { dir, ro, app } => env(dir.as_deref(), ro, app),
         LocalCommand::Switchover {
             to,
             dir,
@@ -222,6 +225,7 @@ async fn up(
     crate::postgres::create_private_dir(&layout.secrets_dir(), None)?;
     secrets::ensure(&layout.superuser_password())?;
     secrets::ensure(&layout.replication_password())?;
+    secrets::ensure(&layout.app_password())?;
     state.save(&layout)?;
     crate::runtime::local::layout::write_atomic(&layout.spec_file(), text.as_bytes())?;
 
@@ -335,14 +339,35 @@ fn status(dir: Option<&Path>, output: &str) -> Result<(), LocalError> {
     Ok(())
 }
 
-fn env(dir: Option<&Path>, ro: bool) -> Result<(), LocalError> {
+fn env(dir: Option<&Path>, ro: bool, app: bool) -> Result<(), LocalError> {
     let layout = layout_for(dir)?;
     let state =
         LocalState::load(&layout)?.ok_or_else(|| LocalError::NoCluster(layout.dir.clone()))?;
-    let password = secrets::read(&layout.superuser_password())?;
+    let (user, database, password) = if app {
+        let spec = brain::load_spec(&layout)?.spec.application;
+        (
+            spec.user,
+            spec.database,
+            secrets::read(&layout.app_password())?,
+        )
+    } else {
+        (
+            SUPERUSER.to_string(),
+            "postgres".to_string(),
+            secrets::read(&layout.superuser_password())?,
+        )
+    };
     let port = if ro { state.ro_port } else { state.rw_port };
+    // Every member's certificate names loopback: psql verifies it against the cluster CA.
+    let tls = match state.host.as_str() {
+        "127.0.0.1" | "localhost" => format!(
+            "PGSSLMODE=verify-full PGSSLROOTCERT={}",
+            shell_quote(&layout.tls_dir().join("ca.crt").to_string_lossy())
+        ),
+        _ => "PGSSLMODE=require".to_string(),
+    };
     println!(
-        "export PGHOST={} PGPORT={port} PGUSER={SUPERUSER} PGPASSWORD={} PGDATABASE=postgres",
+        "export PGHOST={} PGPORT={port} PGUSER={user} PGPASSWORD={} PGDATABASE={database} {tls}",
         state.host,
         shell_quote(&password)
     );

@@ -17,7 +17,7 @@ use crate::postgres::{
 };
 
 use super::conf_files::{configured_role, render_conf, render_hba, with_include, OWNED_CONF};
-use super::config::{AgentConfig, REPLICATION_USER, SUPERUSER};
+use super::config::{AgentConfig, ApplicationConfig, REPLICATION_USER, SUPERUSER};
 use super::converge::{
     next_step, DataState, Facts, Running, Step, UpstreamCheck, STUCK_STANDBY_MS,
 };
@@ -33,6 +33,8 @@ const STOP_PATIENCE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF_MS: u64 = 30_000;
 /// How often a standby refreshes its slot copies.
 const SLOT_UPKEEP_EVERY_MS: u64 = 2_000;
+/// After a failed attempt at the application role, try again after this long.
+const APPLICATION_RETRY_MS: u64 = 5_000;
 /// How often a standby that would rewind or re-clone looks at its upstream, and for how long.
 const UPSTREAM_CHECK_EVERY_MS: u64 = 1_000;
 const UPSTREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,6 +69,10 @@ pub struct Agent {
     /// The last look at the upstream, and when it was taken.
     upstream_check: UpstreamCheck,
     upstream_checked_ms: u64,
+    /// The application role and database as last made sure of (with the password), and when a
+    /// failed attempt may be tried again.
+    application_ensured: Option<(ApplicationConfig, String)>,
+    application_retry_ms: u64,
     new_connection_tried_ms: u64,
     new_connection_ok_ms: u64,
     last_streaming_ms: u64,
@@ -81,16 +87,8 @@ impl Agent {
         programs: Programs,
         origin: Instant,
     ) -> Result<Agent, AgentError> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(AgentError::io(format!(
-                    "read password file {}",
-                    p.display()
-                )))
-        };
-        let superuser_password = read(&cfg.superuser_password_file)?;
-        let replication_password = read(&cfg.replication_password_file)?;
+        let superuser_password = read_password(&cfg.superuser_password_file)?;
+        let replication_password = read_password(&cfg.replication_password_file)?;
         if superuser_password.is_empty() || replication_password.is_empty() {
             return Err(AgentError::Config(
                 "password files must not be empty (pgreplica never uses default passwords)".into(),
@@ -116,6 +114,8 @@ impl Agent {
             unresponsive_since_ms: None,
             upstream_check: UpstreamCheck::NotChecked,
             upstream_checked_ms: 0,
+            application_ensured: None,
+            application_retry_ms: 0,
             new_connection_tried_ms: 0,
             new_connection_ok_ms: 0,
             last_streaming_ms: 0,
@@ -219,9 +219,15 @@ impl Agent {
             }
         };
         if let Err(e) = &outcome {
-            error!(member = %self.cfg.member, step = ?step, error = %e, "step failed");
-            self.shared
-                .update_report(|r| r.last_error = Some(format!("{step:?}: {e}")));
+            let wrong_password = matches!(e, AgentError::Postgres(pg)
+                if pg.sqlstate() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD));
+            let text = if wrong_password {
+                self.password_mismatch()
+            } else {
+                format!("{step:?}: {e}")
+            };
+            error!(member = %self.cfg.member, step = ?step, error = %text, "step failed");
+            self.shared.update_report(|r| r.last_error = Some(text));
             self.backoff();
         }
         if let Some(d) = desired {
@@ -376,8 +382,55 @@ impl Agent {
             upstream,
             rewind_requested: self.rewind_requested,
             restart_not_before_ms: self.restart_not_before_ms,
+            application_ready: self.application_ready(now),
             now_ms: now,
         }
+    }
+
+    /// The application's role and database need nothing (or cannot be tried again yet).
+    fn application_ready(&self, now: u64) -> bool {
+        let Some(app) = &self.cfg.application else {
+            return true;
+        };
+        if now < self.application_retry_ms {
+            return true;
+        }
+        let password = read_password(&app.password_file).unwrap_or_default();
+        self.application_ensured
+            .as_ref()
+            .is_some_and(|(done, with)| done == app && *with == password)
+    }
+
+    /// Create or update the application's login role (its password from the file) and its
+    /// database. Commits locally: a primary whose synchronous standby is away must not hang its
+    /// agent on this; a new primary makes sure again.
+    async fn ensure_application(&mut self) -> Result<(), AgentError> {
+        let Some(app) = self.cfg.application.clone() else {
+            return Ok(());
+        };
+        self.application_retry_ms = unix_now_ms() + APPLICATION_RETRY_MS;
+        let password = read_password(&app.password_file)?;
+        if password.is_empty() {
+            return Err(AgentError::Config(format!(
+                "the application password file {} is empty",
+                app.password_file.display()
+            )));
+        }
+        let conn = self.connection().await.ok_or_else(|| {
+            AgentError::Step("cannot connect to make the application role".into())
+        })?;
+        conn.batch("SET synchronous_commit = local").await?;
+        let made = async {
+            conn.ensure_login_role(&app.user, &password).await?;
+            conn.ensure_database(&app.database, &app.user).await
+        }
+        .await;
+        conn.batch("RESET synchronous_commit").await?;
+        let created = made?;
+        info!(member = %self.cfg.member, user = %app.user, database = %app.database, created, "application role and database ready");
+        self.application_ensured = Some((app, password));
+        self.application_retry_ms = 0;
+        Ok(())
     }
 
     /// Does the postmaster accept a new connection? Tried once a second; false once no new
@@ -447,6 +500,15 @@ impl Agent {
         check
     }
 
+    /// What a refused superuser password means: data kept from a cluster whose credentials were
+    /// replaced since.
+    fn password_mismatch(&self) -> String {
+        format!(
+            "the superuser password in {} does not open this data directory: the data was made with other credentials; restore the password that belongs to it (Kubernetes: the Secret <cluster>-superuser of the cluster that made the volume) and the member starts as it was",
+            self.cfg.superuser_password_file.display()
+        )
+    }
+
     /// The agent's own connection to its server, reconnected when needed.
     async fn connection(&mut self) -> Option<&Conn> {
         if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
@@ -457,7 +519,16 @@ impl Agent {
             match tokio::time::timeout(observe::QUERY_TIMEOUT, connect(&params)).await {
                 Ok(Ok(conn)) => self.conn = Some(conn),
                 Ok(Err(e)) => {
-                    warn!(member = %self.cfg.member, error = %e, "cannot connect to own server");
+                    if e.sqlstate() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) {
+                        let why = self.password_mismatch();
+                        error!(member = %self.cfg.member, "{why}");
+                        self.shared.update_report(|r| {
+                            r.last_error = Some(why.clone());
+                            r.activity = why;
+                        });
+                    } else {
+                        warn!(member = %self.cfg.member, error = %e, "cannot connect to own server");
+                    }
                     return None;
                 }
                 Err(_) => return None,
@@ -475,6 +546,7 @@ impl Agent {
             Step::Configure => self.configure(desired).await,
             Step::Start => self.start().await,
             Step::Promote => self.promote().await,
+            Step::EnsureApplication => self.ensure_application().await,
             Step::Stop => {
                 self.stop_server(Shutdown::Fast).await;
                 self.release_lease().await;
@@ -968,4 +1040,14 @@ fn old_asides(member_dir: &Path) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A password file's content without the trailing newline.
+fn read_password(path: &Path) -> Result<String, AgentError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(AgentError::io(format!(
+            "read password file {}",
+            path.display()
+        )))
 }

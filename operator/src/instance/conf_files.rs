@@ -160,6 +160,7 @@ mod tests {
             allow_networks: vec![],
             parameters: BTreeMap::from([("Max_Connections".to_string(), "50".to_string())]),
             max_slot_wal_keep_size: "1GB".into(),
+            application: None,
         }
     }
 

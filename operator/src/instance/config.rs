@@ -48,6 +48,18 @@ pub struct AgentConfig {
     /// Cap on WAL kept for slots, so a dead member cannot fill a small disk.
     #[serde(default = "default_slot_keep")]
     pub max_slot_wal_keep_size: String,
+    /// The application's role and database, made sure of whenever this member is the primary.
+    #[serde(default)]
+    pub application: Option<ApplicationConfig>,
+}
+
+/// `spec.application` and where its password is.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationConfig {
+    pub user: String,
+    pub database: String,
+    pub password_file: PathBuf,
 }
 
 /// The lease store an agent uses.

@@ -54,6 +54,8 @@ pub struct Facts {
     pub rewind_requested: bool,
     /// No restart before this time (crash backoff).
     pub restart_not_before_ms: u64,
+    /// The application's role and database are as configured (or none is configured).
+    pub application_ready: bool,
     pub now_ms: u64,
 }
 
@@ -82,6 +84,8 @@ pub enum Step {
     Stop,
     /// A stuck standby: stop it so it can be rewound.
     StopForRewind,
+    /// On the running primary: create or update the application's role and database.
+    EnsureApplication,
 }
 
 pub fn next_step(desired: &Desired, facts: &Facts) -> Step {
@@ -128,6 +132,7 @@ fn primary(desired: &Desired, bootstrap: bool, facts: &Facts) -> Step {
                 _ if !configured => Step::Configure,
                 Running::No => Step::Start,
                 Running::Standby => Step::Promote,
+                Running::Primary if !facts.application_ready => Step::EnsureApplication,
                 Running::Primary => Step::Idle,
             }
         }
@@ -227,6 +232,7 @@ mod tests {
             upstream: UpstreamCheck::Answers,
             rewind_requested: false,
             restart_not_before_ms: 0,
+            application_ready: true,
             now_ms: 1_000,
         }
     }
@@ -264,6 +270,9 @@ mod tests {
             ("running standby configured as primary → promote", primary_role(false), facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))), Step::Promote),
             ("standby, no lease → acquire before promote", primary_role(false), Facts { holds_lease: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::AcquireLease),
             ("primary running, settled", primary_role(false), facts(PRESENT_PRIMARY, Running::Primary, Some(primary_role(false))), Step::Idle),
+            ("primary running, application role missing", primary_role(false), Facts { application_ready: false, ..facts(PRESENT_PRIMARY, Running::Primary, Some(primary_role(false))) }, Step::EnsureApplication),
+            ("application role only on a configured primary", primary_role(false), Facts { application_ready: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::Promote),
+            ("standby never makes the application role", standby_role(0), Facts { application_ready: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Idle),
             ("crash backoff", primary_role(false), Facts { restart_not_before_ms: 5_000, ..facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))) }, Step::Wait("restart backoff after a crash".into())),
             ("standby without data → clone", standby_role(0), facts(DataState::Missing, Running::No, None), Step::Clone),
             ("standby with lost data → clone", standby_role(0), facts(lost.clone(), Running::No, None), Step::Clone),

@@ -48,9 +48,48 @@ impl Conn {
     }
 
     /// Creates the role, or updates it, with `REPLICATION LOGIN` and `password`.
+    pub async fn ensure_replication_role(&self, name: &str, password: &str) -> PgResult<()> {
+        self.ensure_role(name, "REPLICATION LOGIN", password).await
+    }
+
+    /// Creates the role, or updates it, with `LOGIN` (no other attribute) and `password`.
+    pub async fn ensure_login_role(&self, name: &str, password: &str) -> PgResult<()> {
+        self.ensure_role(
+            name,
+            "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION LOGIN",
+            password,
+        )
+        .await
+    }
+
+    /// Creates database `name` owned by `owner` unless it exists (an existing one keeps its
+    /// owner: data is never handed to another role behind the user's back).
+    pub async fn ensure_database(&self, name: &str, owner: &str) -> PgResult<bool> {
+        let (database, role) = (sql_ident(name)?, sql_ident(owner)?);
+        let exists: bool = self
+            .value(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                &[&name],
+            )
+            .await?;
+        if !exists {
+            match self
+                .client()
+                .batch_execute(&format!("CREATE DATABASE {database} OWNER {role}"))
+                .await
+            {
+                Ok(()) => info!(database = name, owner, "database created"),
+                Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) => return Err(PgError::query("CREATE DATABASE", e)),
+            }
+        }
+        Ok(!exists)
+    }
+
+    /// Creates the role, or updates it, with `attributes` and `password`.
     /// The password is hashed here (SCRAM-SHA-256), so neither the server log nor
     /// `pg_stat_activity` ever sees it in clear; the verifier is passed as a quoted literal.
-    pub async fn ensure_replication_role(&self, name: &str, password: &str) -> PgResult<()> {
+    async fn ensure_role(&self, name: &str, attributes: &str, password: &str) -> PgResult<()> {
         let role = sql_ident(name)?;
         if password.contains('\0') {
             return Err(PgError::InvalidValue {
@@ -73,19 +112,18 @@ impl Conn {
             &["CREATE", "ALTER"]
         };
         for (i, verb) in verbs.iter().enumerate() {
-            let sql = format!("{verb} ROLE {role} WITH REPLICATION LOGIN PASSWORD {secret}");
+            let sql = format!("{verb} ROLE {role} WITH {attributes} PASSWORD {secret}");
             match self.client().batch_execute(&sql).await {
                 Ok(()) => break,
                 Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) && i + 1 < verbs.len() => {}
                 Err(e) => {
                     // Never put the statement (it holds the verifier) into the error.
-                    let shown =
-                        format!("{verb} ROLE {role} WITH REPLICATION LOGIN PASSWORD <redacted>");
+                    let shown = format!("{verb} ROLE {role} WITH {attributes} PASSWORD <redacted>");
                     return Err(PgError::query(&shown, e));
                 }
             }
         }
-        info!(role = name, created = !exists, "replication role ensured");
+        info!(role = name, created = !exists, attributes, "role ensured");
         Ok(())
     }
 }

@@ -99,6 +99,8 @@ pub struct Cluster {
     pub name: String,
     members: Vec<Member>,
     superuser_password: String,
+    /// The application role's password (`app`, database `app`).
+    pub app_password: String,
     lease_file: PathBuf,
     started: Instant,
     /// The cluster CA (as the local runtime keeps it) and the brain's client.
@@ -123,6 +125,9 @@ impl Cluster {
         let replication_file = root.path().join("replication.pw");
         std::fs::write(&superuser_file, format!("{superuser_password}\n")).expect("write");
         std::fs::write(&replication_file, format!("{}\n", random_password())).expect("write");
+        let app_password = random_password();
+        let app_file = root.path().join("app.pw");
+        std::fs::write(&app_file, format!("{app_password}\n")).expect("write");
         let lease_file = root.path().join("lease.json");
         let tls = LocalTls::open(&root.path().join("tls"), name).expect("cluster CA");
         let owner = pgreplica::postgres::RunAs::detect(None).expect("postgres user");
@@ -153,6 +158,11 @@ impl Cluster {
                 allow_networks: vec![],
                 parameters: BTreeMap::new(),
                 max_slot_wal_keep_size: "1GB".into(),
+                application: Some(pgreplica::instance::config::ApplicationConfig {
+                    user: "app".into(),
+                    database: "app".into(),
+                    password_file: app_file.clone(),
+                }),
             };
             let config = root.path().join(format!("{member}.json"));
             std::fs::write(&config, serde_json::to_vec_pretty(&cfg).expect("json"))
@@ -172,6 +182,7 @@ impl Cluster {
             name: name.to_string(),
             members: list,
             superuser_password,
+            app_password,
             lease_file,
             started: Instant::now(),
             tls,

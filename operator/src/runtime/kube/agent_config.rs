@@ -39,6 +39,11 @@ pub fn agent_config(
         allow_networks: vec!["0.0.0.0/0".into(), "::/0".into()],
         parameters: cluster.spec.postgres.parameters.clone(),
         max_slot_wal_keep_size: "1GB".into(),
+        application: Some(crate::instance::config::ApplicationConfig {
+            user: cluster.spec.application.user.clone(),
+            database: cluster.spec.application.database.clone(),
+            password_file: names::APP_PASSWORD_FILE.into(),
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -46,11 +47,45 @@ where
     .map_err(KubeError::api("apply", kind, name))
 }
 
-/// Secrets (generated once, never overwritten), agent RBAC, Services and the disruption budget.
+/// The application's Secret: its password generated once and kept; the other keys follow the
+/// spec.
+async fn application_secret(
+    secrets: &Api<Secret>,
+    cluster: &PgReplicaCluster,
+) -> Result<(), KubeError> {
+    let name = names::app_secret(&cluster.name_any());
+    let existing = secrets
+        .get_opt(&name)
+        .await
+        .map_err(KubeError::api("get", "Secret", &name))?;
+    let kept = existing
+        .as_ref()
+        .and_then(|s| s.data.as_ref()?.get(names::PASSWORD_KEY).cloned())
+        .and_then(|v| String::from_utf8(v.0).ok())
+        .filter(|p| !p.is_empty());
+    let password = match kept {
+        Some(password) => password,
+        None => crate::runtime::local::secrets::generate(32)
+            .map_err(|e| KubeError::Other(e.to_string()))?,
+    };
+    let wanted = builders::app_secret(cluster, &password).map_err(|source| KubeError::Build {
+        what: "application secret",
+        source,
+    })?;
+    if existing.and_then(|s| s.data) != wanted.data {
+        apply(secrets, &wanted, "Secret").await?;
+        info!(cluster = %cluster.name_any(), secret = %name, "wrote the application's secret");
+    }
+    Ok(())
+}
+
+/// Secrets (generated once, never overwritten), agent RBAC, Services, the NetworkPolicy and the
+/// disruption budget.
 pub async fn supporting_objects(
     client: &kube::Client,
     cluster: &PgReplicaCluster,
     namespace: &str,
+    operator_namespace: &str,
 ) -> Result<(), KubeError> {
     let name = cluster.name_any();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -80,6 +115,7 @@ pub async fn supporting_objects(
             info!(cluster = %name, secret = %secret_name, "generated a password secret");
         }
     }
+    application_secret(&secrets, cluster).await?;
     let (account, role, binding) =
         builders::agent_rbac(cluster).map_err(|source| KubeError::Build {
             what: "agent RBAC",
@@ -129,6 +165,18 @@ pub async fn supporting_objects(
             .await
             .map_err(KubeError::api("create", "Lease", &lease_name))?;
     }
+    let policy = builders::network_policy(cluster, operator_namespace).map_err(|source| {
+        KubeError::Build {
+            what: "network policy",
+            source,
+        }
+    })?;
+    apply(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), namespace),
+        &policy,
+        "NetworkPolicy",
+    )
+    .await?;
     let pdb = builders::pdb(cluster).map_err(|source| KubeError::Build {
         what: "disruption budget",
         source,

@@ -38,6 +38,8 @@ pub struct Context {
     pub operator_image: String,
     /// Where agents serve HTTPS in member pods (tests use another port).
     pub agent_port: u16,
+    /// Where the operator runs (its pods are the only ones the NetworkPolicy lets reach agents).
+    pub operator_namespace: String,
     /// The cluster CAs' Secrets and the brain's client per cluster.
     pub certificates: super::certificates::Certificates,
 }
@@ -68,6 +70,8 @@ pub async fn run(opts: OperatorOptions) -> Result<(), KubeError> {
         operator_image: opts.operator_image,
         agent_port: super::names::AGENT_PORT as u16,
         certificates: Default::default(),
+        operator_namespace: std::env::var(super::names::POD_NAMESPACE_ENV)
+            .unwrap_or_else(|_| super::names::OPERATOR_NAMESPACE.to_string()),
     });
     let listener = tokio::net::TcpListener::bind(opts.http)
         .await
@@ -140,7 +144,7 @@ pub async fn reconcile(
 
     // observe
     let now_ms = unix_now_ms();
-    apply::supporting_objects(client, &cluster, &namespace).await?;
+    apply::supporting_objects(client, &cluster, &namespace, &ctx.operator_namespace).await?;
     let agents = ctx
         .certificates
         .agents(client, &cluster, &namespace)

@@ -70,6 +70,17 @@ pub fn member_tls_secret(cluster: &str, member: &str) -> String {
     format!("{cluster}-{member}-tls")
 }
 
+/// Secret with the application's credentials (user, password, host, port, dbname, uri,
+/// jdbc-uri), for applications to mount.
+pub fn app_secret(cluster: &str) -> String {
+    format!("{cluster}-app")
+}
+
+/// NetworkPolicy over the cluster's pods.
+pub fn network_policy(cluster: &str) -> String {
+    cluster.to_string()
+}
+
 /// The one-writer Lease.
 pub fn primary_lease(cluster: &str) -> String {
     format!("{cluster}-primary")
@@ -104,6 +115,10 @@ pub const SUPERUSER_SECRET_DIR: &str = "/etc/pgreplica/superuser";
 pub const REPLICATION_SECRET_DIR: &str = "/etc/pgreplica/replication";
 pub const SUPERUSER_PASSWORD_FILE: &str = "/etc/pgreplica/superuser/password";
 pub const REPLICATION_PASSWORD_FILE: &str = "/etc/pgreplica/replication/password";
+/// The operator's namespace when it cannot tell (manifests/ installs it here).
+pub const OPERATOR_NAMESPACE: &str = "pgreplica-system";
+pub const APP_SECRET_DIR: &str = "/etc/pgreplica/app";
+pub const APP_PASSWORD_FILE: &str = "/etc/pgreplica/app/password";
 /// Where a member's TLS Secret is mounted (`ca.crt`, `tls.crt`, `tls.key`).
 pub const TLS_DIR: &str = "/etc/pgreplica/tls";
 /// Keys inside the TLS Secrets.
@@ -129,6 +144,8 @@ mod tests {
             (ca_secret("lab"), "lab-ca"),
             (ca_key_secret("lab"), "lab-ca-key"),
             (member_tls_secret("lab", "a"), "lab-a-tls"),
+            (app_secret("lab"), "lab-app"),
+            (network_policy("lab"), "lab"),
             (agent_account("lab"), "lab-agent"),
             (disruption_budget("lab"), "lab"),
         ];
@@ -167,6 +184,10 @@ mod tests {
             format!("{REPLICATION_SECRET_DIR}/{PASSWORD_KEY}")
         );
         assert_eq!(AGENT_BINARY, format!("{AGENT_BIN_DIR}/pgreplica"));
+        assert_eq!(
+            APP_PASSWORD_FILE,
+            format!("{APP_SECRET_DIR}/{PASSWORD_KEY}")
+        );
         let files = crate::tls::AgentTlsFiles::in_dir(std::path::Path::new(TLS_DIR));
         assert_eq!(files.ca, std::path::Path::new(TLS_DIR).join(CA_CERT_KEY));
         assert_eq!(files.cert, std::path::Path::new(TLS_DIR).join(TLS_CERT_KEY));

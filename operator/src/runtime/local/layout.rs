@@ -47,6 +47,10 @@ impl Layout {
     pub fn replication_password(&self) -> PathBuf {
         self.secrets_dir().join("replication-password")
     }
+    /// The password of `spec.application.user`.
+    pub fn app_password(&self) -> PathBuf {
+        self.secrets_dir().join("app-password")
+    }
     /// The cluster CA (`ca.crt`, and `ca.key`, which only the brain reads).
     pub fn tls_dir(&self) -> PathBuf {
         self.dir.join("tls")

@@ -182,6 +182,11 @@ impl Supervisor {
             allow_networks: vec![],
             parameters: spec.postgres.parameters.clone(),
             max_slot_wal_keep_size: "1GB".into(),
+            application: Some(crate::instance::config::ApplicationConfig {
+                user: spec.application.user.clone(),
+                database: spec.application.database.clone(),
+                password_file: absolute(&self.layout.app_password())?,
+            }),
         };
         let json = serde_json::to_vec_pretty(&cfg)
             .map_err(|e| LocalError::Failed(format!("encode agent config: {e}")))?;

@@ -29,6 +29,7 @@ const BIN_VOLUME: &str = "pgreplica-bin";
 const SUPERUSER_VOLUME: &str = "superuser";
 const REPLICATION_VOLUME: &str = "replication";
 const TLS_VOLUME: &str = "tls";
+const APP_VOLUME: &str = "app";
 const SHM_VOLUME: &str = "shm";
 
 /// Owner read-only. With `fsGroup` set the kubelet adds group read (0440, group = fsGroup), which is
@@ -153,6 +154,7 @@ fn postgres_container(
             mount(SUPERUSER_VOLUME, names::SUPERUSER_SECRET_DIR, true),
             mount(REPLICATION_VOLUME, names::REPLICATION_SECRET_DIR, true),
             mount(TLS_VOLUME, names::TLS_DIR, true),
+            mount(APP_VOLUME, names::APP_SECRET_DIR, true),
             mount(SHM_VOLUME, "/dev/shm", false),
         ]),
         // Ready means: this member serves its role now. Checked often, because Services follow it.
@@ -194,6 +196,7 @@ fn volumes(cluster: &str, member: &str) -> Vec<Volume> {
         secret_volume(SUPERUSER_VOLUME, names::superuser_secret(cluster)),
         secret_volume(REPLICATION_VOLUME, names::replication_secret(cluster)),
         secret_volume(TLS_VOLUME, names::member_tls_secret(cluster, member)),
+        secret_volume(APP_VOLUME, names::app_secret(cluster)),
         // The container runtime's default /dev/shm is 64 MiB; PostgreSQL's parallel queries use
         // POSIX shared memory there and fail with "could not resize shared memory segment".
         Volume {

@@ -22,6 +22,34 @@ pub fn password_secret(
     secret(cluster, name, "Opaque", &[(names::PASSWORD_KEY, password)])
 }
 
+/// The application's credentials, as CloudNativePG users expect them: `username` (and `user`),
+/// `password`, `host` (the rw Service), `port`, `dbname`, `uri`, `jdbc-uri`. TLS is on: with the
+/// CA from the Secret `<cluster>-ca`, clients can use `sslmode=verify-full` against `host`.
+pub fn app_secret(cluster: &PgReplicaCluster, password: &str) -> Result<Secret, BuildError> {
+    let owner = Owner::of(cluster)?;
+    let app = &cluster.spec.application;
+    let host = format!("{}.{}.svc", names::rw_service(owner.name), owner.namespace);
+    let port = names::POSTGRES_PORT.to_string();
+    let (user, db) = (app.user.as_str(), app.database.as_str());
+    let uri = format!("postgresql://{user}:{password}@{host}:{port}/{db}");
+    let jdbc = format!("jdbc:postgresql://{host}:{port}/{db}?user={user}&password={password}");
+    secret(
+        cluster,
+        &names::app_secret(owner.name),
+        "kubernetes.io/basic-auth",
+        &[
+            ("username", user),
+            ("user", user),
+            (names::PASSWORD_KEY, password),
+            ("host", &host),
+            ("port", &port),
+            ("dbname", db),
+            ("uri", &uri),
+            ("jdbc-uri", &jdbc),
+        ],
+    )
+}
+
 /// A Secret `name` of `type_` holding `entries`.
 pub fn secret(
     cluster: &PgReplicaCluster,

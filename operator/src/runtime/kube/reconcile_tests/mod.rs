@@ -51,6 +51,7 @@ fn context(api: &FakeApi, agent_port: u16) -> Arc<Context> {
         operator_image: "pgreplica:test".into(),
         agent_port,
         certificates: Default::default(),
+        operator_namespace: "pgreplica-system".into(),
     })
 }
 
