@@ -12,7 +12,7 @@ set -euo pipefail
 TIER=${1:-all}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/e2e/k8s
-for f in common controlplane apichecks images node lab; do source "$HERE/lib/$f.sh"; done
+for f in common controlplane apichecks images node lab trust; do source "$HERE/lib/$f.sh"; done
 [ "$(id -u)" = 0 ] || { echo "run.sh needs root (network namespaces, containerd)"; exit 1; }
 
 stage "prerequisites"
@@ -27,6 +27,7 @@ if [ "$TIER" = all ]; then
   command -v iptables >/dev/null || need+=(iptables)
   command -v conntrack >/dev/null || need+=(conntrack)
   command -v psql >/dev/null || need+=(postgresql-client-15)
+  command -v curl >/dev/null || need+=(curl)
   [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then
@@ -74,6 +75,7 @@ if [ "$TIER" = all ]; then
   k rollout status -n pgreplica-system deploy/pgreplica-operator --timeout 120s || die "operator Deployment not available"
   log "operator available in $(since "$t_op")s"
   lab_scenario
+  recreate_checks
 fi
 
 stage "result"

@@ -242,3 +242,107 @@ async fn the_application_role_works_and_a_foreign_password_is_named() {
         .await;
     println!("reported: {}", report.last_error.unwrap_or_default());
 }
+
+/// The certificate a TLS server at `port` presents for `name` (verified against `ca_pem`);
+/// `postgres`: send PostgreSQL's SSLRequest first.
+async fn served_certificate(
+    port: u16,
+    name: &str,
+    ca_pem: &str,
+    postgres: bool,
+) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    if postgres {
+        // length 8, code 80877103
+        tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .ok()?;
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer).await.ok()?;
+        if answer[0] != b'S' {
+            return None;
+        }
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).ok()?)
+        .ok()?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).ok()?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificates_are_served_without_a_restart() {
+    let cluster = Cluster::start("renew", &["a"]).await;
+    cluster.put("a", primary(true, &[], &[])).await;
+    cluster.wait_primary("a", BOOT).await;
+    let ca_pem = cluster.tls.authority().cert_pem().to_string();
+    let name = pgreplica::tls::agent_name("renew", "a");
+    let (pg_port, http_port) = (cluster.member("a").port, cluster.member("a").http.port());
+    let started = || async {
+        let conn = cluster.sql("a").await;
+        let at: String = conn
+            .client()
+            .query_one("SELECT pg_postmaster_start_time()::text", &[])
+            .await
+            .expect("start time")
+            .get(0);
+        at
+    };
+    let started_before = started().await;
+    let before = served_certificate(pg_port, &name, &ca_pem, true)
+        .await
+        .expect("PostgreSQL serves TLS");
+    assert_eq!(
+        served_certificate(http_port, &name, &ca_pem, false).await,
+        Some(before.clone()),
+        "one certificate for the agent and PostgreSQL"
+    );
+
+    // A certificate of 30 s is a third from its end at once: the runtime issues it again.
+    let owner = pgreplica::postgres::RunAs::detect(None).expect("user");
+    let short = cluster.tls.clone().with_validity(Duration::from_secs(30));
+    let dir = cluster.member("a").dir.join("tls");
+    let files = pgreplica::tls::AgentTlsFiles::in_dir(&dir);
+    std::fs::remove_file(&files.cert).expect("rm");
+    let (_, issued) = short.ensure_member(&dir, "a", owner).expect("issue short");
+    assert!(issued);
+    let (_, renewed) = short.ensure_member(&dir, "a", owner).expect("renew");
+    assert!(renewed, "due for renewal");
+    let pem = std::fs::read(&files.cert).expect("read");
+    let fresh = CertificateDer::from_pem_slice(&pem).expect("pem").to_vec();
+    assert_ne!(fresh, before);
+    eventually(
+        "PostgreSQL serves the renewed certificate",
+        BOOT,
+        || async {
+            (served_certificate(pg_port, &name, &ca_pem, true).await? == fresh).then_some(())
+        },
+    )
+    .await;
+    eventually("the agent serves the renewed certificate", BOOT, || async {
+        (served_certificate(http_port, &name, &ca_pem, false).await? == fresh).then_some(())
+    })
+    .await;
+    assert_eq!(started().await, started_before, "no restart");
+    // the brain (its pooled connection, or a new one) still reaches the agent
+    cluster.status("a").await;
+    assert!(cluster
+        .member("a")
+        .log_text()
+        .contains("certificate renewed"));
+}

@@ -68,6 +68,8 @@ api_contract_checks() {
   check "operator SA may patch pgreplicaclusters/status" can patch pgreplicaclusters.pgreplica.io --subresource=status -n default
   check "operator SA may update leases" can update leases.coordination.k8s.io -n default
   check "operator SA may create events" can create events.events.k8s.io -n default
+  check "operator SA may patch secrets (certificate renewal)" can patch secrets -n default
+  check "operator SA may create networkpolicies" can create networkpolicies.networking.k8s.io -n default
   check "operator SA may NOT list secrets" cannot list secrets -n default
   check "operator SA may NOT create pods/exec" cannot create pods --subresource=exec -n default
   check "operator SA may NOT delete nodes" cannot delete nodes
@@ -98,7 +100,7 @@ owned_by() { # KIND NAME CLUSTER: the object has a controller owner reference to
   [ "$(k get "$1" "$2" -o jsonpath='{.metadata.ownerReferences[?(@.controller==true)].kind}/{.metadata.ownerReferences[?(@.controller==true)].name}')" = "PgReplicaCluster/$3" ]
 }
 none_left() { # no object labelled with the cluster is left (PVCs aside); fails if kubectl fails
-  local out; out=$(k get pods,svc,secrets,pdb,serviceaccounts,roles,rolebindings,leases -l "pgreplica.io/cluster=$1" -o name) || return 1
+  local out; out=$(k get pods,svc,pdb,networkpolicies,serviceaccounts,roles,rolebindings,leases -l "pgreplica.io/cluster=$1" -o name) || return 1
   [ -z "$out" ] || { echo "left: $out"; return 1; }
 }
 
@@ -109,7 +111,7 @@ operator_process_checks() {
     "$PGR_BIN" operator --http 127.0.0.1:18080 --image "$OPERATOR_IMAGE"
   local t0; t0=$(now)
   k apply -f "$REPO/examples/lab.yaml" >/dev/null
-  local objs="pod/lab-a pod/lab-b pod/lab-c pvc/lab-a pvc/lab-b pvc/lab-c service/lab-rw service/lab-ro service/lab-r"
+  local objs="pod/lab-a pod/lab-b pod/lab-c pvc/lab-a pvc/lab-b pvc/lab-c service/lab-rw service/lab-ro service/lab-r networkpolicy/lab"
   wait_for 60 "operator created pods, PVCs and Services of lab" k get $objs || true
   k get pods,pvc,svc,secrets,serviceaccounts,roles,rolebindings,pdb,leases -l pgreplica.io/cluster=lab -o name 2>&1 | sed 's/^/       /'
   local o
@@ -134,9 +136,12 @@ operator_process_checks() {
   t0=$(now)
   k delete pgrc lab --wait=true --timeout 60s >/dev/null
   wait_for 60 "deleting the cluster garbage-collected its objects" none_left lab || true
-  check "garbage collection of pods, Services, Secrets, PDBs, ServiceAccount, Role, RoleBinding" none_left lab
+  check "garbage collection of pods, Services, PDBs, NetworkPolicy, ServiceAccount, Role, RoleBinding" none_left lab
   check "PVCs kept after the cluster is deleted (Retain)" bash -c "[ \"\$(k get pvc -l pgreplica.io/cluster=lab -o name | wc -l)\" = 3 ]"
+  check "Secrets that open the kept volumes kept too (passwords, CA, member certificates)" \
+    k get secret lab-superuser lab-replication lab-app lab-ca-key lab-ca lab-a-tls lab-b-tls lab-c-tls -o name
   k delete pvc -l pgreplica.io/cluster=lab --wait=true --timeout 60s >/dev/null
+  k delete secret -l pgreplica.io/cluster=lab --wait=true --timeout 60s >/dev/null
   # stop the process-operator before the in-cluster one can start
   local pid; pid=$(awk '$2=="operator-process"{print $1}' "$WORK/pids")
   kill_pid "$pid"

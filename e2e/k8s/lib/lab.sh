@@ -62,6 +62,7 @@ lab_scenario() {
   check "row visible on b at once" [ "$on_b" = 1 ]
   check "row absent on c right after commit, present after about 3 s" \
     awk -v n="$on_c_now" -v d="$delay" 'BEGIN{exit !(n==0 && d>=2.5 && d<10)}'
+  trust_checks
 
   stage "stage 2: $WRITERS writers through lab-rw, PGDATA of the primary deleted"
   local rw pw; rw=$(k get svc lab-rw -o jsonpath='{.spec.clusterIP}')

@@ -73,6 +73,8 @@ pub struct Agent {
     /// failed attempt may be tried again.
     application_ensured: Option<(ApplicationConfig, String)>,
     application_retry_ms: u64,
+    /// The certificate files PostgreSQL was last told to read: renewed files mean a reload.
+    tls_seen: Vec<Option<crate::tls::Stamp>>,
     new_connection_tried_ms: u64,
     new_connection_ok_ms: u64,
     last_streaming_ms: u64,
@@ -116,6 +118,7 @@ impl Agent {
             upstream_checked_ms: 0,
             application_ensured: None,
             application_retry_ms: 0,
+            tls_seen: Vec::new(),
             new_connection_tried_ms: 0,
             new_connection_ok_ms: 0,
             last_streaming_ms: 0,
@@ -239,8 +242,37 @@ impl Agent {
                 warn!(member = %self.cfg.member, error = %e, "standby slot upkeep failed");
             }
         }
+        self.reload_renewed_certificate().await;
         self.refresh_report(desired, &step).await;
         acted && outcome.is_ok()
+    }
+
+    /// PostgreSQL reads its certificate at start and on reload only: when the runtime renewed the
+    /// files, a running server is told to reload (the HTTPS side reads them again by itself).
+    async fn reload_renewed_certificate(&mut self) {
+        let files = [&self.cfg.tls.ca, &self.cfg.tls.cert, &self.cfg.tls.key];
+        let now: Vec<Option<crate::tls::Stamp>> =
+            files.iter().map(|p| crate::tls::stamp(p)).collect();
+        if self.tls_seen.is_empty() || self.server.is_none() {
+            // a server started now reads the current files itself
+            self.tls_seen = now;
+            return;
+        }
+        if now == self.tls_seen {
+            return;
+        }
+        let Some(conn) = self.connection().await else {
+            return;
+        };
+        match conn.reload().await {
+            Ok(_) => {
+                info!(member = %self.cfg.member, "certificate renewed: PostgreSQL reloaded it");
+                self.tls_seen = now;
+            }
+            Err(e) => {
+                warn!(member = %self.cfg.member, error = %e, "could not reload the renewed certificate")
+            }
+        }
     }
 
     fn backoff(&mut self) {

@@ -103,12 +103,12 @@ impl std::fmt::Debug for ServerTls {
 
 /// What tells a changed file: runtimes replace files by renaming (a new inode), Kubernetes swaps
 /// a symlink to a new file; the time and size catch an edit in place.
-type Stamp = (u64, Option<SystemTime>, u64);
+pub type Stamp = (u64, Option<SystemTime>, u64);
 
 /// The configuration in use and the stamps of the files it was read from.
 type Loaded = (Vec<Option<Stamp>>, Arc<ServerConfig>);
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.ino(), meta.modified().ok(), meta.len()))

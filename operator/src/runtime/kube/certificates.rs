@@ -67,15 +67,9 @@ struct Kept {
 #[derive(Default)]
 pub struct Certificates {
     kept: Mutex<HashMap<String, Kept>>,
-    /// Validity of issued certificates (tests of renewal use a short one).
-    pub validity: Option<Duration>,
 }
 
 impl Certificates {
-    fn validity(&self) -> Duration {
-        self.validity.unwrap_or(tls::LEAF_VALIDITY)
-    }
-
     /// The client for `cluster`'s agents, after making sure its Secrets are current when a check
     /// is due.
     pub async fn agents(
@@ -94,11 +88,11 @@ impl Certificates {
                 }
             }
         }
-        let authority = secrets(client, cluster, namespace, self.validity()).await?;
+        let authority = secrets(client, cluster, namespace, tls::LEAF_VALIDITY).await?;
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = |agents: Option<AgentClient>| -> Result<Kept, KubeError> {
             let (config, renew_in) =
-                tls::brain_client(&authority, &cluster.name_any(), self.validity())
+                tls::brain_client(&authority, &cluster.name_any(), tls::LEAF_VALIDITY)
                     .map_err(|e| KubeError::Other(format!("the brain's certificate: {e}")))?;
             let agents = match agents {
                 Some(agents) => {
