@@ -362,7 +362,11 @@ fn env(dir: Option<&Path>, ro: bool, app: bool) -> Result<(), LocalError> {
     let tls = match state.host.as_str() {
         "127.0.0.1" | "localhost" => format!(
             "PGSSLMODE=verify-full PGSSLROOTCERT={}",
-            shell_quote(&layout.tls_dir().join("ca.crt").to_string_lossy())
+            shell_quote(
+                &std::path::absolute(layout.tls_dir().join("ca.crt"))
+                    .unwrap_or_else(|_| layout.tls_dir().join("ca.crt"))
+                    .to_string_lossy()
+            )
         ),
         _ => "PGSSLMODE=require".to_string(),
     };
