@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -18,18 +17,7 @@ const ASK: Duration = Duration::from_secs(3);
 
 /// Trusts the cluster CA (so the TLS handshake completes) but presents no certificate.
 fn anonymous(ca_pem: &str) -> AgentClient {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("pem"))
-        .expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    AgentClient::new(Arc::new(config))
+    AgentClient::new(pgreplica::tls::verifying_client_config(ca_pem).expect("config"))
 }
 
 async fn synchronous_standby_names(cluster: &Cluster) -> String {
@@ -266,19 +254,9 @@ async fn served_certificate(
             return None;
         }
     }
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).ok()?)
-        .ok()?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .ok()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = pgreplica::tls::verifying_client_config(ca_pem).ok()?;
     let name = rustls::pki_types::ServerName::try_from(name.to_string()).ok()?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .ok()?;

@@ -225,26 +225,14 @@ where
 /// A rustls connector that trusts only the CA in `tls.root_cert` (read at every connection, so
 /// a renewed CA file is used at once).
 fn tls_connector(tls: &PgTls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
     let path = tls.root_cert.display();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&tls.root_cert)
-        .map_err(|e| format!("cannot read the CA certificate {path}: {e}"))?
-    {
-        let cert = cert.map_err(|e| format!("cannot read the CA certificate {path}: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("the CA certificate {path}: {e}"))?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+    let pem = std::fs::read_to_string(&tls.root_cert)
+        .map_err(|e| format!("cannot read the CA certificate {path}: {e}"))?;
+    let config = crate::tls::verifying_client_config(&pem)
+        .map_err(|e| format!("the CA certificate {path}: {e}"))?;
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(
+        Arc::unwrap_or_clone(config),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 impl Conn {

@@ -18,7 +18,9 @@ pub use authority::{Authority, Issued, Usage};
 pub use error::TlsError;
 pub use identity::{agent_name, brain_name, peer_is};
 pub use renewal::{verdict, CertFacts, Verdict};
-pub use rustls_config::{client_config, server_config, stamp, ServerTls, Stamp};
+pub use rustls_config::{
+    client_config, server_config, stamp, verifying_client_config, ServerTls, Stamp,
+};
 pub use store::{brain_client, AgentTlsFiles, LocalTls};
 
 use std::time::Duration;

@@ -47,6 +47,18 @@ fn chain_and_key(
     Ok((chain, key))
 }
 
+/// A client that verifies servers against the CA and presents no certificate (PostgreSQL
+/// connections between members; the brain uses [`client_config`]).
+pub fn verifying_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, TlsError> {
+    Ok(Arc::new(
+        ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(config_error)?
+            .with_root_certificates(roots(ca_pem)?)
+            .with_no_client_auth(),
+    ))
+}
+
 /// An agent's server side: its certificate, client certificates verified against the CA when
 /// presented.
 pub fn server_config(

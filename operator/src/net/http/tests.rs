@@ -5,9 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -83,17 +80,7 @@ fn brain(ca: &Authority) -> AgentClient {
 
 /// A client that trusts `ca` and presents no certificate.
 fn anonymous(ca: &Authority) -> AgentClient {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("pem"))
-        .expect("root");
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    AgentClient::new(Arc::new(config))
+    AgentClient::new(crate::tls::verifying_client_config(ca.cert_pem()).expect("config"))
 }
 
 fn target(member: &str, addr: SocketAddr) -> Target {
