@@ -7,3 +7,4 @@ pub mod faults;
 pub mod ledger;
 pub mod poll;
 pub mod report;
+pub mod rm;

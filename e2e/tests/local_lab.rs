@@ -159,7 +159,7 @@ async fn scenario(cluster: &LocalCluster, stages: &mut Stages) -> Result<(), Str
         .and_then(|m| m["dataDir"].as_str().map(String::from))
         .ok_or("no dataDir for a")?;
     let injected = Instant::now();
-    std::fs::remove_dir_all(&data_dir).map_err(|e| format!("rm -rf {data_dir}: {e}"))?;
+    pgreplica_e2e::rm::rm_rf(std::path::Path::new(&data_dir))?;
     stages.say(format!("failure injected: rm -rf {data_dir}"));
     let (_, detected) =
         cluster.wait_for("the loss to be detected", Duration::from_secs(30), |s| {

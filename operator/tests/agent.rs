@@ -183,7 +183,7 @@ async fn lost_primary_data_is_fenced_then_failover_and_reclone() {
     let data = cluster.member("a").data_dir();
     let deleted = Instant::now();
     let rm = tokio::task::spawn_blocking(move || {
-        std::fs::remove_dir_all(data).expect("rm -rf a's PGDATA");
+        rm_rf(&data);
         deleted.elapsed()
     });
     let limit = Duration::from_secs(10);
@@ -389,6 +389,22 @@ where
             "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `rm -rf DIR`: PostgreSQL may create a file while the tree is deleted ("Directory not empty");
+/// like a person, delete again until the directory is gone (bounded).
+fn rm_rf(dir: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::DirectoryNotEmpty
+                    && Instant::now() < deadline => {}
+            Err(e) => panic!("rm -rf {}: {e}", dir.display()),
+        }
     }
 }
 

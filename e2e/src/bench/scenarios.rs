@@ -373,8 +373,7 @@ async fn data_loss(
         ));
     }
     let injected = Instant::now();
-    std::fs::remove_dir_all(&data_dir)
-        .map_err(|e| format!("rm -rf {}: {e}", data_dir.display()))?;
+    crate::rm::rm_rf(&data_dir)?;
     log(
         opts,
         &name,
@@ -727,8 +726,7 @@ async fn recovery_large(
     load.until_acked(20, Duration::from_secs(20)).await?;
     let data_dir = sys.data_dir(&primary);
     let injected = Instant::now();
-    std::fs::remove_dir_all(&data_dir)
-        .map_err(|e| format!("rm -rf {}: {e}", data_dir.display()))?;
+    crate::rm::rm_rf(&data_dir)?;
     let res = until_streaming(sys, &primary, injected, Duration::from_secs(300)).await;
     let acks = load.stop().await;
     let d = res?;

@@ -170,9 +170,7 @@ fn brain_sigkill_after_data_loss() {
         let primary = case.primary().or_fail(&case);
         let data = case.cluster.data_dir(&primary);
         let injected = Instant::now();
-        std::fs::remove_dir_all(&data)
-            .map_err(|e| format!("rm -rf {}: {e}", data.display()))
-            .or_fail(&case);
+        pgreplica_e2e::rm::rm_rf(&data).or_fail(&case);
         case.say(format!("rm -rf {}", data.display()));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let failures = kill_brain_and_up(&case).await;

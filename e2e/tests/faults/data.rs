@@ -12,21 +12,8 @@ use pgreplica_e2e::faults::{files, Spec};
 
 use super::{gone_note, loaded, run, BOUND};
 
-/// `rm -rf DATA`. PostgreSQL keeps creating files while the tree is deleted, so one pass can end
-/// in "Directory not empty"; like a person, delete again until the directory is gone (the agent
-/// stops PostgreSQL within about 100 ms of the first pass).
 fn rm_rf(case: &Case, data: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match std::fs::remove_dir_all(data) {
-            Ok(()) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::DirectoryNotEmpty
-                    && Instant::now() < deadline => {}
-            Err(e) => Err(format!("rm -rf {}: {e}", data.display())).or_fail(case),
-        }
-    }
+    pgreplica_e2e::rm::rm_rf(data).or_fail(case);
 }
 
 /// The sync standby stopped (agent and postmaster), then the primary's data directory deleted:

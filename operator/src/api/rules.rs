@@ -26,7 +26,7 @@ pub const MSG_DELAY_ASYNC: &str = "only Async members may have an apply delay: s
 pub const APP_NAME_PATTERN: &str = "^[a-z_][a-z0-9_]*$";
 /// Names the application may not take: pgreplica's own roles and PostgreSQL's databases.
 pub const RESERVED_APP_NAMES: &[&str] = &["postgres", "replicator", "template0", "template1"];
-pub const MSG_APP_NAME: &str = "must be a lowercase SQL identifier (a-z, 0-9, '_', not starting with a digit) other than postgres, replicator, template0 and template1, such as app or shop";
+pub const MSG_APP_NAME: &str = "must be a lowercase SQL identifier (a-z, 0-9, '_', not starting with a digit or pg_) other than postgres, replicator, template0 and template1, such as app or shop";
 pub const MSG_DURABILITY: &str = "durability Required needs a Sync member other than spec.primary: mark a standby replication: Sync or set durability: Preferred";
 
 /// A PostgreSQL parameter pgreplica sets itself, and where the user says what they want instead.
@@ -195,7 +195,9 @@ pub fn cel_rules() -> Vec<CelRule> {
                 "user" => &["spec", "application", "user"],
                 _ => &["spec", "application", "database"],
             },
-            rule: format!("self.matches('{APP_NAME_PATTERN}') && !(self in [{reserved}])"),
+            rule: format!(
+                "self.matches('{APP_NAME_PATTERN}') && !self.startsWith('pg_') && !(self in [{reserved}])"
+            ),
             message: MSG_APP_NAME.into(),
             field_path: None,
         });

@@ -213,6 +213,7 @@ pub fn validate(cluster: &PgReplicaCluster) -> Result<(), ValidationErrors> {
     ] {
         let valid = app_name.as_ref().is_some_and(|r| r.is_match(name))
             && name.len() <= 63
+            && !name.starts_with("pg_")
             && !RESERVED_APP_NAMES.contains(&name.as_str());
         if !valid {
             errors.push(FieldError::new(field, MSG_APP_NAME));

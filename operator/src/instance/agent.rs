@@ -12,8 +12,8 @@ use crate::lease::{unix_now_ms, Lease};
 use crate::member::{ActualRole, DataHealth, Desired, DesiredRole, Upstream};
 use crate::postgres::{
     config as pgconfig, connect, quote::pgpass_field, slot_name_for, write_private_file,
-    BasebackupOpts, Conn, ConnParams, Password, PostgresProcess, Programs, RewindOutcome, RunAs,
-    Shutdown, SLOT_PREFIX,
+    BasebackupOpts, Conn, ConnParams, Password, PgError, PostgresProcess, Programs, RewindOutcome,
+    RunAs, Shutdown, SLOT_PREFIX,
 };
 
 use super::conf_files::{configured_role, render_conf, render_hba, with_include, OWNED_CONF};
@@ -222,8 +222,10 @@ impl Agent {
             }
         };
         if let Err(e) = &outcome {
-            let wrong_password = matches!(e, AgentError::Postgres(pg)
-                if pg.sqlstate() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD));
+            let own = self.local_params().target();
+            let wrong_password = matches!(e, AgentError::Postgres(PgError::Connect { target, source, .. })
+                if *target == own
+                    && source.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD));
             let text = if wrong_password {
                 self.password_mismatch()
             } else {
@@ -451,13 +453,19 @@ impl Agent {
         let conn = self.connection().await.ok_or_else(|| {
             AgentError::Step("cannot connect to make the application role".into())
         })?;
-        conn.batch("SET synchronous_commit = local").await?;
+        // bounded: a lock held by someone else (the application changing its own role in an open
+        // transaction) must not hold the agent, which keeps /healthz and the lease going
+        conn.batch(
+            "SET synchronous_commit = local; SET lock_timeout = '2s'; SET statement_timeout = '15s'",
+        )
+        .await?;
         let made = async {
             conn.ensure_login_role(&app.user, &password).await?;
             conn.ensure_database(&app.database, &app.user).await
         }
         .await;
-        conn.batch("RESET synchronous_commit").await?;
+        conn.batch("RESET synchronous_commit; RESET lock_timeout; RESET statement_timeout")
+            .await?;
         let created = made?;
         info!(member = %self.cfg.member, user = %app.user, database = %app.database, created, "application role and database ready");
         self.application_ensured = Some((app, password));

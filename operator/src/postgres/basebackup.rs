@@ -81,7 +81,8 @@ impl Programs {
             cmd.arg("-S").arg(slot);
         }
         opts.password.apply(&mut cmd);
-        debug!(command = ?cmd.as_std(), "running pg_basebackup");
+        // without the environment: it may hold the password
+        debug!(args = ?cmd.as_std().get_args().collect::<Vec<_>>(), "running pg_basebackup");
         let mut child = cmd.spawn().map_err(|source| PgError::Spawn {
             program: "pg_basebackup".into(),
             source,

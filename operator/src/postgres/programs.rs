@@ -177,9 +177,9 @@ fn arg_with(prefix: &str, value: &OsStr) -> std::ffi::OsString {
     s
 }
 
-/// Runs a command to the end with its output captured; a failure carries the last output lines.
+/// Runs a command to the end (logged without its environment, which may hold a password) with its output captured; a failure carries the last output lines.
 pub(crate) async fn run(mut cmd: Command, program: &str) -> PgResult<Output> {
-    debug!(program, command = ?cmd.as_std(), "running");
+    debug!(program, args = ?cmd.as_std().get_args().collect::<Vec<_>>(), "running");
     let out = cmd.output().await.map_err(|source| PgError::Spawn {
         program: program.to_string(),
         source,

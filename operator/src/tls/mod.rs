@@ -21,7 +21,7 @@ pub use renewal::{verdict, CertFacts, Verdict};
 pub use rustls_config::{
     client_config, server_config, stamp, verifying_client_config, ServerTls, Stamp,
 };
-pub use store::{brain_client, AgentTlsFiles, LocalTls};
+pub use store::{brain_client, pair_usable, AgentTlsFiles, LocalTls};
 
 use std::time::Duration;
 

@@ -124,9 +124,15 @@ impl LocalTls {
     ) -> Result<(AgentTlsFiles, bool), TlsError> {
         let files = AgentTlsFiles::in_dir(dir);
         let names = self.member_names(member);
-        let facts = std::fs::read_to_string(&files.cert)
-            .ok()
-            .and_then(|pem| CertFacts::read(&pem, &self.authority).ok());
+        let cert = std::fs::read_to_string(&files.cert).ok();
+        let key = std::fs::read_to_string(&files.key).ok();
+        // a renewal cut short (new key, old certificate) is not a usable pair: issue again
+        let facts = match (&cert, &key) {
+            (Some(cert), Some(key)) if pair_usable(self.authority.cert_pem(), cert, key) => {
+                CertFacts::read(cert, &self.authority).ok()
+            }
+            _ => None,
+        };
         let ca_current =
             std::fs::read_to_string(&files.ca).is_ok_and(|pem| pem == self.authority.cert_pem());
         let why = match verdict(facts.as_ref(), &names, now_secs()) {
@@ -156,6 +162,11 @@ impl LocalTls {
     pub fn brain_client(&self) -> Result<(Arc<ClientConfig>, Duration), TlsError> {
         brain_client(&self.authority, &self.cluster, self.validity)
     }
+}
+
+/// Whether `cert` and `key` make a working server identity under the CA.
+pub fn pair_usable(ca_pem: &str, cert: &str, key: &str) -> bool {
+    super::server_config(ca_pem, cert, key).is_ok()
 }
 
 /// A fresh brain certificate from `authority` in a client configuration, and how long until it

@@ -129,6 +129,23 @@ fn the_local_store_keeps_its_ca_and_renews_member_certificates_when_due() {
     assert!(written, "due for renewal");
     assert_ne!(std::fs::read_to_string(&files.cert).expect("read"), before);
 
+    // A renewal cut short (a new key next to the old certificate) is issued again.
+    let other = tls
+        .authority()
+        .issue(&tls.member_names("a"), Usage::Server, LEAF_VALIDITY)
+        .expect("issue");
+    std::fs::write(&files.key, &other.key_pem).expect("write");
+    let (_, written) = tls.ensure_member(&member_dir, "a", None).expect("repair");
+    assert!(
+        written,
+        "a key that does not fit the certificate is replaced"
+    );
+    let (cert, key) = (
+        std::fs::read_to_string(&files.cert).expect("cert"),
+        std::fs::read_to_string(&files.key).expect("key"),
+    );
+    assert!(pair_usable(tls.authority().cert_pem(), &cert, &key));
+
     // A damaged CA is an error that names the file, never silently replaced.
     std::fs::write(dir.path().join("tls/ca.key"), "damaged").expect("write");
     let error = LocalTls::open(&dir.path().join("tls"), "lab").expect_err("damaged");

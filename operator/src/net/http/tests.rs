@@ -132,6 +132,25 @@ async fn foreign_certificates_and_impostors_are_refused_at_the_handshake() {
     let error = ask(&foreign, &a).await.expect_err("foreign CA");
     assert!(matches!(error, HttpError::Exchange { .. }), "{error}");
 
+    // a member's own certificate (serverAuth only) cannot stand in for the brain's: even one
+    // issued for the brain's name is refused at the handshake
+    for names in [vec![agent_name("lab", "b")], vec![brain_name("lab")]] {
+        let member = ca
+            .issue(&names, Usage::Server, LEAF_VALIDITY)
+            .expect("issue");
+        let client = AgentClient::new(
+            crate::tls::client_config(ca.cert_pem(), &member.cert_pem, &member.key_pem)
+                .expect("config"),
+        );
+        let error = ask(&client, &a)
+            .await
+            .expect_err("a server certificate as client");
+        assert!(
+            matches!(error, HttpError::Exchange { .. }),
+            "{names:?}: {error}"
+        );
+    }
+
     // an agent whose certificate is of another CA, or for another member: the brain refuses it
     let impostor = start(agent_tls(&other, "a")).await;
     let error = ask(&brain(&ca), &target("a", impostor.addr))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::PgReplicaCluster;
 use crate::net::http::AgentClient;
@@ -57,13 +57,16 @@ fn entry(secret: &Secret, key: &str) -> Option<String> {
 
 /// What the operator keeps per cluster.
 struct Kept {
+    /// The members whose Secrets were made sure of (a new member is looked at at once).
+    members: Vec<String>,
     ca_pem: String,
     agents: AgentClient,
     renew_brain_at: Instant,
     checked_at: Instant,
 }
 
-/// The brain's client per cluster (`namespace/name`), renewed before expiry.
+/// The brain's client per cluster (by UID: a cluster deleted and created again under the same
+/// name is a new cluster), renewed before expiry.
 #[derive(Default)]
 pub struct Certificates {
     kept: Mutex<HashMap<String, Kept>>,
@@ -78,17 +81,43 @@ impl Certificates {
         cluster: &PgReplicaCluster,
         namespace: &str,
     ) -> Result<AgentClient, KubeError> {
-        let key = format!("{namespace}/{}", cluster.name_any());
+        let key = cluster
+            .metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| format!("{namespace}/{}", cluster.name_any()));
+        let members: Vec<String> = cluster
+            .spec
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
         let now = Instant::now();
-        {
+        let usable = {
             let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(k) = kept.get(&key) {
-                if now < k.renew_brain_at && now.duration_since(k.checked_at) < CHECK_EVERY {
+            match kept.get(&key) {
+                Some(k)
+                    if now < k.renew_brain_at
+                        && now.duration_since(k.checked_at) < CHECK_EVERY
+                        && k.members == members =>
+                {
                     return Ok(k.agents.clone());
                 }
+                Some(k) if now < k.renew_brain_at => Some(k.agents.clone()),
+                _ => None,
             }
-        }
-        let authority = secrets(client, cluster, namespace, tls::LEAF_VALIDITY).await?;
+        };
+        let authority = match secrets(client, cluster, namespace, tls::LEAF_VALIDITY).await {
+            Ok(authority) => authority,
+            // the API server is away: a still valid client keeps the failover going
+            Err(e) => match usable {
+                Some(agents) => {
+                    warn!(cluster = %cluster.name_any(), error = %e, "cannot check the certificate Secrets now; the brain's certificate is still valid");
+                    return Ok(agents);
+                }
+                None => return Err(e),
+            },
+        };
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = |agents: Option<AgentClient>| -> Result<Kept, KubeError> {
             let (config, renew_in) =
@@ -102,6 +131,7 @@ impl Certificates {
                 None => AgentClient::new(config),
             };
             Ok(Kept {
+                members: members.clone(),
                 ca_pem: authority.cert_pem().to_string(),
                 agents,
                 renew_brain_at: now + renew_in,
@@ -111,6 +141,7 @@ impl Certificates {
         let next = match kept.remove(&key) {
             Some(mut k) if k.ca_pem == authority.cert_pem() && now < k.renew_brain_at => {
                 k.checked_at = now;
+                k.members = members.clone();
                 k
             }
             Some(k) => fresh(Some(k.agents))?,
@@ -200,10 +231,15 @@ async fn secrets(
             &secret_name,
         ))?;
         let wanted = member_names(&name, &member.name, namespace);
-        let facts = current
-            .as_ref()
-            .and_then(|s| entry(s, names::TLS_CERT_KEY))
-            .and_then(|pem| CertFacts::read(&pem, &authority).ok());
+        let pair = current.as_ref().and_then(|s| {
+            Some((
+                entry(s, names::TLS_CERT_KEY)?,
+                entry(s, names::TLS_KEY_KEY)?,
+            ))
+        });
+        let facts = pair
+            .filter(|(cert, key)| tls::pair_usable(authority.cert_pem(), cert, key))
+            .and_then(|(cert, _)| CertFacts::read(&cert, &authority).ok());
         let ca_current = current
             .as_ref()
             .and_then(|s| entry(s, names::CA_CERT_KEY))
