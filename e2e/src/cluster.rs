@@ -32,10 +32,29 @@ pub fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
+/// A loopback port free now, below the kernel's ephemeral range (as `pgreplica` picks its own):
+/// the endpoints bind it again after a restart, when an outgoing connection could otherwise hold it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = low.saturating_sub(20_000).max(1);
+    use std::hash::{BuildHasher, Hasher};
+    // a new random start at every call (each RandomState has its own keys)
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let start = (random % u64::from(span)) as u16;
+    (0..span)
+        .map(|i| 20_000 + (start + i) % span)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .ok()
+        })
         .expect("a free port")
 }
 

@@ -1,5 +1,6 @@
-//! Small network pieces: a minimal HTTP/1.1 server and client for agent status, and TCP endpoints.
+//! Network pieces: HTTPS between the brain and the agents, the TCP endpoints, and ports.
 
 mod accept;
 pub mod http;
+pub mod ports;
 pub mod proxy;

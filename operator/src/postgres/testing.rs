@@ -36,16 +36,9 @@ pub fn programs() -> Programs {
     Programs::detect(None, None).unwrap_or_else(|e| panic!("PostgreSQL programs: {e}"))
 }
 
-/// A loopback port nobody listened on a moment ago.
+/// A loopback port nobody listens on now, outside the ephemeral range.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("binding 127.0.0.1:0: {e}"));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
-        .port();
-    drop(listener);
-    port
+    crate::net::ports::free_port("127.0.0.1").unwrap_or_else(|e| panic!("a free port: {e}"))
 }
 
 /// A password with a quote and a backslash in it, so every quoting path is exercised.

@@ -52,10 +52,10 @@ where
     }
 }
 
-/// A loopback port nobody listened on a moment ago.
+/// A loopback port nobody listens on now, outside the ephemeral range (the test's brain keeps
+/// connections open, and their local ports come from that range).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    pgreplica::net::ports::free_port("127.0.0.1").expect("a free port")
 }
 
 /// A random password with characters that need quoting in every place it goes.

@@ -181,11 +181,27 @@ impl LocalState {
         &mut self,
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), LocalError> {
+        let mut taken: Vec<u16> = self
+            .members
+            .values()
+            .flat_map(|p| [p.postgres, p.agent])
+            .chain([self.rw_port, self.ro_port])
+            .collect();
+        // nothing listens on the ports picked until the members start: never pick one twice
+        let mut pick = |host: &str| -> Result<u16, LocalError> {
+            loop {
+                let port = free_port(host)?;
+                if !taken.contains(&port) {
+                    taken.push(port);
+                    return Ok(port);
+                }
+            }
+        };
         for name in names {
             if !self.members.contains_key(name) {
                 let ports = MemberPorts {
-                    postgres: free_port(&self.host)?,
-                    agent: free_port(&self.host)?,
+                    postgres: pick(&self.host)?,
+                    agent: pick(&self.host)?,
                 };
                 self.members.insert(name.to_string(), ports);
             }
@@ -204,14 +220,9 @@ impl LocalState {
     }
 }
 
-/// A port the OS says is free now.
+/// A port free now and outside the ephemeral range (see `net::ports`).
 pub fn free_port(host: &str) -> Result<u16, LocalError> {
-    let listener = TcpListener::bind((host, 0)).map_err(LocalError::io("pick a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(LocalError::io("pick a free port"))?
-        .port();
-    Ok(port)
+    crate::net::ports::free_port(host).map_err(LocalError::io("pick a free port"))
 }
 
 pub fn port_is_free(host: &str, port: u16) -> bool {
