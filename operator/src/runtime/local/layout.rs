@@ -263,3 +263,45 @@ pub fn resolve_dir(given: Option<&Path>, cluster: Option<&str>) -> Result<PathBu
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ports PostgreSQL binds later are never the local end of someone's connection: they lie
+    /// below the ephemeral range, and no port is handed out twice.
+    #[test]
+    fn member_ports_are_outside_the_ephemeral_range_and_distinct() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap_or_else(|_| "32768 60999".into());
+        let low: u16 = range
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(32_768);
+        let mut state = LocalState {
+            cluster: "lab".into(),
+            host: "127.0.0.1".into(),
+            rw_port: 15432,
+            ro_port: 15433,
+            members: BTreeMap::new(),
+        };
+        let names: Vec<String> = (0..9).map(|i| format!("m{i}")).collect();
+        state
+            .assign_ports(names.iter().map(String::as_str))
+            .expect("ports");
+        let mut all: Vec<u16> = state
+            .members
+            .values()
+            .flat_map(|p| [p.postgres, p.agent])
+            .collect();
+        if low > 21_000 {
+            assert!(all.iter().all(|p| *p < low), "{all:?} below {low}");
+        }
+        all.extend([state.rw_port, state.ro_port]);
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "no port twice");
+    }
+}
