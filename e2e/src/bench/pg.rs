@@ -163,38 +163,23 @@ impl Load {
 
     /// Wait until `n` commits were acknowledged (warm-up).
     pub async fn until_acked(&self, n: usize, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        while self.acked() < n {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "only {} commits acknowledged in {timeout:?}",
-                    self.acked()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
+        crate::poll::until(timeout, || async { (self.acked() >= n).then_some(()) })
+            .await
+            .ok_or_else(|| format!("only {} commits acknowledged in {timeout:?}", self.acked()))
     }
 
     /// The first acknowledgement at or after `after`.
+    /// (The acknowledgement's own time, not the time it was noticed.)
     pub async fn first_ack_after(&self, after: Instant, timeout: Duration) -> Option<Instant> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(t) = self
-                .ledger
+        crate::poll::until(timeout, || async {
+            self.ledger
                 .acks()
                 .iter()
                 .filter(|a| a.at >= after)
                 .map(|a| a.at)
                 .min()
-            {
-                return Some(t);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        })
+        .await
     }
 
     pub async fn stop(self) -> Vec<Ack> {
@@ -251,6 +236,38 @@ pub fn pgbench(
 }
 
 /// Size of the database `postgres` in bytes.
+/// Every standby streaming from the primary at `conninfo` (at least `standbys` of them) has
+/// replayed all the primary has written.
+pub async fn standbys_caught_up(conninfo: &str, standbys: i64) -> bool {
+    sql(
+        conninfo,
+        &format!(
+            "SELECT count(*) >= {standbys} AND bool_and(replay_lsn >= pg_current_wal_lsn()) \
+             FROM pg_stat_replication"
+        ),
+    )
+    .await
+    .ok()
+    .and_then(|rows| rows.first().and_then(|r| r.get::<_, Option<bool>>(0)))
+    .unwrap_or(false)
+}
+
+/// A delayed standby applies transactions committed in the last `window` (its delay has been
+/// reached under load).
+pub async fn replaying_recent(conninfo: &str, window: Duration) -> bool {
+    sql(
+        conninfo,
+        &format!(
+            "SELECT coalesce(pg_last_xact_replay_timestamp() > now() - interval '{} ms', false)",
+            window.as_millis()
+        ),
+    )
+    .await
+    .ok()
+    .and_then(|rows| rows.first().map(|r| r.get::<_, bool>(0)))
+    .unwrap_or(false)
+}
+
 pub async fn db_size(conninfo: &str) -> Result<i64, String> {
     let rows = sql(conninfo, "SELECT pg_database_size('postgres')").await?;
     Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0))

@@ -290,8 +290,15 @@ async fn apply_delay(
     let name = sys.name();
     let load = Load::start(&sys.write_conninfo(), 2, 100);
     load.until_acked(100, Duration::from_secs(20)).await?;
-    tokio::time::sleep(Duration::from_secs(4)).await;
     let c = pg::conninfo(sys.member_port("c"), &sys.password());
+    // steady state: c applies the load's transactions (its delay behind them)
+    crate::poll::until(Duration::from_secs(30), || async {
+        pg::replaying_recent(&c, Duration::from_secs(5))
+            .await
+            .then_some(())
+    })
+    .await
+    .ok_or("c replays nothing of the load within 30 s")?;
     let mut lags = Vec::new();
     let began = Instant::now();
     while began.elapsed() < Duration::from_secs(8) {
@@ -720,8 +727,15 @@ async fn recovery_large(
         )
     })?;
     let bytes = pg::db_size(&pg::conninfo(port, &pw)).await?;
-    // Let every standby catch up before the failure.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Every standby catches up before the failure.
+    // the lab: b and c stream from the primary
+    crate::poll::until(Duration::from_secs(60), || async {
+        pg::standbys_caught_up(&pg::conninfo(port, &pw), 2)
+            .await
+            .then_some(())
+    })
+    .await
+    .ok_or("the standbys did not catch up within 60 s")?;
     let load = Load::start(&sys.write_conninfo(), 1, 30);
     load.until_acked(20, Duration::from_secs(20)).await?;
     let data_dir = sys.data_dir(&primary);

@@ -102,14 +102,10 @@ fn standby_disk_full() {
             stop.clone(),
             done.clone(),
         ));
-        let mut full = None;
-        while injected.elapsed() < FILL_WITHIN {
-            if log_count(&case, member, log_from, ENOSPC) > 0 {
-                full = Some(Instant::now());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let full = pgreplica_e2e::poll::until(FILL_WITHIN, || async {
+            (log_count(&case, member, log_from, ENOSPC) > 0).then(Instant::now)
+        })
+        .await;
         stop.store(true, Ordering::SeqCst);
         let _ = tokio::time::timeout(Duration::from_secs(10), fill).await;
         let mut failures = Vec::new();
