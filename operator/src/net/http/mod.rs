@@ -2,6 +2,7 @@
 //! TLS with optional client certificates for agents) and one pooled TLS client for the brain
 //! (ADR 0005). Both sides cap bodies at [`MAX_BODY_BYTES`] and keep connections alive.
 
+mod brain;
 mod client;
 mod message;
 mod server;
@@ -9,6 +10,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub use brain::BrainClient;
 pub use client::{AgentClient, HttpError, Target};
 pub use message::{Request, Response};
 pub use server::{serve, serve_with, ServeOptions};

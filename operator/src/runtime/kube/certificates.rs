@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::PgReplicaCluster;
-use crate::net::http::AgentClient;
+use crate::net::http::{AgentClient, BrainClient};
 use crate::tls::{self, Authority, CertFacts, Verdict};
 
 use super::apply::apply;
@@ -59,9 +59,7 @@ fn entry(secret: &Secret, key: &str) -> Option<String> {
 struct Kept {
     /// The members whose Secrets were made sure of (a new member is looked at at once).
     members: Vec<String>,
-    ca_pem: String,
-    agents: AgentClient,
-    renew_brain_at: Instant,
+    brain: BrainClient,
     checked_at: Instant,
 }
 
@@ -81,11 +79,12 @@ impl Certificates {
         cluster: &PgReplicaCluster,
         namespace: &str,
     ) -> Result<AgentClient, KubeError> {
+        let name = cluster.name_any();
         let key = cluster
             .metadata
             .uid
             .clone()
-            .unwrap_or_else(|| format!("{namespace}/{}", cluster.name_any()));
+            .unwrap_or_else(|| format!("{namespace}/{name}"));
         let members: Vec<String> = cluster
             .spec
             .members
@@ -97,13 +96,13 @@ impl Certificates {
             let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             match kept.get(&key) {
                 Some(k)
-                    if now < k.renew_brain_at
+                    if k.brain.current(now)
                         && now.duration_since(k.checked_at) < CHECK_EVERY
                         && k.members == members =>
                 {
-                    return Ok(k.agents.clone());
+                    return Ok(k.brain.agents.clone());
                 }
-                Some(k) if now < k.renew_brain_at => Some(k.agents.clone()),
+                Some(k) if k.brain.current(now) => Some(k.brain.agents.clone()),
                 _ => None,
             }
         };
@@ -112,42 +111,29 @@ impl Certificates {
             // the API server is away: a still valid client keeps the failover going
             Err(e) => match usable {
                 Some(agents) => {
-                    warn!(cluster = %cluster.name_any(), error = %e, "cannot check the certificate Secrets now; the brain's certificate is still valid");
+                    warn!(cluster = %name, error = %e, "cannot check the certificate Secrets now; the brain's certificate is still valid");
                     return Ok(agents);
                 }
                 None => return Err(e),
             },
         };
+        let brain_error =
+            |e: tls::TlsError| KubeError::Other(format!("the brain's certificate: {e}"));
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = |agents: Option<AgentClient>| -> Result<Kept, KubeError> {
-            let (config, renew_in) =
-                tls::brain_client(&authority, &cluster.name_any(), tls::LEAF_VALIDITY)
-                    .map_err(|e| KubeError::Other(format!("the brain's certificate: {e}")))?;
-            let agents = match agents {
-                Some(agents) => {
-                    agents.renew(config);
-                    agents
-                }
-                None => AgentClient::new(config),
-            };
-            Ok(Kept {
-                members: members.clone(),
-                ca_pem: authority.cert_pem().to_string(),
-                agents,
-                renew_brain_at: now + renew_in,
-                checked_at: now,
-            })
-        };
         let next = match kept.remove(&key) {
-            Some(mut k) if k.ca_pem == authority.cert_pem() && now < k.renew_brain_at => {
+            Some(mut k) => {
+                k.brain.refresh(&authority, &name).map_err(brain_error)?;
+                k.members = members;
                 k.checked_at = now;
-                k.members = members.clone();
                 k
             }
-            Some(k) => fresh(Some(k.agents))?,
-            None => fresh(None)?,
+            None => Kept {
+                members,
+                brain: BrainClient::new(&authority, &name).map_err(brain_error)?,
+                checked_at: now,
+            },
         };
-        let agents = next.agents.clone();
+        let agents = next.brain.agents.clone();
         kept.insert(key, next);
         Ok(agents)
     }

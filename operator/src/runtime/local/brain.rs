@@ -15,7 +15,7 @@ use crate::api::validate::parse_and_validate;
 use crate::api::{PgReplicaCluster, PgReplicaClusterStatus};
 use crate::lease::{unix_now_ms, FileLease, Lease};
 use crate::member::MemberReport;
-use crate::net::http::{AgentClient, Target};
+use crate::net::http::{AgentClient, BrainClient, Target};
 use crate::net::proxy::run_proxy;
 use crate::plan::{plan, Address, Input, LeaseView, Observation, Plan};
 use crate::tls::{agent_name, LocalTls};
@@ -140,7 +140,7 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
     for m in &cluster.spec.members {
         supervisor.write_config(&state, &cluster.spec, &m.name, &tls)?;
     }
-    let mut certificates = Certificates::new(&tls)?;
+    let mut certificates = Certificates::new(&tls, &state.cluster)?;
     let names: Vec<String> = cluster
         .spec
         .members
@@ -213,8 +213,8 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
             progress(&format!("{}: {}", note.member, note.message));
         }
 
-        certificates.refresh(&tls, &layout, &wanted);
-        let observations = observe(&certificates.agents, &state, &wanted).await;
+        certificates.refresh(&tls, &layout, &state.cluster, &wanted);
+        let observations = observe(certificates.agents(), &state, &wanted).await;
         for member in silence.update(&observations) {
             if let Some(what) = supervisor.fence(&member) {
                 let message = format!(
@@ -278,7 +278,7 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
                 remember(&mut events, "Fenced", Some(member), &message);
             }
         }
-        act(&certificates.agents, &state, &observations, &decided).await;
+        act(certificates.agents(), &state, &observations, &decided).await;
         route(&state, &decided, &rw_tx, &ro_tx);
         if decided.switchover_consumed {
             let _ = std::fs::remove_file(layout.switchover_request());
@@ -420,36 +420,30 @@ async fn act(
 
 /// The brain's client certificate and the members' server certificates, renewed before expiry.
 struct Certificates {
-    agents: AgentClient,
-    renew_brain_at: std::time::Instant,
+    brain: BrainClient,
     next_member_check: std::time::Instant,
 }
 
 impl Certificates {
-    fn new(tls: &LocalTls) -> Result<Certificates, LocalError> {
-        let (config, renew_in) = tls
-            .brain_client()
-            .map_err(|e| LocalError::Failed(format!("the brain's certificate: {e}")))?;
-        let now = std::time::Instant::now();
+    fn new(tls: &LocalTls, cluster: &str) -> Result<Certificates, LocalError> {
         Ok(Certificates {
-            agents: AgentClient::new(config),
-            renew_brain_at: now + renew_in,
-            next_member_check: now + CERT_CHECK,
+            brain: BrainClient::new(tls.authority(), cluster)
+                .map_err(|e| LocalError::Failed(format!("the brain's certificate: {e}")))?,
+            next_member_check: std::time::Instant::now() + CERT_CHECK,
         })
     }
 
-    fn refresh(&mut self, tls: &LocalTls, layout: &Layout, members: &[String]) {
-        let now = std::time::Instant::now();
-        if now >= self.renew_brain_at {
-            match tls.brain_client() {
-                Ok((config, renew_in)) => {
-                    self.agents.renew(config);
-                    self.renew_brain_at = now + renew_in;
-                    info!("renewed the brain's client certificate");
-                }
-                Err(e) => error!(error = %e, "cannot renew the brain's client certificate"),
-            }
+    fn agents(&self) -> &AgentClient {
+        &self.brain.agents
+    }
+
+    fn refresh(&mut self, tls: &LocalTls, layout: &Layout, cluster: &str, members: &[String]) {
+        match self.brain.refresh(tls.authority(), cluster) {
+            Ok(true) => info!("renewed the brain's client certificate"),
+            Ok(false) => {}
+            Err(e) => error!(error = %e, "cannot renew the brain's client certificate"),
         }
+        let now = std::time::Instant::now();
         if now >= self.next_member_check {
             self.next_member_check = now + CERT_CHECK;
             let owner = crate::postgres::RunAs::detect(None).ok().flatten();
