@@ -2,6 +2,7 @@
 //! clusters whose members each say how they replicate.
 
 pub mod api;
+pub mod brain;
 pub mod cli;
 pub mod instance;
 pub mod lease;

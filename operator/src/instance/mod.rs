@@ -45,7 +45,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         data_dir: cfg.data_dir(),
         lease: lease_for(&cfg).await?,
         lease_duration_ms: cfg.lease_duration_ms,
-        report: Mutex::new(MemberReport::new(&cfg.member)),
+        report: watch::channel(MemberReport::new(&cfg.member)).0,
         desired: desired_tx,
         postmaster_pid: AtomicU32::new(0),
         started_on: Mutex::new(None),

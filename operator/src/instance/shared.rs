@@ -17,7 +17,8 @@ pub struct Shared {
     pub data_dir: PathBuf,
     pub lease: AnyLease,
     pub lease_duration_ms: u64,
-    pub report: Mutex<MemberReport>,
+    /// The current report; receivers are woken when it changes in more than its numbers.
+    pub report: watch::Sender<MemberReport>,
     pub desired: watch::Sender<Option<Desired>>,
     /// The postmaster's pid while one runs (0 when none).
     pub postmaster_pid: AtomicU32,
@@ -40,15 +41,20 @@ pub struct Shared {
 
 impl Shared {
     pub fn report(&self) -> MemberReport {
-        self.report
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
+        self.report.borrow().clone()
     }
 
+    /// Change the report; a change beyond its numbers gets a new revision and wakes long polls.
     pub fn update_report(&self, f: impl FnOnce(&mut MemberReport)) {
-        let mut guard = self.report.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard);
+        self.report.send_if_modified(|r| {
+            let before = r.clone();
+            f(r);
+            let news = !r.same_but_numbers(&before);
+            if news {
+                r.revision = before.revision + 1;
+            }
+            news
+        });
     }
 
     pub fn set_activity(&self, activity: impl Into<String>) {

@@ -107,6 +107,10 @@ pub struct MemberReport {
     pub holds_lease: bool,
     /// Unix milliseconds of this report.
     pub at_ms: u64,
+    /// Counts the report's changes other than its numbers ([`MemberReport::same_but_numbers`]):
+    /// a long poll (`GET /status?since=N`) returns as soon as it differs from `N`.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl MemberReport {
@@ -135,7 +139,30 @@ impl MemberReport {
             crashes: 0,
             holds_lease: false,
             at_ms: 0,
+            revision: 0,
         }
+    }
+
+    /// The same report but for what moves all the time: WAL positions, lag, its time and
+    /// revision. A difference in anything else (role, health, upstream, lease, activity, errors)
+    /// is news the brain must hear at once.
+    pub fn same_but_numbers(&self, other: &MemberReport) -> bool {
+        fn plain(r: &MemberReport) -> MemberReport {
+            let mut r = r.clone();
+            r.current_lsn = None;
+            r.received_lsn = None;
+            r.replayed_lsn = None;
+            r.replay_lag_seconds = None;
+            r.at_ms = 0;
+            r.revision = 0;
+            for s in &mut r.standbys {
+                s.flush_lsn = None;
+                s.replay_lsn = None;
+                s.replay_lag_seconds = None;
+            }
+            r
+        }
+        plain(self) == plain(other)
     }
 
     pub fn is_running_primary(&self) -> bool {

@@ -7,7 +7,9 @@ mod handover;
 mod input;
 mod output;
 mod report;
+mod routes;
 mod sever;
+mod silence;
 mod sync;
 mod topology;
 
@@ -16,6 +18,8 @@ mod tests;
 
 pub use input::{Address, Input, LeaseView, Observation};
 pub use output::{EventReason, Plan, PlanEvent, Routes};
+pub use report::material_change;
+pub use silence::{Silence, SilencePolicy};
 
 /// Decide what every member should do now.
 pub fn plan(input: &Input<'_>) -> Plan {

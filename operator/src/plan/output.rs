@@ -11,8 +11,12 @@ use crate::member::Desired;
 pub struct Routes {
     /// The member that accepts writes now, if any.
     pub rw: Option<String>,
-    /// Ready standbys.
+    /// Where reads go: standbys streaming without an apply delay, else the primary.
     pub ro: Vec<String>,
+    /// Every ready standby, delayed or not.
+    pub standbys: Vec<String>,
+    /// No standby qualifies for reads: `ro` is the primary.
+    pub ro_is_primary: bool,
 }
 
 /// Why something happened, as a machine-readable word (Kubernetes Event reasons).

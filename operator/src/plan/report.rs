@@ -1,6 +1,6 @@
 //! The status a person reads: member roles and readiness, phase, conditions, routes.
 
-use crate::api::{Condition, MemberStatus, Phase, Replication, Role};
+use crate::api::{Condition, MemberStatus, PgReplicaClusterStatus, Phase, Replication, Role};
 use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport};
 
 use super::input::Input;
@@ -84,14 +84,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
     let durable = !sync_streaming
         || primary_report.is_some_and(|p| p.standbys.iter().any(|s| s.sync_state == "sync"));
     let ready_count = members.iter().filter(|m| m.ready).count();
-    plan.routes.rw = current
-        .clone()
-        .filter(|c| members.iter().any(|m| &m.name == c && m.ready));
-    plan.routes.ro = members
-        .iter()
-        .filter(|m| m.ready && Some(&m.name) != current.as_ref())
-        .map(|m| m.name.clone())
-        .collect();
+    plan.routes = super::routes::routes(input.spec, current.as_deref(), &members);
 
     let status = &mut plan.status;
     status.timeline = primary_report.and_then(|r| r.timeline).or(status.timeline);
@@ -320,4 +313,19 @@ fn merge_conditions(
             c
         })
         .collect()
+}
+
+/// Whether `next` differs from `previous` in more than numbers that move all the time (LSNs,
+/// lag): such a change is worth recording at once; the numbers can wait for a periodic write.
+pub fn material_change(previous: &PgReplicaClusterStatus, next: &PgReplicaClusterStatus) -> bool {
+    fn without_numbers(s: &PgReplicaClusterStatus) -> PgReplicaClusterStatus {
+        let mut s = s.clone();
+        for m in &mut s.members {
+            m.received_lsn = None;
+            m.replayed_lsn = None;
+            m.replay_lag_seconds = None;
+        }
+        s
+    }
+    without_numbers(previous) != without_numbers(next)
 }

@@ -306,7 +306,9 @@ fn healthy_cluster_is_ready_with_routes_and_topology() {
     );
     let p = w.plan();
     assert_eq!(p.routes.rw.as_deref(), Some("a"));
-    assert_eq!(p.routes.ro, vec!["b".to_string(), "c".to_string()]);
+    // c applies WAL 3 s late: it is a standby, but reads never go to it
+    assert_eq!(p.routes.ro, vec!["b".to_string()]);
+    assert_eq!(p.routes.standbys, vec!["b".to_string(), "c".to_string()]);
     assert_eq!(p.status.ready_members.as_deref(), Some("3/3"));
     assert_eq!(
         p.status.topology.as_deref(),
@@ -1561,4 +1563,42 @@ fn a_blocked_failover_fences_what_it_cannot_see() {
     assert!(p.blocked.is_some());
     let fenced: Vec<&str> = p.fence.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(fenced, vec!["a", "b"]);
+}
+
+#[test]
+fn status_is_news_when_more_than_numbers_change() {
+    let w = World::new(
+        settled("a", &[("b", "sync"), ("c", "async")]),
+        vec![
+            ("a", primary("a", 100, &[("b", "sync"), ("c", "async")])),
+            ("b", standby("b", "a", 100)),
+            ("c", standby("c", "a", 90)),
+        ],
+    );
+    let before = w.plan().status;
+    type Edit = fn(&mut PgReplicaClusterStatus);
+    let edits: [(&str, Edit, bool); 5] = [
+        ("nothing", |_| {}, false),
+        (
+            "lag",
+            |s| s.members[1].replay_lag_seconds = Some(9.5),
+            false,
+        ),
+        (
+            "lsn",
+            |s| s.members[2].replayed_lsn = Some("0/99".into()),
+            false,
+        ),
+        ("readiness", |s| s.members[1].ready = false, true),
+        ("primary", |s| s.current_primary = Some("b".into()), true),
+    ];
+    for (what, edit, news) in edits {
+        let mut after = before.clone();
+        edit(&mut after);
+        assert_eq!(
+            crate::plan::material_change(&before, &after),
+            news,
+            "{what}"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use crate::instance::config::{AgentConfig, LeaseBackend};
 use super::names;
 
 /// Lease duration in Kubernetes: whole seconds, long enough for API round trips.
-pub const KUBE_LEASE_DURATION_MS: u64 = 6_000;
+pub const KUBE_LEASE_DURATION_MS: u64 = crate::brain::timing::KUBE_LEASE.as_millis() as u64;
 
 pub fn agent_config(
     cluster: &PgReplicaCluster,

@@ -1,13 +1,10 @@
-//! Act on a plan in Kubernetes: supporting objects by server-side apply, member pods and volumes
-//! created when missing, role labels moved so the Services follow, desired states handed to the
-//! agents, a consumed switchover request removed.
+//! The slow loop's objects: supporting objects by server-side apply, member volumes and pods
+//! created when missing (failed pods and pods of removed members deleted). Never in the tick:
+//! routing labels, fences and handovers are the brain's (`world.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::net::SocketAddr;
-use std::time::Duration;
 
-use futures::future::join_all;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -16,21 +13,15 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::PgReplicaCluster;
-use crate::net::http::{AgentClient, Target};
-use crate::plan::Plan;
 
 use super::agent_config::agent_config_json;
 use super::builders;
 use super::error::KubeError;
 use super::labels;
 use super::names;
-use super::observe::Observed;
-
-const AGENT_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Server-side apply with our field manager.
 pub async fn apply<K>(api: &Api<K>, obj: &K, kind: &'static str) -> Result<K, KubeError>
@@ -190,32 +181,12 @@ pub async fn supporting_objects(
     Ok(())
 }
 
-/// The role label each member's pod should carry now.
-pub fn role_labels(cluster: &PgReplicaCluster, plan: &Plan) -> BTreeMap<String, &'static str> {
-    cluster
-        .spec
-        .members
-        .iter()
-        .map(|m| {
-            let role = if plan.routes.rw.as_deref() == Some(m.name.as_str()) {
-                labels::ROLE_PRIMARY
-            } else if plan.routes.ro.contains(&m.name) {
-                labels::ROLE_STANDBY
-            } else {
-                labels::ROLE_NONE
-            };
-            (m.name.clone(), role)
-        })
-        .collect()
-}
-
 /// Volumes and pods for every member; pods of removed members are deleted (volumes kept).
 pub async fn members(
     client: &kube::Client,
     cluster: &PgReplicaCluster,
     namespace: &str,
-    observed: &Observed,
-    roles: &BTreeMap<String, &'static str>,
+    pods_now: &BTreeMap<String, Pod>,
     operator_image: &str,
 ) -> Result<Vec<String>, KubeError> {
     let mut created = Vec::new();
@@ -237,13 +208,13 @@ pub async fn members(
                 .await
                 .map_err(KubeError::api("create", "PersistentVolumeClaim", &pvc_name))?;
         }
-        let role = roles.get(&m.name).copied().unwrap_or(labels::ROLE_NONE);
-        match observed.pods.get(&m.name) {
+        match pods_now.get(&m.name) {
             None => {
+                // created serving nothing: the brain labels it as it routes
                 let opts = builders::PodOptions::new(
                     operator_image,
                     agent_config_json(cluster, m, namespace),
-                    role,
+                    labels::ROLE_NONE,
                 );
                 let pod =
                     builders::member_pod(cluster, m, &opts).map_err(|source| KubeError::Build {
@@ -257,22 +228,6 @@ pub async fn members(
                 created.push(m.name.clone());
             }
             Some(pod) => {
-                let current = pod.labels().get(labels::ROLE_LABEL).map(String::as_str);
-                if current != Some(role) && pod.metadata.deletion_timestamp.is_none() {
-                    let patch = json!({"metadata": {"labels": {labels::ROLE_LABEL: role}}});
-                    pods.patch(
-                        &pod.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await
-                    .map_err(KubeError::api(
-                        "relabel",
-                        "Pod",
-                        pod.name_any(),
-                    ))?;
-                    info!(member = %m.name, role, "moved the role label");
-                }
                 if pod_failed(pod) {
                     warn!(member = %m.name, "pod failed: deleting it so it is created again");
                     pods.delete(&pod.name_any(), &DeleteParams::default())
@@ -282,7 +237,7 @@ pub async fn members(
             }
         }
     }
-    for (member, pod) in &observed.pods {
+    for (member, pod) in pods_now {
         if cluster.spec.member(member).is_none() && pod.metadata.deletion_timestamp.is_none() {
             info!(member = %member, "member removed from the spec: deleting its pod (its volume is kept)");
             pods.delete(&pod.name_any(), &DeleteParams::default())
@@ -293,40 +248,24 @@ pub async fn members(
     Ok(created)
 }
 
-/// A pod younger than this is never deleted to fence it.
-const FENCE_GRACE_SECONDS: i64 = 30;
-
-/// Fence members whose agents do not answer while a failover needs them gone: delete the pod
-/// with a 1 s grace period, so the kubelet (where the API server can reach its node) kills every
-/// process in it. Failures are logged; the plan waits for proof either way.
-pub async fn fence(client: &kube::Client, namespace: &str, observed: &Observed, plan: &Plan) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    for (member, why) in &plan.fence {
-        let Some(pod) = observed.pods.get(member) else {
-            continue;
-        };
-        if pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        // a pod created moments ago (perhaps by this fencing) has not had the time to report:
-        // deleting it again would keep it from ever answering
-        let young = pod.metadata.creation_timestamp.as_ref().is_none_or(|t| {
-            jiff::Timestamp::now().duration_since(t.0).as_secs() < FENCE_GRACE_SECONDS
-        });
-        if young {
-            continue;
-        }
-        warn!(member = %member, pod = %pod.name_any(), why = %why, "fencing: deleting the pod with a 1 s grace period");
-        // 1 s, not 0: a zero grace period removes the object without the kubelet's confirmation,
-        // while the containers may still run on an unreachable node
-        let now = DeleteParams {
-            grace_period_seconds: Some(1),
-            ..DeleteParams::default()
-        };
-        if let Err(e) = pods.delete(&pod.name_any(), &now).await {
-            warn!(member = %member, error = %e, "could not delete the pod to fence it");
-        }
-    }
+/// The cluster's member pods by member, listed from the API (the slow loop decides on what the
+/// API server says, not on a cache that may lag its own creations).
+pub async fn member_pods(
+    client: &kube::Client,
+    cluster: &PgReplicaCluster,
+    namespace: &str,
+) -> Result<BTreeMap<String, Pod>, KubeError> {
+    let name = cluster.name_any();
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = labels::selector_string(&labels::cluster_selector(&name));
+    let listed = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(KubeError::api("list", "Pod", &name))?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|pod| Some((pod.labels().get(labels::MEMBER_LABEL)?.clone(), pod)))
+        .collect())
 }
 
 fn pod_failed(pod: &Pod) -> bool {
@@ -334,59 +273,4 @@ fn pod_failed(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .is_some_and(|p| p == "Failed" || p == "Succeeded")
-}
-
-/// Hand each reachable agent its desired state when it differs from what the agent has.
-pub async fn desired_states(
-    agents: &AgentClient,
-    cluster: &PgReplicaCluster,
-    observed: &Observed,
-    plan: &Plan,
-    agent_port: u16,
-) {
-    let cluster_name = cluster.name_any();
-    let sends = plan.desired.iter().filter_map(|(name, desired)| {
-        let report = observed.members.get(name)?.report()?;
-        if report.desired.as_ref().is_some_and(|d| d.same_role(desired)) {
-            return None;
-        }
-        let ip = observed.addresses.get(name)?.host.clone();
-        let addr: SocketAddr = format!("{ip}:{agent_port}").parse().ok()?;
-        let target = Target {
-            name: crate::tls::agent_name(&cluster_name, name),
-            addr,
-        };
-        Some(async move {
-            info!(member = %name, role = desired.role_name(), reason = %desired.reason, "desired state");
-            if let Err(e) = agents
-                .send_json(&target, "PUT", "/desired", desired, AGENT_TIMEOUT)
-                .await
-            {
-                warn!(member = %name, error = %e, "could not hand over the desired state");
-            }
-        })
-    });
-    join_all(sends).await;
-}
-
-/// Remove the switchover annotation once the request was taken or refused.
-pub async fn forget_switchover(
-    client: &kube::Client,
-    cluster: &PgReplicaCluster,
-    namespace: &str,
-) -> Result<(), KubeError> {
-    let api: Api<PgReplicaCluster> = Api::namespaced(client.clone(), namespace);
-    let patch = json!({"metadata": {"annotations": {labels::SWITCHOVER_TO_ANNOTATION: null}}});
-    api.patch(
-        &cluster.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(KubeError::api(
-        "patch",
-        "PgReplicaCluster",
-        cluster.name_any(),
-    ))?;
-    Ok(())
 }

@@ -1,7 +1,10 @@
-//! `pgreplica operator`: a kube-runtime Controller for PgReplicaCluster. Each reconcile is
-//! observe → plan → act → report, with the same `plan` as the local runtime.
+//! `pgreplica operator`: a kube-runtime Controller for PgReplicaCluster, and one brain per
+//! cluster. The reconciler is the slow loop (validation, Secrets, RBAC, Services, Lease, PDB,
+//! NetworkPolicy, volumes, pods); the brain (`brain::Brain` over `world::KubeWorld`) ticks on its
+//! own, woken by members' reports, never waiting for the reconciler.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -9,27 +12,25 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{reflector::reflector, watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::api::validate::validate;
 use crate::api::PgReplicaCluster;
-use crate::lease::unix_now_ms;
-use crate::plan::{plan, Input};
+use crate::brain::{timing, Brain};
+use crate::net::http::AgentClient;
+use crate::plan::{EventReason, PlanEvent};
 
 use super::apply;
 use super::error::KubeError;
 use super::labels;
 use super::metrics::Metrics;
-use super::observe::observe;
 use super::report;
-
-/// Requeue soon while something is moving, slowly when settled.
-const BUSY_REQUEUE: Duration = Duration::from_secs(1);
-/// While the primary is being handed over (or none accepts writes), look again at once.
-const HANDOVER_REQUEUE: Duration = Duration::from_millis(250);
-const SETTLED_REQUEUE: Duration = Duration::from_secs(5);
+use super::world::KubeWorld;
 
 pub struct Context {
     pub client: kube::Client,
@@ -42,6 +43,81 @@ pub struct Context {
     pub operator_namespace: String,
     /// The cluster CAs' Secrets and the brain's client per cluster.
     pub certificates: super::certificates::Certificates,
+    /// Watch caches the brains read from.
+    pub clusters: Store<PgReplicaCluster>,
+    pub pods: Store<Pod>,
+    pub brains: Brains,
+}
+
+struct BrainTask {
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+/// One brain task per cluster (by UID), started by the first reconcile, ended when the cluster
+/// is gone.
+#[derive(Default)]
+pub struct Brains {
+    tasks: Mutex<HashMap<String, BrainTask>>,
+}
+
+impl Brains {
+    /// Start the cluster's brain if it does not run; wake it either way (its spec may have
+    /// changed).
+    fn ensure(
+        &self,
+        ctx: &Context,
+        cluster: &PgReplicaCluster,
+        namespace: &str,
+        agents: AgentClient,
+    ) {
+        let name = cluster.name_any();
+        let key = cluster
+            .metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| format!("{namespace}/{name}"));
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|_, t| !t.task.is_finished());
+        if let Some(t) = tasks.get(&key) {
+            t.wake.notify_one();
+            return;
+        }
+        let mut world = KubeWorld::new(
+            ctx.client.clone(),
+            ctx.recorder.clone(),
+            ctx.metrics.clone(),
+            namespace.to_string(),
+            name.clone(),
+            cluster.metadata.uid.clone(),
+            ctx.agent_port,
+            ctx.clusters.clone(),
+            ctx.pods.clone(),
+        );
+        let brain = Brain::new(agents, None);
+        let wake = Arc::new(Notify::new());
+        let woken = wake.clone();
+        let task = tokio::spawn(async move {
+            info!(cluster = %name, "brain started");
+            brain
+                .run(&mut world, woken, std::future::pending::<()>())
+                .await;
+            info!(cluster = %name, "brain stopped: the cluster is gone");
+        });
+        tasks.insert(key, BrainTask { wake, task });
+    }
+
+    /// Wake the brains of the clusters in `namespace` named `cluster` (a member pod changed).
+    fn wake(&self, namespace: &str, cluster: &str, ctx: &Context) {
+        let uid = ctx
+            .clusters
+            .get(&ObjectRef::new(cluster).within(namespace))
+            .and_then(|c| c.metadata.uid.clone());
+        let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = uid.and_then(|u| tasks.get(&u)) {
+            t.wake.notify_one();
+        }
+    }
 }
 
 pub struct OperatorOptions {
@@ -63,6 +139,13 @@ pub async fn run(opts: OperatorOptions) -> Result<(), KubeError> {
         controller: "pgreplica-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let managed = format!("{}={}", labels::APP_MANAGED_BY_LABEL, labels::MANAGED_BY);
+    let controller = Controller::new(clusters, watcher::Config::default()).owns(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels(&managed),
+    );
+    // the brains' own cache of member pods: addresses, and a wake on every change
+    let (pods, pods_writer) = reflector::store::<Pod>();
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
@@ -72,7 +155,35 @@ pub async fn run(opts: OperatorOptions) -> Result<(), KubeError> {
         certificates: Default::default(),
         operator_namespace: std::env::var(super::names::POD_NAMESPACE_ENV)
             .unwrap_or_else(|_| super::names::OPERATOR_NAMESPACE.to_string()),
+        clusters: controller.store(),
+        pods,
+        brains: Brains::default(),
     });
+    let pod_ctx = ctx.clone();
+    let pod_events = reflector(
+        pods_writer,
+        watcher(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(&managed),
+        ),
+    )
+    .touched_objects()
+    .for_each(move |pod| {
+        let ctx = pod_ctx.clone();
+        async move {
+            match pod {
+                Ok(pod) => {
+                    if let (Some(ns), Some(cluster)) =
+                        (pod.namespace(), pod.labels().get(labels::CLUSTER_LABEL))
+                    {
+                        ctx.brains.wake(&ns, cluster, &ctx);
+                    }
+                }
+                Err(e) => warn!(error = %e, "watching member pods"),
+            }
+        }
+    });
+    tokio::spawn(pod_events);
     let listener = tokio::net::TcpListener::bind(opts.http)
         .await
         .map_err(|e| KubeError::Other(format!("listen on {}: {e}", opts.http)))?;
@@ -86,16 +197,7 @@ pub async fn run(opts: OperatorOptions) -> Result<(), KubeError> {
         std::future::pending::<()>(),
     ));
     info!(http = %opts.http, "operator started");
-    let pods: Api<Pod> = Api::all(client.clone());
-    Controller::new(clusters, watcher::Config::default())
-        .owns(
-            pods,
-            watcher::Config::default().labels(&format!(
-                "{}={}",
-                labels::APP_MANAGED_BY_LABEL,
-                labels::MANAGED_BY
-            )),
-        )
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -126,10 +228,9 @@ pub async fn reconcile(
     let namespace = cluster
         .namespace()
         .ok_or(KubeError::MissingField("namespace"))?;
-    let name = cluster.name_any();
     let client = &ctx.client;
 
-    // validate: an invalid spec is reported once and waits for a change
+    // validate: an invalid spec is reported once and waits for a change (the brain idles)
     if let Err(problems) = validate(&cluster) {
         report::invalid(
             client,
@@ -142,87 +243,24 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
 
-    // observe
-    let now_ms = unix_now_ms();
-    apply::supporting_objects(client, &cluster, &namespace, &ctx.operator_namespace).await?;
+    // the brain first: nothing below may stand between a failure and the failover
     let agents = ctx
         .certificates
         .agents(client, &cluster, &namespace)
         .await?;
-    let observed = observe(
-        client,
-        &agents,
-        &cluster,
-        &namespace,
-        now_ms,
-        ctx.agent_port,
-    )
-    .await?;
+    ctx.brains.ensure(&ctx, &cluster, &namespace, agents);
 
-    // plan
-    let previous = cluster.status.clone().unwrap_or_default();
-    let decided = plan(&Input {
-        cluster: &name,
-        spec: &cluster.spec,
-        generation: cluster.metadata.generation.unwrap_or(1),
-        status: &previous,
-        members: &observed.members,
-        addresses: &observed.addresses,
-        lease: &observed.lease,
-        switchover_to: observed.switchover_to.as_deref(),
-        now_ms,
-    });
-
-    // act
-    let roles = apply::role_labels(&cluster, &decided);
-    let created = apply::members(
-        client,
-        &cluster,
-        &namespace,
-        &observed,
-        &roles,
-        &ctx.operator_image,
-    )
-    .await?;
-    let mut events = decided.events.clone();
-    for member in created {
-        events.push(crate::plan::PlanEvent {
-            reason: crate::plan::EventReason::MemberCreated,
-            member: Some(member.clone()),
+    apply::supporting_objects(client, &cluster, &namespace, &ctx.operator_namespace).await?;
+    let pods = apply::member_pods(client, &cluster, &namespace).await?;
+    let created = apply::members(client, &cluster, &namespace, &pods, &ctx.operator_image).await?;
+    let events: Vec<PlanEvent> = created
+        .into_iter()
+        .map(|member| PlanEvent {
+            reason: EventReason::MemberCreated,
             message: format!("created the pod of member {member}"),
-        });
-    }
-    apply::fence(client, &namespace, &observed, &decided).await;
-    apply::desired_states(&agents, &cluster, &observed, &decided, ctx.agent_port).await;
-    if decided.switchover_consumed {
-        apply::forget_switchover(client, &cluster, &namespace).await?;
-    }
-
-    // report
-    report::status(client, &cluster, &namespace, &decided.status).await?;
+            member: Some(member),
+        })
+        .collect();
     report::events(&ctx.recorder, &cluster, &events, &ctx.metrics).await;
-    let key = format!("{namespace}/{name}");
-    for m in &decided.status.members {
-        ctx.metrics.set_lag(&key, &m.name, m.replay_lag_seconds);
-    }
-    ctx.metrics.set_ready(
-        &key,
-        decided.status.members.iter().filter(|m| m.ready).count() as u64,
-    );
-    let settled =
-        decided.waiting_for.is_none() && decided.status.phase == Some(crate::api::Phase::Healthy);
-    let no_writer = decided
-        .status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Available" && c.status != "True");
-    let handing_over = decided.status.current_primary.is_some()
-        && (decided.status.current_primary != decided.status.target_primary || no_writer);
-    Ok(Action::requeue(if settled {
-        SETTLED_REQUEUE
-    } else if handing_over {
-        HANDOVER_REQUEUE
-    } else {
-        BUSY_REQUEUE
-    }))
+    Ok(Action::requeue(timing::SUPPORTING_OBJECTS))
 }

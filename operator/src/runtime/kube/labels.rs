@@ -1,7 +1,8 @@
 //! Label and annotation keys the operator puts on (and reads from) a cluster's objects.
 //!
-//! Services select pods by `pgreplica.io/cluster` and `pgreplica.io/role`, so moving the primary is
-//! a relabel of two pods, not a change to any Service.
+//! Services select pods by `pgreplica.io/cluster` and `pgreplica.io/role` (`-rw`) or
+//! `pgreplica.io/ro` (`-ro`), so moving the primary is a relabel of two pods, not a change to any
+//! Service. The labels follow `plan::Routes` (the routing policy is the plan's, not ours).
 
 use std::collections::BTreeMap;
 
@@ -14,10 +15,34 @@ pub const ROLE_LABEL: &str = "pgreplica.io/role";
 
 /// Accepts writes: the `<cluster>-rw` Service selects it.
 pub const ROLE_PRIMARY: &str = "primary";
-/// Streams from the primary: the `<cluster>-ro` Service selects it.
+/// Streams from the primary (with or without an apply delay).
 pub const ROLE_STANDBY: &str = "standby";
 /// Neither (starting, cloning, fenced, unknown): only `<cluster>-r` may select it, once ready.
 pub const ROLE_NONE: &str = "none";
+
+/// `"true"` on the members reads go to (`plan::Routes::ro`): the `<cluster>-ro` Service selects it.
+pub const RO_LABEL: &str = "pgreplica.io/ro";
+
+/// A label value for a yes/no.
+pub fn flag(yes: bool) -> &'static str {
+    if yes {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// The role label and whether reads go to `member`, as the plan routes.
+pub fn routing(member: &str, routes: &crate::plan::Routes) -> (&'static str, bool) {
+    let role = if routes.rw.as_deref() == Some(member) {
+        ROLE_PRIMARY
+    } else if routes.standbys.iter().any(|s| s == member) {
+        ROLE_STANDBY
+    } else {
+        ROLE_NONE
+    };
+    (role, routes.ro.iter().any(|r| r == member))
+}
 
 /// Recommended Kubernetes labels (`app.kubernetes.io/*`).
 pub const APP_NAME_LABEL: &str = "app.kubernetes.io/name";
@@ -49,11 +74,19 @@ pub fn member_labels(cluster: &str, member: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// Labels on a member's pod.
+/// Labels on a member's pod (created serving nothing; the brain labels it as it routes).
 pub fn pod_labels(cluster: &str, member: &str, role: &str) -> BTreeMap<String, String> {
     let mut labels = member_labels(cluster, member);
     labels.insert(ROLE_LABEL.to_string(), role.to_string());
+    labels.insert(RO_LABEL.to_string(), flag(false).to_string());
     labels
+}
+
+/// Selects the pods reads go to.
+pub fn ro_selector(cluster: &str) -> BTreeMap<String, String> {
+    let mut selector = cluster_selector(cluster);
+    selector.insert(RO_LABEL.to_string(), flag(true).to_string());
+    selector
 }
 
 /// Selects every pod of `cluster`.
@@ -91,6 +124,7 @@ mod tests {
             ("pgreplica.io/cluster", "lab"),
             ("pgreplica.io/member", "c"),
             ("pgreplica.io/role", "standby"),
+            ("pgreplica.io/ro", "false"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

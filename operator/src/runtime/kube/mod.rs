@@ -10,8 +10,8 @@ mod health;
 pub mod labels;
 pub mod metrics;
 pub mod names;
-pub mod observe;
 pub mod report;
+pub mod world;
 
 #[cfg(test)]
 mod reconcile_tests;

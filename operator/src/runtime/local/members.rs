@@ -23,7 +23,7 @@ use super::error::LocalError;
 use super::layout::{Layout, LocalState};
 
 /// How long the lease lasts in the local runtime: a dead primary is replaced after at most this.
-pub const LEASE_DURATION_MS: u64 = 4_000;
+pub const LEASE_DURATION_MS: u64 = crate::brain::timing::LOCAL_LEASE.as_millis() as u64;
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
 /// An agent just started (or adopted) is not fenced for not answering yet.
 const STARTUP_GRACE: Duration = Duration::from_secs(5);

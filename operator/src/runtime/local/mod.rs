@@ -7,6 +7,7 @@ pub mod layout;
 pub mod members;
 pub mod secrets;
 pub mod status_file;
+pub mod world;
 
 pub use error::LocalError;
 pub use layout::{Layout, LocalState};

@@ -1,4 +1,5 @@
-//! The cluster's three endpoints. They select pods by role label; the operator moves the label.
+//! The cluster's three endpoints. They select pods by label; the brain moves the labels as it
+//! routes (`plan::Routes`).
 
 use std::collections::BTreeMap;
 
@@ -10,8 +11,8 @@ use super::BuildError;
 use crate::api::PgReplicaCluster;
 use crate::runtime::kube::{labels, names};
 
-/// `<cluster>-rw` (the primary), `<cluster>-ro` (standbys), `<cluster>-r` (every member), in that
-/// order. Only ready pods receive connections.
+/// `<cluster>-rw` (the primary), `<cluster>-ro` (standbys without an apply delay, else the
+/// primary), `<cluster>-r` (every member), in that order. Only ready pods receive connections.
 pub fn services(cluster: &PgReplicaCluster) -> Result<Vec<Service>, BuildError> {
     let owner = Owner::of(cluster)?;
     let name = owner.name;
@@ -21,11 +22,7 @@ pub fn services(cluster: &PgReplicaCluster) -> Result<Vec<Service>, BuildError> 
             names::rw_service(name),
             labels::role_selector(name, labels::ROLE_PRIMARY),
         ),
-        service(
-            &owner,
-            names::ro_service(name),
-            labels::role_selector(name, labels::ROLE_STANDBY),
-        ),
+        service(&owner, names::ro_service(name), labels::ro_selector(name)),
         service(
             &owner,
             names::r_service(name),

@@ -1,5 +1,6 @@
-//! Reconciler tests against an in-memory API (the wire shapes) and fake agents on loopback (the
-//! member reports): a new cluster's objects, an invalid spec, a failover moving role labels.
+//! Operator tests against an in-memory API (the wire shapes) and fake agents on loopback (the
+//! member reports): a new cluster's objects and its brain's first status, an invalid spec, and a
+//! failover by the brain's tick over `KubeWorld` moving the routing labels.
 
 mod fake_api;
 
@@ -10,9 +11,14 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{json, Value};
 
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+
 use super::controller::{reconcile, Context};
 use super::metrics::Metrics;
+use super::world::KubeWorld;
 use crate::api::PgReplicaCluster;
+use crate::brain::Brain;
 use crate::member::{ActualRole, DataHealth, Desired, MemberReport};
 use crate::net::http::{serve_with, Response, ServeOptions};
 use crate::tls::{agent_name, server_config, Authority, ServerTls, Usage};
@@ -36,22 +42,42 @@ fn lab(edit: Option<(&str, &str)>) -> PgReplicaCluster {
     cluster
 }
 
-fn context(api: &FakeApi, agent_port: u16) -> Arc<Context> {
+/// A watch cache holding `objects`, as the operator's reflectors would.
+fn cache<K>(objects: Vec<K>) -> Store<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, mut writer) = reflector::store::<K>();
+    for o in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply(o));
+    }
+    store
+}
+
+fn recorder(client: kube::Client) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: "pgreplica-operator".into(),
+            instance: None,
+        },
+    )
+}
+
+fn context(api: &FakeApi, agent_port: u16, cluster: &PgReplicaCluster) -> Arc<Context> {
     let client = api.client();
     Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "pgreplica-operator".into(),
-                instance: None,
-            },
-        ),
+        recorder: recorder(client),
         metrics: Arc::new(Metrics::default()),
         operator_image: "pgreplica:test".into(),
         agent_port,
         certificates: Default::default(),
         operator_namespace: "pgreplica-system".into(),
+        clusters: cache(vec![cluster.clone()]),
+        pods: cache(vec![]),
+        brains: Default::default(),
     })
 }
 
@@ -68,13 +94,13 @@ async fn a_new_cluster_gets_its_objects_and_a_status() {
     let api = FakeApi::default();
     let cluster = lab(None);
     api.put(CLUSTER, serde_json::to_value(&cluster).expect("json"));
-    let action = reconcile(Arc::new(cluster), context(&api, 1))
+    let action = reconcile(Arc::new(cluster.clone()), context(&api, 1, &cluster))
         .await
         .expect("reconcile");
     assert_eq!(
         action,
-        Action::requeue(std::time::Duration::from_secs(1)),
-        "busy while bootstrapping"
+        Action::requeue(crate::brain::timing::SUPPORTING_OBJECTS),
+        "the slow loop comes back on its own; the brain ticks without it"
     );
 
     let secrets = created(&api, "POST", "/secrets");
@@ -82,8 +108,9 @@ async fn a_new_cluster_gets_its_objects_and_a_status() {
         .iter()
         .filter_map(|s| s["metadata"]["name"].as_str())
         .collect();
-    assert_eq!(names, ["lab-superuser", "lab-replication", "lab-ca-key"]);
-    for s in &secrets[..2] {
+    // the CA first: the brain's certificate comes before any other object
+    assert_eq!(names, ["lab-ca-key", "lab-superuser", "lab-replication"]);
+    for s in &secrets[1..] {
         let pw = s["data"]["password"].as_str().expect("password");
         // base64 of 32 random characters
         assert!(pw.len() >= 40, "generated password");
@@ -92,7 +119,7 @@ async fn a_new_cluster_gets_its_objects_and_a_status() {
             "retained volumes keep the Secrets that open them: {s}"
         );
     }
-    assert_eq!(secrets[2]["type"], "kubernetes.io/tls");
+    assert_eq!(secrets[0]["type"], "kubernetes.io/tls");
     let applied: Vec<String> = api
         .requests()
         .iter()
@@ -157,7 +184,15 @@ async fn a_new_cluster_gets_its_objects_and_a_status() {
         .collect();
     assert!(volumes.len() >= 3, "{volumes:?}");
 
-    let status = api.get(CLUSTER).expect("status written")["status"].clone();
+    // the brain started by the reconcile writes the first status on its own
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        let status = api.get(CLUSTER).expect("cluster")["status"].clone();
+        if !status.is_null() || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(status["phase"], "Bootstrapping");
     assert_eq!(status["targetPrimary"], "a");
     assert_eq!(status["readyMembers"], "0/3");
@@ -173,7 +208,7 @@ async fn an_invalid_spec_is_reported_once_and_not_retried() {
     let api = FakeApi::default();
     let cluster = lab(Some(("replication: Sync\n      nodeSelector: {kubernetes.io/hostname: rpi1}", "replication: Sync\n      applyDelay: 1s\n      nodeSelector: {kubernetes.io/hostname: rpi1}")));
     api.put(CLUSTER, serde_json::to_value(&cluster).expect("json"));
-    let action = reconcile(Arc::new(cluster.clone()), context(&api, 1))
+    let action = reconcile(Arc::new(cluster.clone()), context(&api, 1, &cluster))
         .await
         .expect("reconcile");
     assert_eq!(action, Action::await_change());
@@ -203,7 +238,7 @@ async fn an_invalid_spec_is_reported_once_and_not_retried() {
     let mut seen = cluster;
     seen.status = serde_json::from_value(status).ok();
     api.clear_requests();
-    let action = reconcile(Arc::new(seen), context(&api, 1))
+    let action = reconcile(Arc::new(seen.clone()), context(&api, 1, &seen))
         .await
         .expect("reconcile");
     assert_eq!(action, Action::await_change());
@@ -354,11 +389,41 @@ fn role_label(api: &FakeApi, member: &str) -> Value {
         .clone()
 }
 
+fn ro_label(api: &FakeApi, member: &str) -> Value {
+    api.get(&format!("{PODS}/lab-{member}")).expect("pod")["metadata"]["labels"]["pgreplica.io/ro"]
+        .clone()
+}
+
+/// One brain tick over the Kubernetes world, with the watch caches showing `cluster` and the
+/// pods as the fake API holds them now.
+async fn tick(api: &FakeApi, brain: &mut Brain, cluster: &PgReplicaCluster, port: u16) {
+    let pods: Vec<k8s_openapi::api::core::v1::Pod> = ["a", "b", "c"]
+        .iter()
+        .map(|m| {
+            serde_json::from_value(api.get(&format!("{PODS}/lab-{m}")).expect("pod")).expect("pod")
+        })
+        .collect();
+    let client = api.client();
+    let mut world = KubeWorld::new(
+        client.clone(),
+        recorder(client),
+        Arc::new(Metrics::default()),
+        "db".into(),
+        "lab".into(),
+        cluster.metadata.uid.clone(),
+        port,
+        cache(vec![cluster.clone()]),
+        cache(pods),
+    );
+    assert!(brain.tick(&mut world).await, "the cluster is there");
+}
+
 #[tokio::test]
-async fn a_failover_moves_the_role_labels_and_patches_status() {
+async fn a_failover_moves_the_routing_labels_and_patches_status() {
     let api = FakeApi::default();
     let mut cluster = lab(None);
-    let agents = FakeAgents::start(&put_ca(&api, &cluster)).await;
+    let authority = put_ca(&api, &cluster);
+    let agents = FakeAgents::start(&authority).await;
     cluster.status = Some(
         serde_json::from_value(json!({
             "currentPrimary": "a", "targetPrimary": "a", "observedPreferredPrimary": "a",
@@ -386,19 +451,25 @@ async fn a_failover_moves_the_role_labels_and_patches_status() {
     agents.report(lost.clone());
     agents.report(report("b", ActualRole::Standby, Some("a"), false));
     agents.report(report("c", ActualRole::Standby, Some("a"), false));
-    let ctx = context(&api, agents.port);
+    let client = crate::net::http::BrainClient::new(&authority, "lab").expect("brain client");
+    let mut brain = Brain::new(client.agents.clone(), None);
+    let news = brain_news(&brain);
 
-    // 1: the primary lost its data; b is chosen and told to promote
-    reconcile(Arc::new(cluster.clone()), ctx.clone())
+    // 1: the first tick follows the agents; their first reports are news
+    tick(&api, &mut brain, &cluster, agents.port).await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), news.notified())
         .await
-        .expect("reconcile");
-    assert!(
-        agents
-            .desired_roles()
-            .contains(&("b".to_string(), "primary")),
-        "{:?}",
-        agents.desired_roles()
-    );
+        .expect("the agents' reports arrive as news");
+    // 2: the primary lost its data; b is chosen and told to promote
+    await_reports(
+        &api,
+        &mut brain,
+        &cluster,
+        agents.port,
+        |b| b.desired_roles().contains(&("b".to_string(), "primary")),
+        &agents,
+    )
+    .await;
     let status = api.get(CLUSTER).expect("cluster")["status"].clone();
     assert_eq!(status["targetPrimary"], "b");
     assert_eq!(status["phase"], "FailingOver");
@@ -406,6 +477,12 @@ async fn a_failover_moves_the_role_labels_and_patches_status() {
         role_label(&api, "a"),
         "none",
         "the rw Service no longer selects a"
+    );
+    assert_eq!(ro_label(&api, "b"), "true", "reads go to b (no delay)");
+    assert_eq!(
+        ro_label(&api, "c"),
+        "false",
+        "never to c, which applies WAL 3 s late"
     );
     let reasons: Vec<Value> = created(&api, "POST", "/events")
         .iter()
@@ -416,7 +493,7 @@ async fn a_failover_moves_the_role_labels_and_patches_status() {
         "{reasons:?}"
     );
 
-    // 2: b runs as primary and holds the Lease: the handover completes, labels move to b
+    // 3: b runs as primary and holds the Lease: the handover completes, labels move to b
     agents.report(report("b", ActualRole::Primary, None, true));
     let now = jiff::Timestamp::now();
     api.put(
@@ -425,15 +502,50 @@ async fn a_failover_moves_the_role_labels_and_patches_status() {
                "spec": {"holderIdentity": "b", "leaseDurationSeconds": 6, "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}}),
     );
     cluster.status = serde_json::from_value(status).ok();
-    reconcile(Arc::new(cluster), ctx).await.expect("reconcile");
+    await_reports(
+        &api,
+        &mut brain,
+        &cluster,
+        agents.port,
+        |b| {
+            let roles = b.desired_roles();
+            roles.contains(&("a".to_string(), "standby"))
+                && roles.contains(&("c".to_string(), "standby"))
+        },
+        &agents,
+    )
+    .await;
     let status = api.get(CLUSTER).expect("cluster")["status"].clone();
     assert_eq!(status["currentPrimary"], "b");
     assert!(status["lastFailover"]["finishedAt"].is_string());
     assert_eq!(role_label(&api, "b"), "primary");
-    let roles = agents.desired_roles();
-    assert!(
-        roles.contains(&("a".to_string(), "standby")),
-        "a re-clones from b: {roles:?}"
-    );
-    assert!(roles.contains(&("c".to_string(), "standby")), "{roles:?}");
+    // with a still cloning, only the delayed c is a standby: reads go to the primary
+    assert_eq!(ro_label(&api, "b"), "true");
+    assert_eq!(ro_label(&api, "c"), "false");
+}
+
+fn brain_news(brain: &Brain) -> Arc<tokio::sync::Notify> {
+    brain.news()
+}
+
+/// Tick until `done` says the fake agents saw what the test waits for (reports reach the brain
+/// through long polls, a moment after they change).
+async fn await_reports(
+    api: &FakeApi,
+    brain: &mut Brain,
+    cluster: &PgReplicaCluster,
+    port: u16,
+    done: impl Fn(&FakeAgents) -> bool,
+    agents: &FakeAgents,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done(agents) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            agents.desired_roles()
+        );
+        tick(api, brain, cluster, port).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

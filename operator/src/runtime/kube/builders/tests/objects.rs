@@ -53,7 +53,7 @@ fn services_table() {
         ),
         (
             "lab-ro",
-            json!({"pgreplica.io/cluster": "lab", "pgreplica.io/role": "standby"}),
+            json!({"pgreplica.io/cluster": "lab", "pgreplica.io/ro": "true"}),
         ),
         ("lab-r", json!({"pgreplica.io/cluster": "lab"})),
     ];

@@ -1,0 +1,280 @@
+//! The Kubernetes side of the one tick (`brain::World`): the cluster and its pods from watch
+//! caches, one read of the Lease (with a deadline; an unreadable Lease is counted, not fatal),
+//! role labels moved the moment the plan changes them, fences by pod deletion, and status,
+//! Events and metrics written after the handover.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::api::validate::validate;
+use crate::api::PgReplicaCluster;
+use crate::brain::{timing, AgentAddress, Next, Outcome, Snapshot, World};
+use crate::lease::{unix_now_ms, KubeLease, Lease};
+use crate::net::http::Target;
+use crate::plan::{material_change, Address, Plan};
+
+use super::labels;
+use super::metrics::Metrics;
+use super::names;
+use super::report;
+
+/// A pod younger than this is never deleted to fence it: it has not had the time to report, and
+/// deleting it again would keep it from ever answering.
+const FENCE_GRACE_SECONDS: i64 = 30;
+
+pub struct KubeWorld {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub namespace: String,
+    pub name: String,
+    /// The cluster this brain runs (a cluster created again under the same name is another).
+    pub uid: Option<String>,
+    pub agent_port: u16,
+    pub clusters: Store<PgReplicaCluster>,
+    pub pods: Store<Pod>,
+    /// The cluster as of the last snapshot.
+    cluster: Option<Arc<PgReplicaCluster>>,
+    /// When status was last written.
+    written_at: Option<Instant>,
+    /// Labels this brain set, by pod UID (the watch cache may not show them yet).
+    labelled: BTreeMap<String, (String, &'static str, bool)>,
+}
+
+impl KubeWorld {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: kube::Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        namespace: String,
+        name: String,
+        uid: Option<String>,
+        agent_port: u16,
+        clusters: Store<PgReplicaCluster>,
+        pods: Store<Pod>,
+    ) -> KubeWorld {
+        KubeWorld {
+            client,
+            recorder,
+            metrics,
+            namespace,
+            name,
+            uid,
+            agent_port,
+            clusters,
+            pods,
+            cluster: None,
+            written_at: None,
+            labelled: BTreeMap::new(),
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The member pods of this cluster, by member, from the watch cache.
+    fn member_pods(&self) -> BTreeMap<String, Arc<Pod>> {
+        self.pods
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace().as_deref() == Some(self.namespace.as_str()))
+            .filter(|p| p.labels().get(labels::CLUSTER_LABEL) == Some(&self.name))
+            .filter_map(|p| Some((p.labels().get(labels::MEMBER_LABEL)?.clone(), p)))
+            .collect()
+    }
+
+    async fn read_lease(&self, now_ms: u64) -> Result<Option<String>, String> {
+        let lease = KubeLease::new(
+            Api::namespaced(self.client.clone(), &self.namespace),
+            names::primary_lease(&self.name),
+        );
+        match tokio::time::timeout(timing::AGENT_TIMEOUT, lease.read()).await {
+            Ok(Ok(record)) => Ok((!record.free(now_ms)).then_some(record.holder).flatten()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer from the API server within {} ms",
+                timing::AGENT_TIMEOUT.as_millis()
+            )),
+        }
+    }
+}
+
+fn pod_ip(pod: &Pod) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    pod.status.as_ref()?.pod_ip.clone()
+}
+
+impl World for KubeWorld {
+    async fn snapshot(&mut self) -> Next {
+        let found = self
+            .clusters
+            .get(&ObjectRef::new(&self.name).within(&self.namespace));
+        let Some(cluster) = found.filter(|c| c.metadata.uid == self.uid) else {
+            return Next::Gone;
+        };
+        self.cluster = Some(cluster.clone());
+        if validate(&cluster).is_err() {
+            // the reconciler reports it; the brain waits for a valid spec
+            return Next::Idle;
+        }
+        let now_ms = unix_now_ms();
+        let pods = self.member_pods();
+        let mut agents: BTreeMap<String, AgentAddress> = BTreeMap::new();
+        let mut addresses = BTreeMap::new();
+        for m in &cluster.spec.members {
+            let ip = pods.get(&m.name).and_then(|p| pod_ip(p));
+            let agent = match &ip {
+                None => Err("the member's pod has no IP yet".to_string()),
+                Some(ip) => format!("{ip}:{}", self.agent_port)
+                    .parse::<SocketAddr>()
+                    .map(|addr| Target {
+                        name: crate::tls::agent_name(&self.name, &m.name),
+                        addr,
+                    })
+                    .map_err(|e| format!("pod IP {ip}: {e}")),
+            };
+            agents.insert(m.name.clone(), agent);
+            if let Some(ip) = ip {
+                addresses.insert(
+                    m.name.clone(),
+                    Address {
+                        host: ip,
+                        port: names::POSTGRES_PORT as u16,
+                    },
+                );
+            }
+        }
+        let lease = self.read_lease(now_ms).await;
+        Next::Tick(Box::new(Snapshot {
+            cluster: self.name.clone(),
+            spec: cluster.spec.clone(),
+            generation: cluster.metadata.generation.unwrap_or(1),
+            status: cluster.status.clone().unwrap_or_default(),
+            agents,
+            addresses,
+            lease,
+            lease_duration_ms: timing::KUBE_LEASE.as_millis() as u64,
+            switchover_to: cluster
+                .annotations()
+                .get(labels::SWITCHOVER_TO_ANNOTATION)
+                .cloned()
+                .filter(|s| !s.is_empty()),
+            now_ms,
+        }))
+    }
+
+    /// Delete the pod with a 1 s grace period, so the kubelet (where the API server can reach its
+    /// node) kills every process in it. The plan waits for proof either way.
+    async fn fence(&mut self, member: &str, why: &str) -> Option<String> {
+        let pod = self.member_pods().remove(member)?;
+        if pod.metadata.deletion_timestamp.is_some() {
+            return None;
+        }
+        let young = pod.metadata.creation_timestamp.as_ref().is_none_or(|t| {
+            jiff::Timestamp::now().duration_since(t.0).as_secs() < FENCE_GRACE_SECONDS
+        });
+        if young {
+            return None;
+        }
+        warn!(member = %member, pod = %pod.name_any(), why = %why, "fencing: deleting the pod with a 1 s grace period");
+        // 1 s, not 0: a zero grace period removes the object without the kubelet's confirmation,
+        // while the containers may still run on an unreachable node
+        let params = DeleteParams {
+            grace_period_seconds: Some(1),
+            ..DeleteParams::default()
+        };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        match pods.delete(&pod.name_any(), &params).await {
+            Ok(_) => Some(format!("pod {} deleted", pod.name_any())),
+            Err(e) => {
+                warn!(member = %member, error = %e, "could not delete the pod to fence it");
+                None
+            }
+        }
+    }
+
+    /// Move the role and read-only labels the Services select on, at once.
+    async fn route(&mut self, plan: &Plan) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        for (member, pod) in self.member_pods() {
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let (role, ro) = labels::routing(&member, &plan.routes);
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let shown = (
+                pod.labels().get(labels::ROLE_LABEL).map(String::as_str),
+                pod.labels().get(labels::RO_LABEL).map(String::as_str),
+            );
+            let wanted = (Some(role), Some(labels::flag(ro)));
+            let ours = self.labelled.get(&member) == Some(&(uid.clone(), role, ro));
+            if shown == wanted || ours {
+                continue;
+            }
+            let patch = json!({"metadata": {"labels": {labels::ROLE_LABEL: role, labels::RO_LABEL: labels::flag(ro)}}});
+            match pods
+                .patch(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {
+                    info!(member = %member, role, ro, "moved the routing labels");
+                    self.labelled.insert(member, (uid, role, ro));
+                }
+                Err(e) => warn!(member = %member, error = %e, "could not move the routing labels"),
+            }
+        }
+    }
+
+    async fn forget_switchover(&mut self) {
+        let api: Api<PgReplicaCluster> = Api::namespaced(self.client.clone(), &self.namespace);
+        let patch = json!({"metadata": {"annotations": {labels::SWITCHOVER_TO_ANNOTATION: null}}});
+        if let Err(e) = api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            warn!(cluster = %self.key(), error = %e, "could not remove the switchover request");
+        }
+    }
+
+    async fn record(&mut self, outcome: &Outcome<'_>) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let next = &outcome.plan.status;
+        let shown = cluster.status.clone().unwrap_or_default();
+        let due = self
+            .written_at
+            .is_none_or(|at| at.elapsed() >= timing::STATUS_REFRESH);
+        if material_change(&shown, next) || (due && shown != *next) {
+            match report::status(&self.client, &cluster, &self.namespace, next).await {
+                Ok(()) => self.written_at = Some(Instant::now()),
+                Err(e) => warn!(cluster = %self.key(), error = %e, "could not write status"),
+            }
+        }
+        report::events(&self.recorder, &cluster, outcome.events, &self.metrics).await;
+        let key = self.key();
+        for m in &next.members {
+            self.metrics.set_lag(&key, &m.name, m.replay_lag_seconds);
+        }
+        self.metrics
+            .set_ready(&key, next.members.iter().filter(|m| m.ready).count() as u64);
+    }
+}
