@@ -8,6 +8,7 @@ pub mod instance;
 pub mod lease;
 pub mod member;
 pub mod net;
+pub mod password;
 pub mod plan;
 pub mod postgres;
 pub mod procfs;

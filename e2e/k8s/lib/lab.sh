@@ -5,6 +5,7 @@
 LAB_NS=default
 PGDATA_OF() { echo "/var/lib/pgreplica/$1/data"; }
 WRITERS=${WRITERS:-4}
+FAILOVERS=${FAILOVERS:-3}
 
 psql_in() { # psql_in MEMBER SQL: as the superuser inside the member's pod
   k exec "lab-$1" -c postgres -- sh -c "PGPASSWORD=\$(cat /etc/pgreplica/superuser/password) psql -h 127.0.0.1 -U postgres -d postgres -XAtq -c \"$2\""
@@ -64,59 +65,109 @@ lab_scenario() {
     awk -v n="$on_c_now" -v d="$delay" 'BEGIN{exit !(n==0 && d>=2.5 && d<10)}'
   trust_checks
 
-  stage "stage 2: $WRITERS writers through lab-rw, PGDATA of the primary deleted"
+  stage "stage 2: $WRITERS writers through lab-rw; $FAILOVERS times: PGDATA of the primary deleted, failover, re-clone, failback"
   local rw pw; rw=$(k get svc lab-rw -o jsonpath='{.spec.clusterIP}')
   pw=$(k get secret lab-superuser -o jsonpath='{.data.password}' | base64 -d)
   log "lab-rw ClusterIP $rw"
-  rm -f "$WORK/stop" "$WORK"/acked-* "$WORK"/failed-*
+  rm -f "$WORK/stop" "$WORK"/acked-* "$WORK"/failed-* "$WORK"/failover-*
+  observe_timeline
   local i wpids=()
   for i in $(seq 1 "$WRITERS"); do writer "$i" "$rw" "$pw" & wpids+=($!); echo "$! writer-$i" >>"$WORK/pids"; done
-  sleep 5
-  log "acknowledged before the failure: $(cat "$WORK"/acked-* 2>/dev/null | wc -l)"
-  local t_fail; t_fail=$(now)
-  # postgres may create a WAL file while rm walks the tree ("Directory not empty"): delete until gone
-  k exec lab-a -c postgres -- sh -c "for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1" \
-    || die "could not delete $(PGDATA_OF a)"
-  log "failure injected: rm -rf $(PGDATA_OF a) in lab-a"
-  wait_for 60 "primary loss seen in status (a not ready)" bash -c '! member_ready a' || true
-  local t_lost; t_lost=$(now)
-  wait_for 90 "currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
-  local t_promoted; t_promoted=$(now)
-  log "during failover:"; wide
-  k get events --field-selector involvedObject.name=lab --sort-by=.lastTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message 2>/dev/null | tail -8 | sed 's/^/       /'
-  wait_for 60 "writers commit again through lab-rw" bash -c "awk -v t=$t_fail '\$2>t{f=1} END{exit !f}' $WORK/acked-*" || die "no writes after failover"
-  local t_writable; t_writable=$(cat "$WORK"/acked-* | awk -v t="$t_fail" '$2>t{print $2}' | sort -n | head -1)
-  local t_lastok; t_lastok=$(cat "$WORK"/acked-* | awk -v t="$t_fail" '$2<=t{print $2}' | sort -n | tail -1)
-
-  stage "stage 3: recovery (re-clone of a, failback)"
-  # a may be re-cloned and failback may be under way before this line runs: either ends the wait
-  wait_for 180 "a streams again from b (or is already back as primary)" \
-    bash -c "streaming_to b a || [ \"\$(jp '{.status.currentPrimary}')\" = a ]" || true
-  local t_restream; t_restream=$(now)
-  wait_for 240 "failback done: currentPrimary = a, Ready" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = a ] && k wait pgrc/lab --for condition=Ready --timeout 1s" || die "no failback"
-  local t_failback; t_failback=$(now)
-  sleep 3
+  wait_for 20 "writers commit through lab-rw" bash -c "cat $WORK/acked-* 2>/dev/null | grep -q ." || die "no writes before the failure"
+  local n
+  for n in $(seq 1 "$FAILOVERS"); do one_failover "$n"; done
   touch "$WORK/stop"; wait "${wpids[@]}" 2>/dev/null || true
-  log "after failback:"; wide
+  log "after the last failback:"; wide
   local acked; acked=$(cat "$WORK"/acked-* | wc -l)
-  cat "$WORK"/acked-* >/dev/null
   for i in $(seq 1 "$WRITERS"); do awk -v w="$i" '{print w","$1}' "$WORK/acked-$i"; done | sort >"$WORK/acked.csv"
-  sleep 4  # c applies 3 s late
   local m missing
   for m in a b c; do
+    # c applies WAL 3 s late: wait for it to have every acknowledged row, up to 20 s
+    wait_for 20 "member $m has every acknowledged row" bash -c \
+      "psql_in $m \"select writer||','||seq from ledger\" | sort | comm -23 $WORK/acked.csv - | (! grep -q .)" || true
     psql_in "$m" "select writer||','||seq from ledger" | sort >"$WORK/found-$m.csv"
     missing=$(comm -23 "$WORK/acked.csv" "$WORK/found-$m.csv" | wc -l)
     log "member $m: $(wc -l <"$WORK/found-$m.csv") rows, $missing acknowledged commits missing"
     check "zero lost acknowledged commits on $m" [ "$missing" = 0 ]
   done
-  check "acknowledged commits before and after the failure" [ "$acked" -gt 0 ]
-  stage "lab timings"
-  printf '  %-36s %s\n' \
-    "acknowledged commits" "$acked (writers: $WRITERS; failed attempts: $(cat "$WORK"/failed-* 2>/dev/null | wc -l))" \
-    "primary lost detected (status)" "+$(awk -v a="$t_fail" -v b="$t_lost" 'BEGIN{printf "%.2f", b-a}')s" \
-    "new primary b in status" "+$(awk -v a="$t_fail" -v b="$t_promoted" 'BEGIN{printf "%.2f", b-a}')s" \
-    "last ack before b was seen as primary" "+$(cat "$WORK"/acked-* | awk '{print $2}' | sort -n | awk -v a="$t_fail" -v b="$t_promoted" '$1<b{l=$1} END{printf "%.2f", l-a}')s" \
-    "write outage (longest gap between acks)" "$(cat "$WORK"/acked-* | awk '{print $2}' | sort -n | awk -v t="$t_fail" 'NR>1 && $1>t-1 && $1-p>m{m=$1-p} {p=$1} END{printf "%.2f", m}')s" \
-    "old primary a streaming again" "+$(awk -v a="$t_fail" -v b="$t_restream" 'BEGIN{printf "%.2f", b-a}')s" \
-    "failback done (a primary, Ready)" "+$(awk -v a="$t_fail" -v b="$t_failback" 'BEGIN{printf "%.2f", b-a}')s"
+  check "acknowledged commits before and after the failures" [ "$acked" -gt 0 ]
+  stop_timeline
+  failover_report "$acked"
 }
+
+# Background observers, each writing "<unix time> <what it saw>" when it changes: the cluster's
+# status (a watch), the lab-rw EndpointSlice (a watch) and kube-proxy's DNAT rules for lab-rw.
+observe_timeline() {
+  ( k get pgrc lab -w -o jsonpath='{.status.currentPrimary} {.status.targetPrimary} {.status.members[*].ready}{"\n"}' \
+      | while read -r l; do echo "$(now) $l"; done >"$WORK/tl-status" ) &
+  echo "$! timeline-status" >>"$WORK/pids"
+  ( k get endpointslices -l kubernetes.io/service-name=lab-rw -w \
+      -o jsonpath='{range .endpoints[*]}{.addresses[0]}={.conditions.ready} {end}{"\n"}' \
+      | while read -r l; do echo "$(now) $l"; done >"$WORK/tl-slices" ) &
+  echo "$! timeline-slices" >>"$WORK/pids"
+  ( local last="" cur
+    while [ ! -e "$WORK/stop-timeline" ]; do
+      cur=$(innet iptables-save -t nat 2>/dev/null | grep -- 'default/lab-rw' | grep -o 'to-destination [0-9.]*' | awk '{print $2}' | sort -u | tr '\n' ' ')
+      [ "$cur" != "$last" ] && { echo "$(now) $cur" >>"$WORK/tl-iptables"; last=$cur; }
+      sleep 0.05
+    done ) &
+  echo "$! timeline-iptables" >>"$WORK/pids"
+}
+stop_timeline() {
+  touch "$WORK/stop-timeline"
+  local pid name
+  while read -r pid name; do case $name in timeline-*) kill_pid "$pid" ;; esac; done <"$WORK/pids"
+}
+
+# first_after T FILE AWK-CONDITION: the time of the first line after T matching the condition ($2...)
+first_after() { awk -v t="$1" "\$1>t && ($3) {print \$1; exit}" "$2"; }
+
+one_failover() {
+  local n=$1 ip_a ip_b t_fail
+  ip_a=$(k get pod lab-a -o jsonpath='{.status.podIP}'); ip_b=$(k get pod lab-b -o jsonpath='{.status.podIP}')
+  stage "failover $n of $FAILOVERS: rm -rf $(PGDATA_OF a) in lab-a (a=$ip_a, b=$ip_b)"
+  sleep 2
+  t_fail=$(now)
+  # postgres may create a WAL file while rm walks the tree ("Directory not empty"): delete until gone
+  k exec lab-a -c postgres -- sh -c "for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1" \
+    || die "could not delete $(PGDATA_OF a)"
+  wait_for 90 "currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
+  log "during failover:"; wide
+  wait_for 60 "writers commit again through lab-rw" bash -c "awk -v t=$t_fail '\$2>t{f=1} END{exit !f}' $WORK/acked-*" || die "no writes after failover"
+  wait_for 240 "failback done: currentPrimary = a, Ready" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = a ] && k wait pgrc/lab --for condition=Ready --timeout 1s" || die "no failback"
+  echo "$t_fail $ip_a $ip_b" >"$WORK/failover-$n"
+}
+
+# Per failover, from the timelines, the ledger and the operator's log: where the outage goes.
+failover_report() {
+  k logs -n pgreplica-system deploy/pgreplica-operator 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' \
+    | grep -E 'PrimaryLost|Promoted|moved the routing labels' \
+    | while read -r ts rest; do echo "$(date -d "$ts" +%s.%N) $rest"; done >"$WORK/tl-operator" || true
+  stage "lab timings ($FAILOVERS failovers; times after the failure: rm -rf of the primary's PGDATA)"
+  printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "#" lost-log lost-stat promoted labels slice iptables 1st-ack outage restream failback
+  local n t a b seen lost prom lab sl ipt ack out res fb next
+  for n in $(seq 1 "$FAILOVERS"); do
+    read -r t a b <"$WORK/failover-$n"
+    next=$( [ -f "$WORK/failover-$((n + 1))" ] && awk '{print $1}' "$WORK/failover-$((n + 1))" || echo 9999999999)
+    seen=$(first_after "$t" "$WORK/tl-status" '$4=="false"')
+    lost=$(first_after "$t" "$WORK/tl-operator" '/PrimaryLost/')
+    prom=$(first_after "$t" "$WORK/tl-operator" '/reason="?Promoted/')
+    lab=$(first_after "$t" "$WORK/tl-operator" '/moved the routing labels/ && /member=b/ && /role="?primary/')
+    sl=$(first_after "$t" "$WORK/tl-slices" "index(\$0, \"$b=true\") && !index(\$0, \"$a=true\")")
+    ipt=$(first_after "$t" "$WORK/tl-iptables" "\$2==\"$b\" && NF==2")
+    ack=$(cat "$WORK"/acked-* | awk -v t="$t" '$2>t{print $2}' | sort -n | head -1)
+    out=$(cat "$WORK"/acked-* | awk '{print $2}' | sort -n | awk -v t="$t" -v e="$next" '$1>t-1 && $1<e && NR>1 && p>t-1 && $1-p>m{m=$1-p} {p=$1} END{printf "%.2f", m}')
+    res=$(first_after "${prom:-$t}" "$WORK/tl-status" '$2=="b" && $4=="true"')
+    fb=$(first_after "${res:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true" && $5=="true" && $6=="true"')
+    printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "$n" "$(rel "$t" "$lost")" "$(rel "$t" "$seen")" "$(rel "$t" "$prom")" "$(rel "$t" "$lab")" \
+      "$(rel "$t" "$sl")" "$(rel "$t" "$ipt")" "$(rel "$t" "$ack")" "${out}s" "$(rel "$t" "$res")" "$(rel "${res:-$t}" "$fb")"
+    echo "$out" >>"$WORK/outages"
+  done
+  log "acknowledged commits: $1 (writers: $WRITERS; failed attempts: $(cat "$WORK"/failed-* 2>/dev/null | wc -l))"
+  log "write outage through lab-rw, median of $FAILOVERS: $(sort -n "$WORK/outages" | awk '{v[NR]=$1} END{printf "%.2fs", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}')"
+  log "columns: lost-log = PrimaryLost logged by the operator; lost-stat = a not ready in status (a watch); promoted = Promoted (b runs as primary and holds the Lease);"
+  log "  labels = b labelled primary; slice = lab-rw EndpointSlice has only b ready; iptables = kube-proxy DNATs lab-rw to b only;"
+  log "  1st-ack = first commit acknowledged through lab-rw; outage = longest gap between acknowledgements;"
+  log "  restream = a ready again as b's standby (status); failback = after restream, a primary and all ready (status)"
+}
+rel() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN{printf "+%.2f", b-a}' || echo "-"; }

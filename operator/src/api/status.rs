@@ -86,6 +86,47 @@ pub struct MemberStatus {
     pub last_event: Option<String>,
 }
 
+/// The conditions pgreplica sets (`Condition::type_` is their name; the CRD keeps a string so
+/// that readers of other versions are not refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionType {
+    /// Every member is ready and no handover runs.
+    Ready,
+    /// A member accepts writes.
+    Available,
+    /// Some member is not ready.
+    Degraded,
+    /// The lost primary cannot be replaced safely.
+    FailoverBlocked,
+    /// The lease store can be read.
+    LeaseReadable,
+    /// The spec passes validation.
+    SpecValid,
+}
+
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Ready => "Ready",
+            ConditionType::Available => "Available",
+            ConditionType::Degraded => "Degraded",
+            ConditionType::FailoverBlocked => "FailoverBlocked",
+            ConditionType::LeaseReadable => "LeaseReadable",
+            ConditionType::SpecValid => "SpecValid",
+        }
+    }
+}
+
+impl Condition {
+    pub fn is(&self, type_: ConditionType) -> bool {
+        self.type_ == type_.as_str()
+    }
+
+    pub fn is_true(&self, type_: ConditionType) -> bool {
+        self.is(type_) && self.status == "True"
+    }
+}
+
 /// A standard condition; `type` is the list-map key.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

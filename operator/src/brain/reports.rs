@@ -13,7 +13,7 @@ use crate::member::MemberReport;
 use crate::net::http::{AgentClient, Target};
 use crate::plan::Observation;
 
-use super::timing::{AGENT_TIMEOUT, LONG_POLL, RETRY_AFTER};
+use super::timing::{AGENT_TIMEOUT, LONG_POLL, RETRY_AFTER, TICK};
 
 /// Where a member's agent is, or why there is no address yet.
 pub type AgentAddress = Result<Target, String>;
@@ -157,6 +157,7 @@ async fn watch_member(
             Some(n) => format!("/status?since={n}&waitMs={}", LONG_POLL.as_millis()),
             None => "/status".to_string(),
         };
+        let asked = std::time::Instant::now();
         let answer = tokio::select! {
             answer = agents.get_json::<MemberReport>(&target, &path, LONG_POLL + AGENT_TIMEOUT) => answer,
             moved = address.changed() => {
@@ -169,6 +170,9 @@ async fn watch_member(
         };
         match answer {
             Ok(report) => {
+                // an agent that does not hold long polls (an older version) answers at once with
+                // the same revision: ask it at the pace of the tick, not in a spin
+                let unchanged = since == Some(report.revision);
                 since = Some(report.revision);
                 store(
                     &latest,
@@ -176,6 +180,9 @@ async fn watch_member(
                     &member,
                     Observation::Reported(Box::new(report)),
                 );
+                if unchanged && asked.elapsed() < LONG_POLL / 2 {
+                    tokio::time::sleep(TICK).await;
+                }
             }
             Err(e) => {
                 since = None;

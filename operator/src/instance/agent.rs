@@ -19,7 +19,8 @@ use crate::postgres::{
 use super::conf_files::{configured_role, render_conf, render_hba, with_include, OWNED_CONF};
 use super::config::{AgentConfig, ApplicationConfig, REPLICATION_USER, SUPERUSER};
 use super::converge::{
-    next_step, DataState, Facts, Running, Step, UpstreamCheck, STUCK_STANDBY_MS,
+    next_step, release_lease, DataState, Facts, Repair, Running, Step, Unresponsive, UpstreamCheck,
+    UNRESPONSIVE_FENCE_MS,
 };
 use super::datadir;
 use super::error::AgentError;
@@ -43,8 +44,6 @@ const UPSTREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const NEW_CONNECTION_EVERY_MS: u64 = 1_000;
 const NEW_CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 const NEW_CONNECTIONS_WITHIN_MS: u64 = 3_500;
-/// A server that runs but answers nothing for this long is fenced.
-const UNRESPONSIVE_FENCE_MS: u64 = 10_000;
 
 pub struct Agent {
     pub cfg: AgentConfig,
@@ -59,13 +58,10 @@ pub struct Agent {
     stopping: bool,
     crashes: u32,
     restart_not_before_ms: u64,
-    rewind_failed: bool,
-    rewind_requested: bool,
-    /// Times a standby was found stuck since it last streamed; a rewind that did not help
-    /// (the upstream no longer has the WAL it needs) turns into a re-clone.
-    stuck_stops: u32,
+    /// A standby's repair (rewind, then re-clone), decided in `converge`.
+    repair: Repair,
     next_slot_upkeep_ms: u64,
-    unresponsive_since_ms: Option<u64>,
+    unresponsive: Unresponsive,
     /// The last look at the upstream, and when it was taken.
     upstream_check: UpstreamCheck,
     upstream_checked_ms: u64,
@@ -77,7 +73,6 @@ pub struct Agent {
     tls_seen: Vec<Option<crate::tls::Stamp>>,
     new_connection_tried_ms: u64,
     new_connection_ok_ms: u64,
-    last_streaming_ms: u64,
     started_ms: u64,
     origin: Instant,
 }
@@ -109,11 +104,9 @@ impl Agent {
             stopping: false,
             crashes: 0,
             restart_not_before_ms: 0,
-            rewind_failed: false,
-            rewind_requested: false,
-            stuck_stops: 0,
+            repair: Repair::default(),
             next_slot_upkeep_ms: 0,
-            unresponsive_since_ms: None,
+            unresponsive: Unresponsive::default(),
             upstream_check: UpstreamCheck::NotChecked,
             upstream_checked_ms: 0,
             application_ensured: None,
@@ -121,7 +114,6 @@ impl Agent {
             tls_seen: Vec::new(),
             new_connection_tried_ms: 0,
             new_connection_ok_ms: 0,
-            last_streaming_ms: 0,
             started_ms: 0,
             origin,
         })
@@ -181,32 +173,22 @@ impl Agent {
             Some(d) => next_step(d, &facts),
             None => Step::Wait("waiting for a desired state".into()),
         };
-        if let Some(d) = desired {
-            if !matches!(d.role, DesiredRole::Primary { .. })
-                && self.shared.holds_lease()
-                && facts.running != Running::Primary
-            {
-                self.release_lease().await;
-            }
+        if release_lease(desired, self.shared.holds_lease(), facts.running) {
+            self.release_lease().await;
         }
         // A server that stays unresponsive must not keep the lease for ever: fence it so the
         // brain can fail over.
-        if facts.running == Running::Unresponsive {
-            let since = *self.unresponsive_since_ms.get_or_insert(facts.now_ms);
-            if facts.now_ms.saturating_sub(since) > UNRESPONSIVE_FENCE_MS {
-                error!(member = %self.cfg.member, "PostgreSQL has not answered for {} ms: stopping it immediately and releasing the lease", UNRESPONSIVE_FENCE_MS);
-                let pid = self.shared.postmaster_pid.load(Ordering::SeqCst);
-                if pid != 0 {
-                    if let Err(e) = crate::postgres::kill_postgres_tree(pid) {
-                        warn!(member = %self.cfg.member, error = %e, "could not kill postgres");
-                    }
+        if let Some(reason) = self.unresponsive.fence_now(facts.running, facts.now_ms) {
+            error!(member = %self.cfg.member, "PostgreSQL has not answered for {} ms: stopping it immediately and releasing the lease", UNRESPONSIVE_FENCE_MS);
+            let pid = self.shared.postmaster_pid.load(Ordering::SeqCst);
+            if pid != 0 {
+                if let Err(e) = crate::postgres::kill_postgres_tree(pid) {
+                    warn!(member = %self.cfg.member, error = %e, "could not kill postgres");
                 }
-                self.stop_server(Shutdown::Immediate).await;
-                self.release_lease().await;
-                self.unresponsive_since_ms = None;
             }
-        } else {
-            self.unresponsive_since_ms = None;
+            self.stop_server(Shutdown::Immediate).await;
+            self.release_lease().await;
+            self.shared.update_report(|r| r.fenced = Some(reason));
         }
         let acted = !matches!(step, Step::Idle | Step::Wait(_) | Step::Blocked(_));
         if acted {
@@ -368,39 +350,20 @@ impl Agent {
         // a lease still recorded for this member (a restarted agent) is ours to take again
         let lease_holder = lease_holder.filter(|h| h != &self.cfg.member);
         let streaming = self.shared.report().streaming_from.is_some();
-        if streaming || running != Running::Standby {
-            self.last_streaming_ms = now;
-        }
-        if streaming {
-            self.stuck_stops = 0;
-        }
-        let not_streaming_ms = if running == Running::Standby {
-            now.saturating_sub(self.last_streaming_ms.max(self.started_ms))
-        } else {
-            0
-        };
-        // a new upstream deserves a new rewind attempt
-        if let (Some(d), Some(c)) = (desired, &configured) {
-            if let (
-                DesiredRole::Standby { upstream: a, .. },
-                DesiredRole::Standby { upstream: b, .. },
-            ) = (&d.role, c)
-            {
-                if a != b {
-                    self.rewind_failed = false;
-                }
-            }
-        }
-        let repair_wanted = match &data {
-            DataState::Present { standby_signal } => {
-                (running == Running::Standby && not_streaming_ms >= STUCK_STANDBY_MS)
-                    || (running == Running::No
-                        && (!standby_signal || self.rewind_requested || self.rewind_failed))
-            }
+        let upstream_changed = match (desired.map(|d| &d.role), &configured) {
+            (
+                Some(DesiredRole::Standby { upstream: a, .. }),
+                Some(DesiredRole::Standby { upstream: b, .. }),
+            ) => a != b,
             _ => false,
         };
+        let not_streaming_ms =
+            self.repair
+                .look(running, streaming, upstream_changed, self.started_ms, now);
         let upstream = match desired.map(|d| &d.role) {
-            Some(DesiredRole::Standby { upstream, .. }) if repair_wanted => {
+            Some(DesiredRole::Standby { upstream, .. })
+                if self.repair.wanted(&data, running, not_streaming_ms) =>
+            {
                 self.check_upstream(upstream, now).await
             }
             _ => UpstreamCheck::NotChecked,
@@ -412,9 +375,9 @@ impl Agent {
             holds_lease,
             lease_holder,
             not_streaming_ms,
-            rewind_failed: self.rewind_failed,
+            rewind_failed: self.repair.rewind_failed,
             upstream,
-            rewind_requested: self.rewind_requested,
+            rewind_requested: self.repair.rewind_requested,
             restart_not_before_ms: self.restart_not_before_ms,
             application_ready: self.application_ready(now),
             now_ms: now,
@@ -595,12 +558,8 @@ impl Agent {
             Step::StopForRewind => {
                 warn!(member = %self.cfg.member, "standby has not streamed for a while: stopping it to rewind from its upstream");
                 self.stop_server(Shutdown::Fast).await;
-                self.stuck_stops += 1;
-                if self.stuck_stops > 1 {
+                if self.repair.stopped_stuck() {
                     warn!(member = %self.cfg.member, "a rewind did not make it stream again: re-cloning");
-                    self.rewind_failed = true;
-                } else {
-                    self.rewind_requested = true;
                 }
                 Ok(())
             }
@@ -718,8 +677,7 @@ impl Agent {
         std::fs::rename(&tmp, &data).map_err(AgentError::io("move the clone in place"))?;
         info!(member = %self.cfg.member, from = %upstream.member, seconds = began.elapsed().as_secs_f64(), "clone complete");
         self.shared.set_data_lost(None);
-        self.rewind_failed = false;
-        self.rewind_requested = false;
+        self.repair.cloned();
         self.write_config(&desired.role)?;
         self.start().await?;
         // old_asides lists this run's aside too: delete each directory once.
@@ -759,7 +717,7 @@ impl Agent {
         match rewound {
             Ok(outcome) => {
                 info!(member = %self.cfg.member, from = %upstream.member, ?outcome, "rewind finished");
-                self.rewind_requested = false;
+                self.repair.rewound();
                 if outcome == RewindOutcome::Rewound || outcome == RewindOutcome::NotNeeded {
                     self.write_config(&desired.role)?;
                 }
@@ -772,7 +730,7 @@ impl Agent {
                 match self.check_upstream(&upstream, unix_now_ms()).await {
                     UpstreamCheck::Answers => {
                         warn!(member = %self.cfg.member, error = %e, "rewind failed although the upstream answers: the member will be re-cloned (its data is kept until the new copy runs)");
-                        self.rewind_failed = true;
+                        self.repair.rewind_refused();
                     }
                     _ => {
                         warn!(member = %self.cfg.member, error = %e, "rewind failed while the upstream does not answer: keeping the data and trying again later");
@@ -842,7 +800,10 @@ impl Agent {
         let identity = datadir::identity(&data);
         self.shared.set_started_on(identity, server.pid());
         // from now on a server process exists, whatever wait_ready says
-        self.shared.update_report(|r| r.server_process = true);
+        self.shared.update_report(|r| {
+            r.server_process = true;
+            r.fenced = None;
+        });
         self.shared.set_data_lost(None);
         self.stopping = false;
         match server.wait_ready(&self.local_params(), START_TIMEOUT).await {

@@ -80,7 +80,59 @@ fn default_slot_keep() -> String {
 pub const SUPERUSER: &str = "postgres";
 pub const REPLICATION_USER: &str = "replicator";
 
+/// Where and how one member runs: what differs between the runtimes. Everything taken from the
+/// spec is [`AgentConfig::for_member`]'s.
+pub struct Placement {
+    pub member_dir: PathBuf,
+    pub listen_host: String,
+    pub port: u16,
+    pub http: SocketAddr,
+    pub tls: crate::tls::AgentTlsFiles,
+    pub pg_bindir: Option<PathBuf>,
+    pub superuser_password_file: PathBuf,
+    pub replication_password_file: PathBuf,
+    pub app_password_file: PathBuf,
+    pub lease_file: PathBuf,
+    pub lease_backend: LeaseBackend,
+    pub lease_duration_ms: u64,
+    pub allow_networks: Vec<String>,
+}
+
 impl AgentConfig {
+    /// The configuration of `member` of `cluster` placed by a runtime: the one place the spec
+    /// becomes an agent's configuration, for both runtimes.
+    pub fn for_member(
+        cluster: &str,
+        member: &str,
+        spec: &crate::api::PgReplicaClusterSpec,
+        at: Placement,
+    ) -> AgentConfig {
+        AgentConfig {
+            cluster: cluster.to_string(),
+            member: member.to_string(),
+            member_dir: at.member_dir,
+            listen_host: at.listen_host,
+            port: at.port,
+            http: at.http,
+            tls: at.tls,
+            pg_bindir: at.pg_bindir,
+            run_as: None,
+            superuser_password_file: at.superuser_password_file,
+            replication_password_file: at.replication_password_file,
+            lease_file: at.lease_file,
+            lease_backend: at.lease_backend,
+            lease_duration_ms: at.lease_duration_ms,
+            allow_networks: at.allow_networks,
+            parameters: spec.postgres.parameters.clone(),
+            max_slot_wal_keep_size: default_slot_keep(),
+            application: Some(ApplicationConfig {
+                user: spec.application.user.clone(),
+                database: spec.application.database.clone(),
+                password_file: at.app_password_file,
+            }),
+        }
+    }
+
     /// The configuration from an environment variable holding JSON (Kubernetes pods).
     pub fn from_env(var: &str) -> Result<AgentConfig, AgentError> {
         let text = std::env::var(var)

@@ -3,6 +3,10 @@
 
 use crate::member::{Desired, DesiredRole};
 
+mod between_passes;
+
+pub use between_passes::{release_lease, Repair, Unresponsive, UNRESPONSIVE_FENCE_MS};
+
 /// The data directory as found on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DataState {

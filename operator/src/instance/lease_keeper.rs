@@ -52,6 +52,7 @@ fn fence(shared: &Shared, why: &str) {
     shared.update_report(|r| {
         r.holds_lease = false;
         r.last_error = Some(format!("fenced: {why}"));
+        r.fenced = Some(crate::member::FenceReason::LeaseNotRenewed);
     });
     shared.wake.notify_one();
 }

@@ -51,6 +51,7 @@ pub async fn check(shared: &Shared) {
     shared.update_report(|r| {
         r.last_error = Some(format!("data directory lost: {reason}"));
         r.activity = "fenced: data directory lost".into();
+        r.fenced = Some(crate::member::FenceReason::DataDirectoryLost);
         r.holds_lease = false;
     });
     shared.wake.notify_one();

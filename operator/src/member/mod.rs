@@ -4,5 +4,10 @@
 pub mod desired;
 pub mod report;
 
+pub mod lsn;
+mod slot;
+
 pub use desired::*;
+pub use lsn::{InvalidLsn, Lsn};
 pub use report::*;
+pub use slot::{slot_name_for, SLOT_PREFIX};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::postgres::Lsn;
+use super::lsn::Lsn;
 
 use super::desired::Desired;
 
@@ -53,6 +53,18 @@ pub struct StandbyView {
 pub struct WalSender {
     pub host: Option<String>,
     pub port: u16,
+}
+
+/// Why an agent stopped its own PostgreSQL to keep it from accepting writes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum FenceReason {
+    /// The data directory vanished or was replaced under the running server.
+    DataDirectoryLost,
+    /// The lease could not be renewed before it could expire.
+    LeaseNotRenewed,
+    /// The server ran but answered nothing for too long.
+    Unresponsive,
 }
 
 fn yes() -> bool {
@@ -107,6 +119,9 @@ pub struct MemberReport {
     pub holds_lease: bool,
     /// Unix milliseconds of this report.
     pub at_ms: u64,
+    /// The agent fenced its server (set when it did; cleared when a server starts again).
+    #[serde(default)]
+    pub fenced: Option<FenceReason>,
     /// Counts the report's changes other than its numbers ([`MemberReport::same_but_numbers`]):
     /// a long poll (`GET /status?since=N`) returns as soon as it differs from `N`.
     #[serde(default)]
@@ -139,6 +154,7 @@ impl MemberReport {
             crashes: 0,
             holds_lease: false,
             at_ms: 0,
+            fenced: None,
             revision: 0,
         }
     }

@@ -144,7 +144,7 @@ pub fn steer(input: &Input<'_>, current: &str, plan: &mut Plan) {
             }
             Err(blocked) => {
                 let already = plan.status.conditions.iter().any(|c| {
-                    c.type_ == "FailoverBlocked" && c.status == "True" && c.message == blocked
+                    c.is_true(crate::api::ConditionType::FailoverBlocked) && c.message == blocked
                 });
                 if !already {
                     plan.event(EventReason::PrimaryLost, Some(current), why.clone());

@@ -5,6 +5,7 @@
 mod candidates;
 mod handover;
 mod input;
+mod invalid;
 mod output;
 mod report;
 mod routes;
@@ -17,6 +18,7 @@ mod topology;
 mod tests;
 
 pub use input::{Address, Input, LeaseView, Observation};
+pub use invalid::{invalid_status, truncate, MAX_MESSAGE};
 pub use output::{EventReason, Plan, PlanEvent, Routes};
 pub use report::material_change;
 pub use silence::{Silence, SilencePolicy};

@@ -1,6 +1,8 @@
 //! The status a person reads: member roles and readiness, phase, conditions, routes.
 
-use crate::api::{Condition, MemberStatus, PgReplicaClusterStatus, Phase, Replication, Role};
+use crate::api::{
+    Condition, ConditionType, MemberStatus, PgReplicaClusterStatus, Phase, Replication, Role,
+};
 use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport};
 
 use super::input::Input;
@@ -120,7 +122,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
     let generation = Some(input.generation);
     let conditions = vec![
         condition(
-            "Ready",
+            ConditionType::Ready,
             all_ready && !handing_over,
             if all_ready {
                 "AllMembersReady"
@@ -136,7 +138,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             },
         ),
         condition(
-            "LeaseReadable",
+            ConditionType::LeaseReadable,
             input.lease.unreadable.is_none(),
             if input.lease.unreadable.is_some() {
                 "LeaseUnreadable"
@@ -151,7 +153,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             },
         ),
         condition(
-            "Available",
+            ConditionType::Available,
             available,
             if available {
                 "PrimaryWritable"
@@ -165,7 +167,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             },
         ),
         condition(
-            "Degraded",
+            ConditionType::Degraded,
             !all_ready,
             if all_ready {
                 "AllMembersReady"
@@ -181,7 +183,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             },
         ),
         condition(
-            "FailoverBlocked",
+            ConditionType::FailoverBlocked,
             plan.blocked.is_some(),
             if plan.blocked.is_some() {
                 "NoSafeCandidate"
@@ -256,7 +258,7 @@ fn member_events(
             let known = before
                 .and_then(|b| b.last_error.as_deref())
                 .is_some_and(|e| e.contains(reason.as_str()));
-            if !known && r.activity.contains("fenced") {
+            if !known && r.fenced.is_some() {
                 plan.event(EventReason::Fenced, Some(name), reason.clone());
             }
         }
@@ -285,9 +287,9 @@ fn topology(input: &Input<'_>, current: Option<&str>, members: &[MemberStatus]) 
         .join(" ")
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
+fn condition(type_: ConditionType, status: bool, reason: &str, message: String) -> Condition {
     Condition {
-        type_: type_.to_string(),
+        type_: type_.as_str().to_string(),
         status: if status { "True" } else { "False" }.to_string(),
         reason: reason.to_string(),
         message,

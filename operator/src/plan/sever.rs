@@ -11,8 +11,8 @@
 //! are re-pointed too but never waited for.
 
 use crate::api::Replication;
+use crate::member::Lsn;
 use crate::member::{ActualRole, DataHealth, MemberReport};
-use crate::postgres::Lsn;
 
 use super::candidates;
 use super::input::Input;

@@ -35,6 +35,6 @@ pub fn slots_for(spec: &PgReplicaClusterSpec, primary: &str) -> Vec<String> {
     spec.members
         .iter()
         .filter(|m| m.name != primary)
-        .map(|m| crate::postgres::slot_name_for(&m.name))
+        .map(|m| crate::member::slot_name_for(&m.name))
         .collect()
 }

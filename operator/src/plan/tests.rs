@@ -89,6 +89,7 @@ fn lost(name: &str) -> Observation {
         reason: "global/pg_control is gone".into(),
     };
     r.activity = "fenced: data directory lost".into();
+    r.fenced = Some(crate::member::FenceReason::DataDirectoryLost);
     r.last_error = Some("data directory lost: global/pg_control is gone".into());
     Observation::Reported(Box::new(r))
 }

@@ -1,8 +1,8 @@
 //! Desired states for a cluster whose primary is settled: the primary keeps sync names and
 //! slots, every other member streams from it.
 
+use crate::member::slot_name_for;
 use crate::member::{Desired, DesiredRole, Upstream};
-use crate::postgres::slot_name_for;
 
 use super::input::Input;
 use super::output::Plan;

@@ -6,8 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::error::{PgError, PgResult};
-use super::lsn::Lsn;
 use super::programs::{absolute, run, Programs};
+use crate::member::Lsn;
 
 /// The facts of `pg_controldata` that pgreplica decides with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

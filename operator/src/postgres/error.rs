@@ -218,3 +218,9 @@ fn one_line(sql: &str) -> String {
         s
     }
 }
+
+impl From<crate::member::InvalidLsn> for PgError {
+    fn from(e: crate::member::InvalidLsn) -> PgError {
+        PgError::InvalidLsn(e.0)
+    }
+}

@@ -13,7 +13,6 @@ mod bins;
 pub mod config;
 mod controldata;
 mod error;
-mod lsn;
 mod programs;
 mod query;
 pub mod quote;
@@ -27,11 +26,11 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use crate::member::Lsn;
 pub use basebackup::{parse_progress, BasebackupOpts, Progress};
 pub use bins::{parse_major_version, Bins, BINDIR_ENV, REQUIRED};
 pub use controldata::ControlData;
 pub use error::{PgError, PgResult};
-pub use lsn::Lsn;
 pub use programs::{Password, Programs, RewindOutcome};
 pub use query::{connect, timeline_of_walfile, Conn, ConnParams, PgTls};
 pub use replication::{ReplicationRow, WalReceiver};

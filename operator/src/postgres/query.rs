@@ -14,8 +14,8 @@ use tokio_postgres::{Client, NoTls, Row};
 use tracing::debug;
 
 use super::error::{PgError, PgResult};
-use super::lsn::Lsn;
 use super::quote::conninfo;
+use crate::member::Lsn;
 
 /// Where and as whom to connect.
 #[derive(Clone, PartialEq, Eq)]
@@ -315,7 +315,7 @@ impl Conn {
     /// The primary's WAL write position (an error on a standby).
     pub async fn current_wal_lsn(&self) -> PgResult<Lsn> {
         let text: String = self.value("SELECT pg_current_wal_lsn()::text", &[]).await?;
-        text.parse()
+        Ok(text.parse()?)
     }
 
     /// On a standby, WAL received and flushed by the WAL receiver; `None` on a primary or before
@@ -360,7 +360,7 @@ impl Conn {
 
     async fn optional_lsn(&self, sql: &str) -> PgResult<Option<Lsn>> {
         let text: Option<String> = self.value(sql, &[]).await?;
-        text.map(|t| t.parse()).transpose()
+        Ok(text.map(|t| t.parse()).transpose()?)
     }
 }
 
@@ -380,7 +380,7 @@ pub(crate) fn lsn_column(row: &Row, column: &str) -> PgResult<Option<Lsn>> {
         what: format!("column {column}"),
         detail: super::error::describe(&e),
     })?;
-    text.map(|t| t.parse()).transpose()
+    Ok(text.map(|t| t.parse()).transpose()?)
 }
 
 /// Reads one column, naming it in the error.

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::PgResult;
-use super::lsn::Lsn;
 use super::query::{column, lsn_column, Conn};
+use crate::member::Lsn;
 
 /// One WAL sender (one connected standby or backup) as the sending server sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

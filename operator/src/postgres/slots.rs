@@ -5,17 +5,10 @@ use tokio_postgres::error::SqlState;
 use tracing::info;
 
 use super::error::{PgError, PgResult};
-use super::lsn::Lsn;
 use super::query::{column, lsn_column, Conn};
+use crate::member::Lsn;
 
-/// Prefix of every slot pgreplica manages.
-pub const SLOT_PREFIX: &str = "pgreplica_";
-
-/// The slot a member's standby streams through: `pgreplica_` + member, `-` → `_`.
-/// Member names are DNS labels (`[a-z0-9-]`), so the result is a valid slot name.
-pub fn slot_name_for(member: &str) -> String {
-    format!("{SLOT_PREFIX}{}", member.replace('-', "_"))
-}
+pub use crate::member::{slot_name_for, SLOT_PREFIX};
 
 /// A physical replication slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +97,7 @@ impl Conn {
                    (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = $1)))";
         let target = lsn.to_string();
         let end: String = self.value(sql, &[&name, &target]).await?;
-        end.parse()
+        Ok(end.parse()?)
     }
 }
 

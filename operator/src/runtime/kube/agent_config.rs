@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::{MemberSpec, PgReplicaCluster};
-use crate::instance::config::{AgentConfig, LeaseBackend};
+use crate::instance::config::{AgentConfig, LeaseBackend, Placement};
 
 use super::names;
 
@@ -16,9 +16,7 @@ pub fn agent_config(
     namespace: &str,
 ) -> AgentConfig {
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    AgentConfig {
-        cluster: name.clone(),
-        member: member.name.clone(),
+    let at = Placement {
         // a directory of our own inside the volume: the volume root belongs to root
         member_dir: format!("{}/{}", names::MEMBER_DIR, member.name).into(),
         listen_host: "127.0.0.1".into(),
@@ -26,9 +24,9 @@ pub fn agent_config(
         http: std::net::SocketAddr::from(([0, 0, 0, 0], names::AGENT_PORT as u16)),
         tls: crate::tls::AgentTlsFiles::in_dir(std::path::Path::new(names::TLS_DIR)),
         pg_bindir: None,
-        run_as: None,
         superuser_password_file: names::SUPERUSER_PASSWORD_FILE.into(),
         replication_password_file: names::REPLICATION_PASSWORD_FILE.into(),
+        app_password_file: names::APP_PASSWORD_FILE.into(),
         lease_file: "/dev/null".into(),
         lease_backend: LeaseBackend::Kubernetes {
             namespace: namespace.to_string(),
@@ -37,14 +35,8 @@ pub fn agent_config(
         lease_duration_ms: KUBE_LEASE_DURATION_MS,
         // pods reach each other over the pod network; scram-sha-256 guards every connection
         allow_networks: vec!["0.0.0.0/0".into(), "::/0".into()],
-        parameters: cluster.spec.postgres.parameters.clone(),
-        max_slot_wal_keep_size: "1GB".into(),
-        application: Some(crate::instance::config::ApplicationConfig {
-            user: cluster.spec.application.user.clone(),
-            database: cluster.spec.application.database.clone(),
-            password_file: names::APP_PASSWORD_FILE.into(),
-        }),
-    }
+    };
+    AgentConfig::for_member(&name, &member.name, &cluster.spec, at)
 }
 
 pub fn agent_config_json(

@@ -56,8 +56,7 @@ async fn application_secret(
         .filter(|p| !p.is_empty());
     let password = match kept {
         Some(password) => password,
-        None => crate::runtime::local::secrets::generate(32)
-            .map_err(|e| KubeError::Other(e.to_string()))?,
+        None => crate::password::generate(32).map_err(|e| KubeError::Other(e.to_string()))?,
     };
     let wanted = builders::app_secret(cluster, &password).map_err(|source| KubeError::Build {
         what: "application secret",
@@ -90,8 +89,8 @@ pub async fn supporting_objects(
             &secret_name,
         ))?;
         if existing.is_none() {
-            let password = crate::runtime::local::secrets::generate(32)
-                .map_err(|e| KubeError::Other(e.to_string()))?;
+            let password =
+                crate::password::generate(32).map_err(|e| KubeError::Other(e.to_string()))?;
             let secret =
                 builders::password_secret(cluster, &secret_name, &password).map_err(|source| {
                     KubeError::Build {

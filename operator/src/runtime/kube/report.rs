@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::{PgReplicaCluster, PgReplicaClusterStatus};
-use crate::plan::{EventReason, PlanEvent};
+use crate::plan::{truncate, EventReason, PlanEvent, MAX_MESSAGE};
 
 use super::error::KubeError;
 use super::metrics::Metrics;
@@ -79,7 +79,7 @@ pub async fn events(
                 EventType::Normal
             },
             reason: e.reason.as_str().to_string(),
-            note: Some(truncate(&note, 1000)),
+            note: Some(truncate(&note, MAX_MESSAGE)),
             action: "Reconcile".into(),
             secondary: None,
         };
@@ -97,34 +97,20 @@ pub async fn invalid(
     namespace: &str,
     problems: &str,
 ) -> Result<(), KubeError> {
-    let generation = cluster.metadata.generation;
     let previous = cluster.status.clone().unwrap_or_default();
-    let already = previous.observed_generation == generation
-        && previous.phase == Some(crate::api::Phase::Invalid);
-    if already {
+    let Some(next) = crate::plan::invalid_status(
+        &previous,
+        cluster.metadata.generation,
+        problems,
+        crate::lease::unix_now_ms(),
+    ) else {
         return Ok(());
-    }
-    let now = jiff::Timestamp::now().to_string();
-    let mut next = previous;
-    next.phase = Some(crate::api::Phase::Invalid);
-    next.observed_generation = generation;
-    let condition = |type_: &str, status: &str| crate::api::Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: "InvalidSpec".into(),
-        message: truncate(problems, 1000),
-        last_transition_time: now.clone(),
-        observed_generation: generation,
     };
-    next.conditions
-        .retain(|c| c.type_ != "Ready" && c.type_ != "SpecValid");
-    next.conditions.push(condition("Ready", "False"));
-    next.conditions.push(condition("SpecValid", "False"));
     status(client, cluster, namespace, &next).await?;
     let event = Event {
         type_: EventType::Warning,
         reason: "InvalidSpec".into(),
-        note: Some(truncate(problems, 1000)),
+        note: Some(truncate(problems, MAX_MESSAGE)),
         action: "Validate".into(),
         secondary: None,
     };
@@ -132,15 +118,4 @@ pub async fn invalid(
         warn!(error = %err, "could not publish an event");
     }
     Ok(())
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
 use crate::api::PgReplicaClusterSpec;
+use crate::instance::config::Placement;
 use crate::instance::AgentConfig;
 
 use super::error::LocalError;
@@ -158,9 +159,7 @@ impl Supervisor {
                 crate::postgres::RunAs::detect(None).ok().flatten(),
             )
             .map_err(|e| LocalError::Failed(format!("certificate of member {member}: {e}")))?;
-        let cfg = AgentConfig {
-            cluster: state.cluster.clone(),
-            member: member.to_string(),
+        let at = Placement {
             member_dir: canonical(&member_dir),
             listen_host: state.host.clone(),
             port: ports.postgres,
@@ -173,21 +172,15 @@ impl Supervisor {
                 key: canonical(&tls.key),
             },
             pg_bindir: std::env::var_os(crate::postgres::BINDIR_ENV).map(PathBuf::from),
-            run_as: None,
             superuser_password_file: absolute(&self.layout.superuser_password())?,
             replication_password_file: absolute(&self.layout.replication_password())?,
+            app_password_file: absolute(&self.layout.app_password())?,
             lease_file: absolute(&self.layout.lease_file())?,
             lease_backend: Default::default(),
             lease_duration_ms: LEASE_DURATION_MS,
             allow_networks: vec![],
-            parameters: spec.postgres.parameters.clone(),
-            max_slot_wal_keep_size: "1GB".into(),
-            application: Some(crate::instance::config::ApplicationConfig {
-                user: spec.application.user.clone(),
-                database: spec.application.database.clone(),
-                password_file: absolute(&self.layout.app_password())?,
-            }),
         };
+        let cfg = AgentConfig::for_member(&state.cluster, member, spec, at);
         let json = serde_json::to_vec_pretty(&cfg)
             .map_err(|e| LocalError::Failed(format!("encode agent config: {e}")))?;
         super::layout::write_atomic(&self.layout.agent_config(member), &json)

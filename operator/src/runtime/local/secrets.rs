@@ -4,22 +4,9 @@ use std::path::Path;
 
 use super::error::LocalError;
 
-const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
-/// A random password of `len` characters from [A-Za-z0-9] (unbiased).
+/// A random password of `len` characters from [A-Za-z0-9].
 pub fn generate(len: usize) -> Result<String, LocalError> {
-    let mut out = String::with_capacity(len);
-    let mut buf = [0u8; 64];
-    while out.len() < len {
-        getrandom::fill(&mut buf).map_err(|e| LocalError::Failed(format!("no randomness: {e}")))?;
-        for b in buf {
-            // 248 = 4 * 62: reject the tail so every character is equally likely
-            if b < 248 && out.len() < len {
-                out.push(ALPHABET[(b % 62) as usize] as char);
-            }
-        }
-    }
-    Ok(out)
+    crate::password::generate(len).map_err(|e| LocalError::Failed(e.to_string()))
 }
 
 /// Write a new password to `path` (mode 0600) unless one is there; return the password.

@@ -139,6 +139,6 @@ impl LocalStatus {
     pub fn is_ready(&self) -> bool {
         self.conditions
             .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .any(|c| c.is_true(crate::api::ConditionType::Ready))
     }
 }

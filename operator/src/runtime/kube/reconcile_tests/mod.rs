@@ -448,6 +448,7 @@ async fn a_failover_moves_the_routing_labels_and_patches_status() {
         reason: "global/pg_control is gone".into(),
     };
     lost.activity = "fenced: data directory lost".into();
+    lost.fenced = Some(crate::member::FenceReason::DataDirectoryLost);
     agents.report(lost.clone());
     agents.report(report("b", ActualRole::Standby, Some("a"), false));
     agents.report(report("c", ActualRole::Standby, Some("a"), false));

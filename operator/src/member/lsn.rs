@@ -5,7 +5,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::error::PgError;
+/// A string that is not an LSN of the form `16/B374D848`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid LSN `{0}` (expected hex `XXXXXXXX/XXXXXXXX`)")]
+pub struct InvalidLsn(pub String);
 
 /// A WAL position (log sequence number), written by PostgreSQL as `16/B374D848`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -28,10 +31,10 @@ impl fmt::Display for Lsn {
 }
 
 impl FromStr for Lsn {
-    type Err = PgError;
+    type Err = InvalidLsn;
 
-    fn from_str(s: &str) -> Result<Lsn, PgError> {
-        let bad = || PgError::InvalidLsn(s.to_string());
+    fn from_str(s: &str) -> Result<Lsn, InvalidLsn> {
+        let bad = || InvalidLsn(s.to_string());
         let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
         let half = |part: &str| {
             if part.is_empty() || part.len() > 8 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {

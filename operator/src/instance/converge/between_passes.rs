@@ -1,0 +1,228 @@
+//! Decisions that need memory between the agent's passes, kept pure: when to release the lease,
+//! when an unresponsive server is fenced, and how a standby that stopped streaming is repaired
+//! (rewind first, re-clone when a rewind did not help). The agent holds the memory and does the
+//! I/O; these types decide.
+
+use crate::member::{Desired, DesiredRole, FenceReason};
+
+use super::{DataState, Running, STUCK_STANDBY_MS};
+
+/// A server that runs but answers nothing for this long is fenced.
+pub const UNRESPONSIVE_FENCE_MS: u64 = 10_000;
+
+/// Release the lease: this member holds it but is not to be primary and does not run as one.
+pub fn release_lease(desired: Option<&Desired>, holds_lease: bool, running: Running) -> bool {
+    let to_be_primary = desired.is_some_and(|d| matches!(d.role, DesiredRole::Primary { .. }));
+    desired.is_some() && !to_be_primary && holds_lease && running != Running::Primary
+}
+
+/// How long the server has not answered; fence once it is too long, so that a hung primary
+/// cannot keep the lease for ever.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unresponsive {
+    since_ms: Option<u64>,
+}
+
+impl Unresponsive {
+    /// Whether to fence now (then the count starts again).
+    pub fn fence_now(&mut self, running: Running, now_ms: u64) -> Option<FenceReason> {
+        if running != Running::Unresponsive {
+            self.since_ms = None;
+            return None;
+        }
+        let since = *self.since_ms.get_or_insert(now_ms);
+        if now_ms.saturating_sub(since) > UNRESPONSIVE_FENCE_MS {
+            self.since_ms = None;
+            Some(FenceReason::Unresponsive)
+        } else {
+            None
+        }
+    }
+}
+
+/// A standby's repair: how long it has not streamed, and what was tried.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Repair {
+    last_streaming_ms: u64,
+    /// Stops of a stuck standby since it last streamed.
+    stuck_stops: u32,
+    /// A rewind failed although the upstream answered: re-clone.
+    pub rewind_failed: bool,
+    /// A stuck standby was stopped to be rewound.
+    pub rewind_requested: bool,
+}
+
+impl Repair {
+    /// One look: how long a running standby has not streamed. `upstream_changed`: the desired
+    /// upstream differs from the configured one, which deserves a new rewind attempt.
+    pub fn look(
+        &mut self,
+        running: Running,
+        streaming: bool,
+        upstream_changed: bool,
+        started_ms: u64,
+        now_ms: u64,
+    ) -> u64 {
+        if streaming || running != Running::Standby {
+            self.last_streaming_ms = now_ms;
+        }
+        if streaming {
+            self.stuck_stops = 0;
+        }
+        if upstream_changed {
+            self.rewind_failed = false;
+        }
+        if running == Running::Standby {
+            now_ms.saturating_sub(self.last_streaming_ms.max(started_ms))
+        } else {
+            0
+        }
+    }
+
+    /// The data would be rewound or replaced next (so the upstream must be seen to answer first).
+    pub fn wanted(&self, data: &DataState, running: Running, not_streaming_ms: u64) -> bool {
+        match data {
+            DataState::Present { standby_signal } => {
+                (running == Running::Standby && not_streaming_ms >= STUCK_STANDBY_MS)
+                    || (running == Running::No
+                        && (!standby_signal || self.rewind_requested || self.rewind_failed))
+            }
+            _ => false,
+        }
+    }
+
+    /// A stuck standby was stopped: rewind it the first time; when it is stuck again after a
+    /// rewind, re-clone. True when it is to be re-cloned.
+    pub fn stopped_stuck(&mut self) -> bool {
+        self.stuck_stops += 1;
+        if self.stuck_stops > 1 {
+            self.rewind_failed = true;
+        } else {
+            self.rewind_requested = true;
+        }
+        self.rewind_failed
+    }
+
+    /// A rewind ran to its end.
+    pub fn rewound(&mut self) {
+        self.rewind_requested = false;
+    }
+
+    /// A rewind failed while the upstream answered: only a new copy can help.
+    pub fn rewind_refused(&mut self) {
+        self.rewind_failed = true;
+    }
+
+    /// A new copy runs.
+    pub fn cloned(&mut self) {
+        self.rewind_failed = false;
+        self.rewind_requested = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::SyncStandbys;
+
+    fn desired(primary: bool) -> Desired {
+        Desired {
+            role: if primary {
+                DesiredRole::Primary {
+                    bootstrap: false,
+                    sync: SyncStandbys::default(),
+                    slots: vec![],
+                }
+            } else {
+                DesiredRole::Stopped
+            },
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn the_lease_is_released_only_by_a_member_not_meant_to_be_primary() {
+        let (p, s) = (desired(true), desired(false));
+        // (desired, holds, running, release)
+        let cases = [
+            (Some(&s), true, Running::No, true),
+            (Some(&s), true, Running::Standby, true),
+            (Some(&s), true, Running::Unresponsive, true),
+            // still running as primary: the stop step releases it after the server is down
+            (Some(&s), true, Running::Primary, false),
+            (Some(&s), false, Running::No, false),
+            (Some(&p), true, Running::No, false),
+            (None, true, Running::No, false),
+        ];
+        for (d, holds, running, want) in cases {
+            assert_eq!(
+                release_lease(d, holds, running),
+                want,
+                "{d:?} {holds} {running:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unresponsive_server_is_fenced_after_ten_seconds() {
+        let mut u = Unresponsive::default();
+        let steps = [
+            (0, Running::Unresponsive, false),
+            (5_000, Running::Unresponsive, false),
+            (10_000, Running::Unresponsive, false),
+            (10_001, Running::Unresponsive, true),
+            // counted again from the fence
+            (10_100, Running::Unresponsive, false),
+            (15_000, Running::Primary, false),
+            (15_100, Running::Unresponsive, false),
+            (25_100, Running::Unresponsive, false),
+            (25_101, Running::Unresponsive, true),
+        ];
+        for (now, running, fence) in steps {
+            assert_eq!(u.fence_now(running, now).is_some(), fence, "at {now}");
+        }
+    }
+
+    #[test]
+    fn a_stuck_standby_is_rewound_then_re_cloned() {
+        let mut r = Repair::default();
+        let present = DataState::Present {
+            standby_signal: true,
+        };
+        // streaming until 1 s, then not
+        assert_eq!(r.look(Running::Standby, true, false, 0, 1_000), 0);
+        let stuck = r.look(Running::Standby, false, false, 0, 1_000 + STUCK_STANDBY_MS);
+        assert_eq!(stuck, STUCK_STANDBY_MS);
+        assert!(r.wanted(&present, Running::Standby, stuck));
+        assert!(!r.stopped_stuck(), "first: rewind");
+        assert!(r.rewind_requested && !r.rewind_failed);
+        assert!(r.wanted(&present, Running::No, 0));
+        r.rewound();
+        assert!(!r.wanted(&present, Running::No, 0), "rewound: start again");
+        // started again, still not streaming: stuck again → re-clone
+        assert_eq!(r.look(Running::No, false, false, 0, 20_000), 0);
+        let again = r.look(
+            Running::Standby,
+            false,
+            false,
+            20_000,
+            20_000 + STUCK_STANDBY_MS,
+        );
+        assert_eq!(again, STUCK_STANDBY_MS);
+        assert!(r.stopped_stuck(), "second: re-clone");
+        assert!(r.wanted(&present, Running::No, 0));
+        // a new upstream deserves a new rewind attempt
+        r.look(Running::No, false, true, 0, 40_000);
+        assert!(!r.rewind_failed);
+        // streaming again forgets the stops
+        r.rewound();
+        r.look(Running::Standby, true, false, 0, 50_000);
+        assert!(
+            !r.stopped_stuck(),
+            "after streaming, a stop is a first stop again"
+        );
+        r.cloned();
+        assert_eq!((r.rewind_failed, r.rewind_requested), (false, false));
+        assert!(!r.wanted(&DataState::Missing, Running::No, 0));
+    }
+}
