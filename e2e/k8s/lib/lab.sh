@@ -127,10 +127,12 @@ one_failover() {
   ip_a=$(k get pod lab-a -o jsonpath='{.status.podIP}'); ip_b=$(k get pod lab-b -o jsonpath='{.status.podIP}')
   stage "failover $n of $FAILOVERS: rm -rf $(PGDATA_OF a) in lab-a (a=$ip_a, b=$ip_b)"
   sleep 2
-  t_fail=$(now)
+  # the failure's time is taken inside the pod, right before rm (kubectl exec itself takes a
+  # few hundred ms to start); pods share this machine's clock.
   # postgres may create a WAL file while rm walks the tree ("Directory not empty"): delete until gone
-  k exec lab-a -c postgres -- sh -c "for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1" \
+  t_fail=$(k exec lab-a -c postgres -- sh -c "date +%s.%N; for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1") \
     || die "could not delete $(PGDATA_OF a)"
+  t_fail=$(echo "$t_fail" | head -1)
   wait_for 90 "currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
   log "during failover:"; wide
   wait_for 60 "writers commit again through lab-rw" bash -c "awk -v t=$t_fail '\$2>t{f=1} END{exit !f}' $WORK/acked-*" || die "no writes after failover"
@@ -140,7 +142,10 @@ one_failover() {
 
 # Per failover, from the timelines, the ledger and the operator's log: where the outage goes.
 failover_report() {
-  k logs -n pgreplica-system deploy/pgreplica-operator 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' \
+  k logs lab-b -c postgres 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >"$WORK/logs/lab-b.log" || true
+  k logs lab-a -c postgres 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >"$WORK/logs/lab-a.log" || true
+  k logs -n pgreplica-system deploy/pgreplica-operator 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >"$WORK/logs/operator-pod.log" || true
+  cat "$WORK/logs/operator-pod.log" \
     | grep -E 'PrimaryLost|Promoted|moved the routing labels' \
     | while read -r ts rest; do echo "$(date -d "$ts" +%s.%N) $rest"; done >"$WORK/tl-operator" || true
   stage "lab timings ($FAILOVERS failovers; times after the failure: rm -rf of the primary's PGDATA)"

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
+use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -31,6 +32,9 @@ use super::labels;
 use super::metrics::Metrics;
 use super::report;
 use super::world::KubeWorld;
+
+/// Triggers closer together than this (status writes, pod changes) make one reconcile.
+const RECONCILE_DEBOUNCE: Duration = Duration::from_secs(1);
 
 pub struct Context {
     pub client: kube::Client,
@@ -140,10 +144,13 @@ pub async fn run(opts: OperatorOptions) -> Result<(), KubeError> {
         instance: std::env::var("POD_NAME").ok(),
     };
     let managed = format!("{}={}", labels::APP_MANAGED_BY_LABEL, labels::MANAGED_BY);
-    let controller = Controller::new(clusters, watcher::Config::default()).owns(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default().labels(&managed),
-    );
+    // the brain's status writes trigger reconciles too: a burst of them is one reconcile
+    let controller = Controller::new(clusters, watcher::Config::default())
+        .with_config(ControllerConfig::default().debounce(RECONCILE_DEBOUNCE))
+        .owns(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(&managed),
+        );
     // the brains' own cache of member pods: addresses, and a wake on every change
     let (pods, pods_writer) = reflector::store::<Pod>();
     let ctx = Arc::new(Context {

@@ -47,8 +47,9 @@ pub struct KubeWorld {
     cluster: Option<Arc<PgReplicaCluster>>,
     /// When status was last written.
     written_at: Option<Instant>,
-    /// Labels this brain set, by pod UID (the watch cache may not show them yet).
-    labelled: BTreeMap<String, (String, &'static str, bool)>,
+    /// Labels this brain set lately, by member: pod UID, role, ro and when (the watch cache may
+    /// not show them yet; after a while the cache is believed again).
+    labelled: BTreeMap<String, (String, &'static str, bool, Instant)>,
 }
 
 impl KubeWorld {
@@ -221,7 +222,9 @@ impl World for KubeWorld {
                 pod.labels().get(labels::RO_LABEL).map(String::as_str),
             );
             let wanted = (Some(role), Some(labels::flag(ro)));
-            let ours = self.labelled.get(&member) == Some(&(uid.clone(), role, ro));
+            let ours = self.labelled.get(&member).is_some_and(|(u, r, o, at)| {
+                (u, *r, *o) == (&uid, role, ro) && at.elapsed() < timing::STATUS_REFRESH
+            });
             if shown == wanted || ours {
                 continue;
             }
@@ -236,7 +239,8 @@ impl World for KubeWorld {
             {
                 Ok(_) => {
                     info!(member = %member, role, ro, "moved the routing labels");
-                    self.labelled.insert(member, (uid, role, ro));
+                    self.labelled
+                        .insert(member, (uid, role, ro, Instant::now()));
                 }
                 Err(e) => warn!(member = %member, error = %e, "could not move the routing labels"),
             }
