@@ -1,0 +1,203 @@
+//! The server and the lease: configuration, start, promotion, stop, certificate reloads.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::lease::{unix_now_ms, Lease};
+use crate::member::{Desired, DesiredRole};
+use crate::postgres::{config as pgconfig, write_private_file, Shutdown};
+
+use crate::instance::conf_files::{render_conf, render_hba, with_include, OWNED_CONF};
+use crate::instance::datadir;
+use crate::instance::error::AgentError;
+
+use super::{Agent, START_TIMEOUT, STOP_PATIENCE};
+
+impl Agent {
+    pub(super) async fn acquire_lease(&mut self) -> Result<(), AgentError> {
+        let got = self
+            .shared
+            .lease
+            .try_acquire(&self.cfg.member, self.cfg.lease_duration_ms, unix_now_ms())
+            .await?;
+        if got {
+            self.shared
+                .last_renew_mono_ms
+                .store(self.origin.elapsed().as_millis() as u64, Ordering::SeqCst);
+            self.shared.holds_lease.store(true, Ordering::SeqCst);
+            info!(member = %self.cfg.member, "acquired the lease");
+        }
+        Ok(())
+    }
+
+    pub(super) async fn release_lease(&mut self) {
+        if self.shared.holds_lease.swap(false, Ordering::SeqCst) {
+            match self.shared.lease.release(&self.cfg.member).await {
+                Ok(()) => info!(member = %self.cfg.member, "released the lease"),
+                Err(e) => {
+                    warn!(member = %self.cfg.member, error = %e, "could not release the lease")
+                }
+            }
+        }
+    }
+
+    pub(super) fn write_config(&self, role: &DesiredRole) -> Result<(), AgentError> {
+        let data = self.data();
+        let conf = render_conf(&self.cfg, role, &self.cfg.passfile())?;
+        write_private_file(&data.join(OWNED_CONF), conf.as_bytes(), self.run_as)?;
+        write_private_file(
+            &data.join("pg_hba.conf"),
+            render_hba(&self.cfg).as_bytes(),
+            self.run_as,
+        )?;
+        let main_conf = data.join("postgresql.conf");
+        let current = std::fs::read_to_string(&main_conf).unwrap_or_default();
+        let included = with_include(&current);
+        if included != current {
+            write_private_file(&main_conf, included.as_bytes(), self.run_as)?;
+        }
+        // pg_basebackup copies the source's auto.conf; nothing pgreplica owns may live there
+        let auto = data.join("postgresql.auto.conf");
+        if let Ok(text) = std::fs::read_to_string(&auto) {
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    !l.trim_start().starts_with("primary_conninfo")
+                        && !l.trim_start().starts_with("primary_slot_name")
+                })
+                .collect();
+            let cleaned = kept.join("\n") + "\n";
+            if cleaned != text {
+                write_private_file(&auto, cleaned.as_bytes(), self.run_as)?;
+            }
+        }
+        if matches!(role, DesiredRole::Standby { .. }) && self.server.is_none() {
+            pgconfig::write_standby_signal(&data, self.run_as)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn configure(&mut self, desired: &Desired) -> Result<(), AgentError> {
+        self.write_config(&desired.role)?;
+        if self.server.is_some() {
+            if let Some(conn) = self.connection().await {
+                conn.reload().await?;
+                info!(member = %self.cfg.member, role = desired.role_name(), "configuration reloaded");
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn start(&mut self) -> Result<(), AgentError> {
+        if self.server.is_some() {
+            return Err(AgentError::Step("PostgreSQL is already running".into()));
+        }
+        let data = self.data();
+        self.shared.set_activity("starting PostgreSQL");
+        let mut server =
+            self.programs
+                .start_postgres(&data, std::iter::empty::<&str>(), &self.cfg.member)?;
+        let identity = datadir::identity(&data);
+        self.shared.set_started_on(identity, server.pid());
+        // from now on a server process exists, whatever wait_ready says
+        self.shared.update_report(|r| {
+            r.server_process = true;
+            r.fenced = None;
+        });
+        self.shared.set_data_lost(None);
+        self.stopping = false;
+        match server.wait_ready(&self.local_params(), START_TIMEOUT).await {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.server = Some(server);
+                self.started_ms = unix_now_ms();
+                self.shared.update_report(|r| r.shutdown_checkpoint = None);
+                info!(member = %self.cfg.member, pid = self.shared.postmaster_pid.load(Ordering::SeqCst), "PostgreSQL accepts connections");
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.set_started_on(None, 0);
+                let _ = server
+                    .stop(Shutdown::Immediate, Duration::from_secs(5))
+                    .await;
+                self.crashes += 1;
+                Err(e.into())
+            }
+        }
+    }
+
+    pub(super) async fn promote(&mut self) -> Result<(), AgentError> {
+        self.shared.set_activity("promoting");
+        let began = Instant::now();
+        let conn = self
+            .connection()
+            .await
+            .ok_or_else(|| AgentError::Step("cannot connect to promote".into()))?;
+        if !conn.promote(60).await? {
+            return Err(AgentError::Step(
+                "pg_promote did not finish within 60 s".into(),
+            ));
+        }
+        let timeline = conn.timeline().await.ok();
+        info!(member = %self.cfg.member, seconds = began.elapsed().as_secs_f64(), ?timeline, "promoted");
+        Ok(())
+    }
+
+    pub(super) async fn stop_server(&mut self, mode: Shutdown) {
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        self.stopping = true;
+        self.conn = None;
+        self.shared.set_started_on(None, 0);
+        self.shared.set_activity("stopping PostgreSQL");
+        match server.stop(mode, STOP_PATIENCE).await {
+            Ok(status) => info!(member = %self.cfg.member, %status, "PostgreSQL stopped"),
+            Err(e) => warn!(member = %self.cfg.member, error = %e, "stopping PostgreSQL failed"),
+        }
+        self.stopping = false;
+        if self.shared.data_lost().is_some() {
+            return;
+        }
+        match self.programs.controldata(&self.data()).await {
+            Ok(cd) if cd.is_clean_shutdown() => {
+                let at = cd.checkpoint_lsn;
+                self.shared
+                    .update_report(|r| r.shutdown_checkpoint = Some(at));
+                info!(member = %self.cfg.member, checkpoint = %at, "clean shutdown");
+            }
+            Ok(cd) => warn!(member = %self.cfg.member, state = %cd.state, "shutdown was not clean"),
+            Err(e) => warn!(member = %self.cfg.member, error = %e, "cannot read control data"),
+        }
+    }
+
+    /// PostgreSQL reads its certificate at start and on reload only: when the runtime renewed the
+    /// files, a running server is told to reload (the HTTPS side reads them again by itself).
+    pub(super) async fn reload_renewed_certificate(&mut self) {
+        let files = [&self.cfg.tls.ca, &self.cfg.tls.cert, &self.cfg.tls.key];
+        let now: Vec<Option<crate::tls::Stamp>> =
+            files.iter().map(|p| crate::tls::stamp(p)).collect();
+        if self.tls_seen.is_empty() || self.server.is_none() {
+            // a server started now reads the current files itself
+            self.tls_seen = now;
+            return;
+        }
+        if now == self.tls_seen {
+            return;
+        }
+        let Some(conn) = self.connection().await else {
+            return;
+        };
+        match conn.reload().await {
+            Ok(_) => {
+                info!(member = %self.cfg.member, "certificate renewed: PostgreSQL reloaded it");
+                self.tls_seen = now;
+            }
+            Err(e) => {
+                warn!(member = %self.cfg.member, error = %e, "could not reload the renewed certificate")
+            }
+        }
+    }
+}
