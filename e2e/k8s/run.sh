@@ -28,6 +28,7 @@ if [ "$TIER" = all ]; then
   command -v conntrack >/dev/null || need+=(conntrack)
   command -v psql >/dev/null || need+=(postgresql-client-15)
   command -v curl >/dev/null || need+=(curl)
+  command -v jq >/dev/null || need+=(jq)
   [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then

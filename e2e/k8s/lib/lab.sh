@@ -101,13 +101,17 @@ observe_timeline() {
   ( k get pgrc lab -w -o jsonpath='{.status.currentPrimary} {.status.targetPrimary} {.status.members[*].ready}{"\n"}' \
       | while read -r l; do echo "$(now) $l"; done >"$WORK/tl-status" ) &
   echo "$! timeline-status" >>"$WORK/pids"
-  ( k get endpointslices -l kubernetes.io/service-name=lab-rw -w \
-      -o jsonpath='{range .endpoints[*]}{.addresses[0]}={.conditions.ready} {end}{"\n"}' \
+  ( innet curl -sN --cacert "$WORK/pki/ca.crt" --cert "$WORK/pki/admin.crt" --key "$WORK/pki/admin.key" \
+      "$APISERVER/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?watch=1&labelSelector=kubernetes.io%2Fservice-name%3Dlab-rw" \
+      | jq -r --unbuffered '[(.object.endpoints // [])[] | "\(.addresses[0])=\(.conditions.ready)"] | join(" ")' \
       | while read -r l; do echo "$(now) $l"; done >"$WORK/tl-slices" ) &
   echo "$! timeline-slices" >>"$WORK/pids"
   ( local last="" cur
     while [ ! -e "$WORK/stop-timeline" ]; do
-      cur=$(innet iptables-save -t nat 2>/dev/null | grep -- 'default/lab-rw' | grep -o 'to-destination [0-9.]*' | awk '{print $2}' | sort -u | tr '\n' ' ')
+      cur=$(innet iptables-save -t nat 2>/dev/null | awk '
+        /^-A KUBE-SEP-/ && /DNAT/ { for (i = 1; i <= NF; i++) if ($i == "--to-destination") { split($(i + 1), a, ":"); ip[$2] = a[1] } }
+        /^-A KUBE-SVC-/ && /default\/lab-rw/ { for (i = 1; i <= NF; i++) if ($i == "-j" && $(i + 1) ~ /^KUBE-SEP-/) used[$(i + 1)] = 1 }
+        END { for (c in used) if (c in ip) print ip[c] }' | sort -u | tr '\n' ' ')
       [ "$cur" != "$last" ] && { echo "$(now) $cur" >>"$WORK/tl-iptables"; last=$cur; }
       sleep 0.05
     done ) &

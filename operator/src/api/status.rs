@@ -84,6 +84,10 @@ pub struct MemberStatus {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event: Option<String>,
+    /// The member's agent stopped its server to keep it from accepting writes, and why
+    /// (`DataDirectoryLost`, `LeaseNotRenewed`, `Unresponsive`); cleared when it runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced: Option<String>,
 }
 
 /// The conditions pgreplica sets (`Condition::type_` is their name; the CRD keeps a string so

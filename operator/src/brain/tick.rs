@@ -1,6 +1,6 @@
 //! The brain's tick, the same for every runtime, in a fixed order: snapshot → members' reports →
-//! fence the silent → `plan` → fence what the plan says → hand over desired states → route →
-//! record. Nothing slow comes before the handover.
+//! fence the silent → `plan` → fence what the plan says → hand over desired states and route (at
+//! the same time) → record. Nothing slow comes before the handover.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -108,8 +108,12 @@ impl Brain {
         for (member, why) in &decided.fence {
             fence(world, member, why, &mut fenced).await;
         }
-        hand_over(&self.agents, &snapshot, &observations, &decided).await;
-        world.route(&decided).await;
+        // routes follow reports, not handovers: an agent slow to take its desired state never
+        // holds the endpoints back
+        tokio::join!(
+            hand_over(&self.agents, &snapshot, &observations, &decided),
+            world.route(&decided)
+        );
         if decided.switchover_consumed {
             world.forget_switchover().await;
         }

@@ -83,6 +83,7 @@ pub enum Step {
     /// Write the configuration for the desired role (reload when running).
     Configure,
     Start,
+    /// Write the primary's configuration when it is not yet, then promote.
     Promote,
     /// Fast shutdown (standbys receive the final WAL).
     Stop,
@@ -133,9 +134,10 @@ fn primary(desired: &Desired, bootstrap: bool, facts: &Facts) -> Step {
                     Step::Wait("restart backoff after a crash".into())
                 }
                 Running::Unresponsive => Step::Wait("PostgreSQL runs but does not answer".into()),
+                // the promotion writes the primary's configuration first: one step, no extra pass
+                Running::Standby => Step::Promote,
                 _ if !configured => Step::Configure,
                 Running::No => Step::Start,
-                Running::Standby => Step::Promote,
                 Running::Primary if !facts.application_ready => Step::EnsureApplication,
                 Running::Primary => Step::Idle,
             }
@@ -270,7 +272,7 @@ mod tests {
             ("never bootstrap over unusable data", primary_role(true), facts(invalid.clone(), Running::No, None), Step::Blocked("cannot be primary: the data directory is unusable (no PG_VERSION); it is left untouched".into())),
             ("primary data, unconfigured", primary_role(false), facts(PRESENT_PRIMARY, Running::No, None), Step::Configure),
             ("primary data, configured → start", primary_role(false), facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))), Step::Start),
-            ("running standby, desired primary → configure first", primary_role(false), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Configure),
+            ("running standby, desired primary → promote (configuring first, in the same step)", primary_role(false), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Promote),
             ("running standby configured as primary → promote", primary_role(false), facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))), Step::Promote),
             ("standby, no lease → acquire before promote", primary_role(false), Facts { holds_lease: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::AcquireLease),
             ("primary running, settled", primary_role(false), facts(PRESENT_PRIMARY, Running::Primary, Some(primary_role(false))), Step::Idle),

@@ -67,6 +67,16 @@ pub enum FenceReason {
     Unresponsive,
 }
 
+impl FenceReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FenceReason::DataDirectoryLost => "DataDirectoryLost",
+            FenceReason::LeaseNotRenewed => "LeaseNotRenewed",
+            FenceReason::Unresponsive => "Unresponsive",
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

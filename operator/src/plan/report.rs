@@ -3,7 +3,7 @@
 use crate::api::{
     Condition, ConditionType, MemberStatus, PgReplicaClusterStatus, Phase, Replication, Role,
 };
-use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport};
+use crate::member::{ActualRole, DesiredRole, MemberReport};
 
 use super::input::Input;
 use super::output::{EventReason, Plan};
@@ -72,6 +72,9 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
                 .and_then(|r| r.last_error.clone())
                 .or_else(|| input.unknown_why(name).map(String::from)),
             last_event,
+            fenced: report
+                .and_then(|r| r.fenced)
+                .map(|f| f.as_str().to_string()),
         });
     }
     // The declared durability is in effect: with a Sync member streaming, the primary names a
@@ -253,14 +256,18 @@ fn member_events(
             format!("{name} is ready again"),
         );
     }
-    if let Some(r) = report {
-        if let DataHealth::Lost { reason } = &r.data {
-            let known = before
-                .and_then(|b| b.last_error.as_deref())
-                .is_some_and(|e| e.contains(reason.as_str()));
-            if !known && r.fenced.is_some() {
-                plan.event(EventReason::Fenced, Some(name), reason.clone());
-            }
+    // once per fence: the agent's report says so until its server runs again
+    if let Some(fence) = report.and_then(|r| r.fenced) {
+        let known = before.and_then(|b| b.fenced.as_deref()) == Some(fence.as_str());
+        if !known {
+            let why = report
+                .and_then(|r| {
+                    r.data_lost()
+                        .map(String::from)
+                        .or_else(|| r.last_error.clone())
+                })
+                .unwrap_or_else(|| fence.as_str().to_string());
+            plan.event(EventReason::Fenced, Some(name), why);
         }
     }
 }

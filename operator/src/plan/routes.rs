@@ -68,6 +68,7 @@ mod tests {
                 replay_lag_seconds: None,
                 last_error: None,
                 last_event: None,
+                fenced: None,
             })
             .collect()
     }

@@ -135,6 +135,7 @@ fn settled(primary: &str, sync: &[(&str, &str)]) -> PgReplicaClusterStatus {
                 replay_lag_seconds: None,
                 last_error: None,
                 last_event: None,
+                fenced: None,
             })
             .collect(),
         ..Default::default()
@@ -372,6 +373,17 @@ fn data_loss_fails_over_to_the_sync_standby_at_once() {
     let record = p.status.last_failover.as_ref().expect("recorded");
     assert_eq!((record.from.as_str(), record.to.as_str()), ("a", "b"));
     assert!(record.reason.contains("global/pg_control is gone"));
+    // the fence is told once, not on every look while a is re-cloned
+    let mut again = World::new(p.status.clone(), vec![]);
+    again.members = w.members.clone();
+    again.lease = None;
+    let p2 = again.plan();
+    assert!(!reasons(&p2).contains(&"Fenced"), "{:?}", reasons(&p2));
+    assert_eq!(
+        p2.status.members[0].fenced.as_deref(),
+        Some("DataDirectoryLost"),
+        "status says why a is fenced"
+    );
 }
 
 #[test]

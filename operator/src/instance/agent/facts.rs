@@ -7,7 +7,6 @@ use crate::lease::{unix_now_ms, Lease};
 use crate::member::{Desired, DesiredRole, Upstream};
 use crate::postgres::{connect, Conn};
 
-use crate::instance::conf_files::{configured_role, OWNED_CONF};
 use crate::instance::converge::{DataState, Facts, Running, UpstreamCheck};
 use crate::instance::datadir;
 use crate::instance::observe;
@@ -50,9 +49,7 @@ impl Agent {
                 None => Running::Unresponsive,
             },
         };
-        let configured = std::fs::read_to_string(self.data().join(OWNED_CONF))
-            .ok()
-            .and_then(|c| configured_role(&c));
+        let configured = self.configured_role();
         let lease = self.shared.lease.read().await;
         let readable = lease.is_ok();
         let lease_holder = lease

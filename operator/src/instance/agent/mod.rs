@@ -292,7 +292,13 @@ impl Agent {
             Step::Rewind => self.rewind(desired).await,
             Step::Configure => self.configure(desired).await,
             Step::Start => self.start().await,
-            Step::Promote => self.promote().await,
+            Step::Promote => {
+                // one step, not two passes: the primary's configuration, then the promotion
+                if self.configured_role().as_ref() != Some(&desired.role) {
+                    self.configure(desired).await?;
+                }
+                self.promote().await
+            }
             Step::EnsureApplication => self.ensure_application().await,
             Step::Stop => {
                 self.stop_server(Shutdown::Fast).await;

@@ -9,7 +9,9 @@ use crate::lease::{unix_now_ms, Lease};
 use crate::member::{Desired, DesiredRole};
 use crate::postgres::{config as pgconfig, write_private_file, Shutdown};
 
-use crate::instance::conf_files::{render_conf, render_hba, with_include, OWNED_CONF};
+use crate::instance::conf_files::{
+    configured_role, render_conf, render_hba, with_include, OWNED_CONF,
+};
 use crate::instance::datadir;
 use crate::instance::error::AgentError;
 
@@ -77,6 +79,13 @@ impl Agent {
             pgconfig::write_standby_signal(&data, self.run_as)?;
         }
         Ok(())
+    }
+
+    /// The role our configuration file describes now.
+    pub(super) fn configured_role(&self) -> Option<DesiredRole> {
+        std::fs::read_to_string(self.data().join(OWNED_CONF))
+            .ok()
+            .and_then(|c| configured_role(&c))
     }
 
     pub(super) async fn configure(&mut self, desired: &Desired) -> Result<(), AgentError> {

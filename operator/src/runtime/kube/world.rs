@@ -8,12 +8,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::api::validate::validate;
@@ -47,6 +49,8 @@ pub struct KubeWorld {
     cluster: Option<Arc<PgReplicaCluster>>,
     /// When status was last written.
     written_at: Option<Instant>,
+    /// Status and Events on their way to the API server (`writer`).
+    writes: mpsc::UnboundedSender<Write>,
     /// Labels this brain set lately, by member: pod UID, role, ro and when (the watch cache may
     /// not show them yet; after a while the cache is believed again).
     labelled: BTreeMap<String, (String, &'static str, bool, Instant)>,
@@ -65,7 +69,16 @@ impl KubeWorld {
         clusters: Store<PgReplicaCluster>,
         pods: Store<Pod>,
     ) -> KubeWorld {
+        let (writes, pending) = mpsc::unbounded_channel();
+        tokio::spawn(writer(
+            client.clone(),
+            recorder.clone(),
+            metrics.clone(),
+            namespace.clone(),
+            pending,
+        ));
         KubeWorld {
+            writes,
             client,
             recorder,
             metrics,
@@ -108,6 +121,46 @@ impl KubeWorld {
                 "no answer from the API server within {} ms",
                 timing::AGENT_TIMEOUT.as_millis()
             )),
+        }
+    }
+}
+
+/// What the writer task sends to the API server.
+enum Write {
+    Status(
+        Arc<PgReplicaCluster>,
+        Box<crate::api::PgReplicaClusterStatus>,
+    ),
+    Events(Arc<PgReplicaCluster>, Vec<crate::plan::PlanEvent>),
+}
+
+/// Writes status and Events in the order the brain recorded them; of several status writes
+/// waiting, only the last is sent. Ends when the brain's world is dropped.
+async fn writer(
+    client: kube::Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    namespace: String,
+    mut pending: mpsc::UnboundedReceiver<Write>,
+) {
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = pending.try_recv() {
+            batch.push(more);
+        }
+        let last_status = batch.iter().rposition(|w| matches!(w, Write::Status(..)));
+        for (i, write) in batch.into_iter().enumerate() {
+            match write {
+                Write::Events(cluster, events) => {
+                    report::events(&recorder, &cluster, &events, &metrics).await;
+                }
+                Write::Status(cluster, status) if Some(i) == last_status => {
+                    if let Err(e) = report::status(&client, &cluster, &namespace, &status).await {
+                        warn!(cluster = %cluster.name_any(), error = %e, "could not write status");
+                    }
+                }
+                Write::Status(..) => {}
+            }
         }
     }
 }
@@ -208,9 +261,11 @@ impl World for KubeWorld {
         }
     }
 
-    /// Move the role and read-only labels the Services select on, at once.
+    /// Move the role and read-only labels the Services select on, at once (every pod at the
+    /// same time: the EndpointSlices change together).
     async fn route(&mut self, plan: &Plan) {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut moves = Vec::new();
         for (member, pod) in self.member_pods() {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
@@ -225,18 +280,21 @@ impl World for KubeWorld {
             let ours = self.labelled.get(&member).is_some_and(|(u, r, o, at)| {
                 (u, *r, *o) == (&uid, role, ro) && at.elapsed() < timing::STATUS_REFRESH
             });
-            if shown == wanted || ours {
-                continue;
+            if shown != wanted && !ours {
+                moves.push((member, pod.name_any(), uid, role, ro));
             }
-            let patch = json!({"metadata": {"labels": {labels::ROLE_LABEL: role, labels::RO_LABEL: labels::flag(ro)}}});
-            match pods
-                .patch(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
+        }
+        let patches = moves.iter().map(|(_, pod, _, role, ro)| {
+            let patch = json!({"metadata": {"labels": {labels::ROLE_LABEL: role, labels::RO_LABEL: labels::flag(*ro)}}});
+            let pods = &pods;
+            async move {
+                pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+            }
+        });
+        let results = join_all(patches).await;
+        for ((member, _, uid, role, ro), result) in moves.into_iter().zip(results) {
+            match result {
                 Ok(_) => {
                     info!(member = %member, role, ro, "moved the routing labels");
                     self.labelled
@@ -267,13 +325,18 @@ impl World for KubeWorld {
         let due = self
             .written_at
             .is_none_or(|at| at.elapsed() >= timing::STATUS_REFRESH);
-        if material_change(&shown, next) || (due && shown != *next) {
-            match report::status(&self.client, &cluster, &self.namespace, next).await {
-                Ok(()) => self.written_at = Some(Instant::now()),
-                Err(e) => warn!(cluster = %self.key(), error = %e, "could not write status"),
-            }
+        // sent by the writer task: the API server's answers never delay the next tick
+        if !outcome.events.is_empty() {
+            let _ = self
+                .writes
+                .send(Write::Events(cluster.clone(), outcome.events.to_vec()));
         }
-        report::events(&self.recorder, &cluster, outcome.events, &self.metrics).await;
+        if material_change(&shown, next) || (due && shown != *next) {
+            self.written_at = Some(Instant::now());
+            let _ = self
+                .writes
+                .send(Write::Status(cluster.clone(), Box::new(next.clone())));
+        }
         let key = self.key();
         for m in &next.members {
             self.metrics.set_lag(&key, &m.name, m.replay_lag_seconds);
