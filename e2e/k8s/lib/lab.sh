@@ -136,7 +136,7 @@ one_failover() {
   # postgres may create a WAL file while rm walks the tree ("Directory not empty"): delete until gone
   t_fail=$(k exec lab-a -c postgres -- sh -c "date +%s.%N; for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1") \
     || die "could not delete $(PGDATA_OF a)"
-  t_fail=$(echo "$t_fail" | head -1)
+  t_fail=${t_fail%%$'\n'*}
   wait_for 90 "currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
   log "during failover:"; wide
   wait_for 60 "writers commit again through lab-rw" bash -c "awk -v t=$t_fail '\$2>t{f=1} END{exit !f}' $WORK/acked-*" || die "no writes after failover"
@@ -164,7 +164,7 @@ failover_report() {
     lab=$(first_after "$t" "$WORK/tl-operator" '/moved the routing labels/ && /member=b/ && /role="?primary/')
     sl=$(first_after "$t" "$WORK/tl-slices" "index(\$0, \"$b=true\") && !index(\$0, \"$a=true\")")
     ipt=$(first_after "$t" "$WORK/tl-iptables" "\$2==\"$b\" && NF==2")
-    ack=$(cat "$WORK"/acked-* | awk -v t="$t" '$2>t{print $2}' | sort -n | head -1)
+    ack=$(cat "$WORK"/acked-* | awk -v t="$t" '$2>t && (m=="" || $2<m){m=$2} END{print m}')
     out=$(cat "$WORK"/acked-* | awk '{print $2}' | sort -n | awk -v t="$t" -v e="$next" '$1>t-1 && $1<e && NR>1 && p>t-1 && $1-p>m{m=$1-p} {p=$1} END{printf "%.2f", m}')
     res=$(first_after "${prom:-$t}" "$WORK/tl-status" '$2=="b" && $4=="true"')
     fb=$(first_after "${res:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true" && $5=="true" && $6=="true"')

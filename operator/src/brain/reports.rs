@@ -23,6 +23,7 @@ type Latest = Arc<Mutex<BTreeMap<String, Observation>>>;
 struct Watcher {
     address: watch::Sender<AgentAddress>,
     task: JoinHandle<()>,
+    since: std::time::Instant,
 }
 
 /// The latest observation of every followed member; `changed` is notified on news.
@@ -74,8 +75,14 @@ impl Reports {
                         self.latest.clone(),
                         self.changed.clone(),
                     ));
-                    self.watchers
-                        .insert(name.clone(), Watcher { address: tx, task });
+                    self.watchers.insert(
+                        name.clone(),
+                        Watcher {
+                            address: tx,
+                            task,
+                            since: std::time::Instant::now(),
+                        },
+                    );
                 }
             }
         }
@@ -93,6 +100,15 @@ impl Reports {
                 (name.clone(), obs)
             })
             .collect()
+    }
+
+    /// Some member followed for less than `unheard_at_most()` has not answered or failed yet: a
+    /// plan now would take it for lost (a brain that just started would move every label).
+    pub fn first_answers_pending(&self) -> bool {
+        let latest = self.lock();
+        self.watchers.iter().any(|(name, w)| {
+            !latest.contains_key(name) && w.since.elapsed() < super::timing::unheard_at_most()
+        })
     }
 
     /// Notified whenever a member's observation changes in more than its numbers.

@@ -74,6 +74,10 @@ impl Brain {
             Next::Gone => return false,
         };
         self.reports.follow(&snapshot.agents);
+        if self.reports.first_answers_pending() {
+            // the first answers come within one long poll's timeout; their arrival wakes us
+            return true;
+        }
         let observations = self.reports.observations();
         let mut fenced = Vec::new();
         if let Some(policy) = self.fence_silent {

@@ -89,7 +89,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
     let durable = !sync_streaming
         || primary_report.is_some_and(|p| p.standbys.iter().any(|s| s.sync_state == "sync"));
     let ready_count = members.iter().filter(|m| m.ready).count();
-    plan.routes = super::routes::routes(input.spec, current.as_deref(), &members);
+    plan.routes = super::routes::routes(input.spec, current.as_deref(), primary_report, &members);
 
     let status = &mut plan.status;
     status.timeline = primary_report.and_then(|r| r.timeline).or(status.timeline);

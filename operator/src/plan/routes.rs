@@ -3,15 +3,19 @@
 //! - `ro`: standbys that are ready (streaming from the primary) and apply WAL without a delay —
 //!   a delayed member would answer reads with data seconds old; when no standby qualifies, the
 //!   primary, so that reads keep working (never stale);
-//! - `standbys`: every ready standby, delayed or not (the `-r` endpoint adds the primary).
+//! - `standbys`: every ready standby, delayed or not (the `-r` endpoint adds the primary);
+//! - `rw_keep`: while no member accepts writes, the primary of record if it provably runs no
+//!   server (see [`Routes::rw_keep`]).
 
 use crate::api::{MemberStatus, PgReplicaClusterSpec};
+use crate::member::MemberReport;
 
 use super::output::Routes;
 
 pub fn routes(
     spec: &PgReplicaClusterSpec,
     current: Option<&str>,
+    current_report: Option<&MemberReport>,
     members: &[MemberStatus],
 ) -> Routes {
     let ready = |name: &str| members.iter().any(|m| m.name == name && m.ready);
@@ -32,11 +36,18 @@ pub fn routes(
     if ro_is_primary {
         ro.extend(rw.clone());
     }
+    // no server process, or one its agent killed with SIGKILL (a fence): it accepts nothing again
+    let no_server =
+        current_report.is_some_and(|r| (!r.running && !r.server_process) || r.fenced.is_some());
+    let rw_keep = current
+        .filter(|_| rw.is_none() && no_server)
+        .map(String::from);
     Routes {
         rw,
         ro,
         standbys,
         ro_is_primary,
+        rw_keep,
     }
 }
 
@@ -113,11 +124,46 @@ mod tests {
             (None, &[], None, &[], &[], false),
         ];
         for (current, ready, rw, ro, standbys, fallback) in cases {
-            let r = routes(&spec, current, &status(ready));
+            let r = routes(&spec, current, None, &status(ready));
             assert_eq!(r.rw.as_deref(), rw, "{current:?} {ready:?}");
             assert_eq!(r.ro, ro, "{current:?} {ready:?}");
             assert_eq!(r.standbys, standbys, "{current:?} {ready:?}");
             assert_eq!(r.ro_is_primary, fallback, "{current:?} {ready:?}");
+        }
+    }
+
+    #[test]
+    fn a_dead_primary_keeps_its_write_endpoint_only_while_it_provably_runs_nothing() {
+        let spec = lab();
+        let report = |running: bool, server_process: bool| {
+            let mut r = MemberReport::new("a");
+            r.running = running;
+            r.server_process = server_process;
+            r
+        };
+        let (dead, hung, up) = (
+            report(false, false),
+            report(false, true),
+            report(true, true),
+        );
+        let mut fenced = report(true, true);
+        fenced.fenced = Some(crate::member::FenceReason::DataDirectoryLost);
+        // (a's report, a ready) → rw_keep
+        let cases = [
+            (Some(&dead), false, Some("a")),
+            (Some(&fenced), false, Some("a")),
+            // a server that does not answer may still accept writes through open connections
+            (Some(&hung), false, None),
+            // an agent that cannot be seen proves nothing
+            (None, false, None),
+            // a ready primary is simply rw
+            (Some(&up), true, None),
+        ];
+        for (report, ready, keep) in cases {
+            let ready_members: &[&str] = if ready { &["a", "b"] } else { &["b"] };
+            let r = routes(&spec, Some("a"), report, &status(ready_members));
+            assert_eq!(r.rw_keep.as_deref(), keep, "{report:?}");
+            assert_eq!(r.rw.is_some(), ready);
         }
     }
 }

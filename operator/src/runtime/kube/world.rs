@@ -270,12 +270,19 @@ impl World for KubeWorld {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let (role, ro) = labels::routing(&member, &plan.routes);
+            let (mut role, ro) = labels::routing(&member, &plan.routes);
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let shown = (
                 pod.labels().get(labels::ROLE_LABEL).map(String::as_str),
                 pod.labels().get(labels::RO_LABEL).map(String::as_str),
             );
+            // a primary that provably runs nothing keeps the label until another member takes
+            // it: -rw changes once (kube-proxy applies a second change only a second later)
+            let keeps =
+                plan.routes.rw.is_none() && plan.routes.rw_keep.as_deref() == Some(member.as_str());
+            if keeps && shown.0 == Some(labels::ROLE_PRIMARY) {
+                role = labels::ROLE_PRIMARY;
+            }
             let wanted = (Some(role), Some(labels::flag(ro)));
             let ours = self.labelled.get(&member).is_some_and(|(u, r, o, at)| {
                 (u, *r, *o) == (&uid, role, ro) && at.elapsed() < timing::STATUS_REFRESH
@@ -284,15 +291,22 @@ impl World for KubeWorld {
                 moves.push((member, pod.name_any(), uid, role, ro));
             }
         }
-        let patches = moves.iter().map(|(_, pod, _, role, ro)| {
-            let patch = json!({"metadata": {"labels": {labels::ROLE_LABEL: role, labels::RO_LABEL: labels::flag(*ro)}}});
-            let pods = &pods;
+        // the new primary first, then the rest: -rw never selects nothing in between
+        moves.sort_by_key(|(_, _, _, role, _)| *role != labels::ROLE_PRIMARY);
+        let gains = moves
+            .iter()
+            .take_while(|(_, _, _, role, _)| *role == labels::ROLE_PRIMARY)
+            .count();
+        let patch = |(_, pod, _, role, ro): &(String, String, String, &'static str, bool)| {
+            let body = json!({"metadata": {"labels": {labels::ROLE_LABEL: role, labels::RO_LABEL: labels::flag(*ro)}}});
+            let (pods, pod) = (&pods, pod.clone());
             async move {
-                pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                pods.patch(&pod, &PatchParams::default(), &Patch::Merge(&body))
                     .await
             }
-        });
-        let results = join_all(patches).await;
+        };
+        let mut results = join_all(moves[..gains].iter().map(patch)).await;
+        results.extend(join_all(moves[gains..].iter().map(patch)).await);
         for ((member, _, uid, role, ro), result) in moves.into_iter().zip(results) {
             match result {
                 Ok(_) => {

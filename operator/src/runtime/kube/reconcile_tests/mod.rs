@@ -476,8 +476,8 @@ async fn a_failover_moves_the_routing_labels_and_patches_status() {
     assert_eq!(status["phase"], "FailingOver");
     assert_eq!(
         role_label(&api, "a"),
-        "none",
-        "the rw Service no longer selects a"
+        "primary",
+        "a fenced primary keeps -rw (it refuses every connection) until b takes it: one change of the Service"
     );
     assert_eq!(ro_label(&api, "b"), "true", "reads go to b (no delay)");
     assert_eq!(
@@ -520,6 +520,7 @@ async fn a_failover_moves_the_routing_labels_and_patches_status() {
     assert_eq!(status["currentPrimary"], "b");
     assert!(status["lastFailover"]["finishedAt"].is_string());
     assert_eq!(role_label(&api, "b"), "primary");
+    assert_eq!(role_label(&api, "a"), "none", "-rw leaves a once b has it");
     // with a still cloning, only the delayed c is a standby: reads go to the primary
     assert_eq!(ro_label(&api, "b"), "true");
     assert_eq!(ro_label(&api, "c"), "false");
