@@ -89,7 +89,20 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
     let durable = !sync_streaming
         || primary_report.is_some_and(|p| p.standbys.iter().any(|s| s.sync_state == "sync"));
     let ready_count = members.iter().filter(|m| m.ready).count();
-    plan.routes = super::routes::routes(input.spec, current.as_deref(), primary_report, &members);
+    let target = plan
+        .status
+        .target_primary
+        .clone()
+        .filter(|t| Some(t) != current.as_ref());
+    plan.routes = super::routes::routes(
+        input.spec,
+        (current.as_deref(), primary_report),
+        (
+            target.as_deref(),
+            target.as_deref().and_then(|t| input.report(t)),
+        ),
+        &members,
+    );
 
     let status = &mut plan.status;
     status.timeline = primary_report.and_then(|r| r.timeline).or(status.timeline);

@@ -3,7 +3,9 @@
 //! - `ro`: standbys that are ready (streaming from the primary) and apply WAL without a delay —
 //!   a delayed member would answer reads with data seconds old; when no standby qualifies, the
 //!   primary, so that reads keep working (never stale);
-//! - `standbys`: every ready standby, delayed or not (the `-r` endpoint adds the primary);
+//! - `standbys`: every ready standby, delayed or not (the `-r` endpoint adds the primary); the
+//!   member being promoted counts as one while its server runs (it still answers reads, and the
+//!   read-only endpoint need not change twice during a failover);
 //! - `rw_keep`: while no member accepts writes, the primary of record if it provably runs no
 //!   server (see [`Routes::rw_keep`]).
 
@@ -12,13 +14,17 @@ use crate::member::MemberReport;
 
 use super::output::Routes;
 
+/// `current` and `target`: the primary of record and the member a handover promotes (if one
+/// runs), each with its report.
 pub fn routes(
     spec: &PgReplicaClusterSpec,
-    current: Option<&str>,
-    current_report: Option<&MemberReport>,
+    (current, current_report): (Option<&str>, Option<&MemberReport>),
+    (target, target_report): (Option<&str>, Option<&MemberReport>),
     members: &[MemberStatus],
 ) -> Routes {
-    let ready = |name: &str| members.iter().any(|m| m.name == name && m.ready);
+    let promoting = target.filter(|_| target_report.is_some_and(|r| r.running));
+    let ready =
+        |name: &str| members.iter().any(|m| m.name == name && m.ready) || promoting == Some(name);
     let rw = current.filter(|c| ready(c)).map(String::from);
     let standbys: Vec<String> = spec
         .members
@@ -124,11 +130,31 @@ mod tests {
             (None, &[], None, &[], &[], false),
         ];
         for (current, ready, rw, ro, standbys, fallback) in cases {
-            let r = routes(&spec, current, None, &status(ready));
+            let r = routes(&spec, (current, None), (None, None), &status(ready));
             assert_eq!(r.rw.as_deref(), rw, "{current:?} {ready:?}");
             assert_eq!(r.ro, ro, "{current:?} {ready:?}");
             assert_eq!(r.standbys, standbys, "{current:?} {ready:?}");
             assert_eq!(r.ro_is_primary, fallback, "{current:?} {ready:?}");
+        }
+    }
+
+    #[test]
+    fn the_member_being_promoted_keeps_serving_reads() {
+        let spec = lab();
+        let mut b = MemberReport::new("b");
+        b.running = true;
+        let stopped = MemberReport::new("b");
+        // a lost, b promoted: b is not streaming from anyone, c re-points to b
+        let cases = [
+            (Some(&b), vec!["b".to_string()], vec!["b".to_string()]),
+            (Some(&stopped), vec![], vec![]),
+            (None, vec![], vec![]),
+        ];
+        for (report, ro, standbys) in cases {
+            let r = routes(&spec, (Some("a"), None), (Some("b"), report), &status(&[]));
+            assert_eq!(r.ro, ro, "{report:?}");
+            assert_eq!(r.standbys, standbys, "{report:?}");
+            assert_eq!(r.rw, None);
         }
     }
 
@@ -161,7 +187,12 @@ mod tests {
         ];
         for (report, ready, keep) in cases {
             let ready_members: &[&str] = if ready { &["a", "b"] } else { &["b"] };
-            let r = routes(&spec, Some("a"), report, &status(ready_members));
+            let r = routes(
+                &spec,
+                (Some("a"), report),
+                (None, None),
+                &status(ready_members),
+            );
             assert_eq!(r.rw_keep.as_deref(), keep, "{report:?}");
             assert_eq!(r.rw.is_some(), ready);
         }
