@@ -153,8 +153,8 @@ failover_report() {
     | grep -E 'PrimaryLost|Promoted|moved the routing labels' \
     | while read -r ts rest; do echo "$(date -d "$ts" +%s.%N) $rest"; done >"$WORK/tl-operator" || true
   stage "lab timings ($FAILOVERS failovers; times after the failure: rm -rf of the primary's PGDATA)"
-  printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "#" lost-log lost-stat promoted labels slice iptables 1st-ack outage restream failback
-  local n t a b seen lost prom lab sl ipt ack out res fb next
+  printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "#" lost-log lost-stat promoted labels slice iptables 1st-ack outage restream failback all-ready
+  local n t a b seen lost prom lab sl ipt ack out res fb all next
   for n in $(seq 1 "$FAILOVERS"); do
     read -r t a b <"$WORK/failover-$n"
     next=$( [ -f "$WORK/failover-$((n + 1))" ] && awk '{print $1}' "$WORK/failover-$((n + 1))" || echo 9999999999)
@@ -167,9 +167,10 @@ failover_report() {
     ack=$(cat "$WORK"/acked-* | awk -v t="$t" '$2>t && (m=="" || $2<m){m=$2} END{print m}')
     out=$(cat "$WORK"/acked-* | awk '{print $2}' | sort -n | awk -v t="$t" -v e="$next" '$1>t-1 && $1<e && NR>1 && p>t-1 && $1-p>m{m=$1-p} {p=$1} END{printf "%.2f", m}')
     res=$(first_after "${prom:-$t}" "$WORK/tl-status" '$2=="b" && $4=="true"')
-    fb=$(first_after "${res:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true" && $5=="true" && $6=="true"')
-    printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "$n" "$(rel "$t" "$lost")" "$(rel "$t" "$seen")" "$(rel "$t" "$prom")" "$(rel "$t" "$lab")" \
-      "$(rel "$t" "$sl")" "$(rel "$t" "$ipt")" "$(rel "$t" "$ack")" "${out}s" "$(rel "$t" "$res")" "$(rel "${res:-$t}" "$fb")"
+    fb=$(first_after "${res:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true"')
+    all=$(first_after "${fb:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true" && $5=="true" && $6=="true"')
+    printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "$n" "$(rel "$t" "$lost")" "$(rel "$t" "$seen")" "$(rel "$t" "$prom")" "$(rel "$t" "$lab")" \
+      "$(rel "$t" "$sl")" "$(rel "$t" "$ipt")" "$(rel "$t" "$ack")" "${out}s" "$(rel "$t" "$res")" "$(rel "${res:-$t}" "$fb")" "$(rel "${res:-$t}" "$all")"
     echo "$out" >>"$WORK/outages"
   done
   log "acknowledged commits: $1 (writers: $WRITERS; failed attempts: $(cat "$WORK"/failed-* 2>/dev/null | wc -l))"
@@ -177,6 +178,7 @@ failover_report() {
   log "columns: lost-log = PrimaryLost logged by the operator; lost-stat = a not ready in status (a watch); promoted = Promoted (b runs as primary and holds the Lease);"
   log "  labels = b labelled primary; slice = lab-rw EndpointSlice has only b ready; iptables = kube-proxy DNATs lab-rw to b only;"
   log "  1st-ack = first commit acknowledged through lab-rw; outage = longest gap between acknowledgements;"
-  log "  restream = a ready again as b's standby (status); failback = after restream, a primary and all ready (status)"
+  log "  restream = a ready again as b's standby (status); failback = after restream, a primary and ready (status);"
+  log "  all-ready = after restream, every member ready (c follows the new timeline only once its 3 s apply delay has passed)"
 }
 rel() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN{printf "+%.2f", b-a}' || echo "-"; }

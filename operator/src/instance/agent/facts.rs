@@ -19,6 +19,9 @@ use super::{
 impl Agent {
     pub(super) async fn facts(&mut self, desired: Option<&Desired>) -> Facts {
         let now = unix_now_ms();
+        // the loop may look before the watchdog does: then it fences the same way, at once, so
+        // the first report of the loss already says the server is fenced
+        crate::instance::watchdog::check(&self.shared).await;
         let data = match self.shared.data_lost() {
             Some(reason) => DataState::Lost(reason),
             None => match datadir::inspect(&self.data()) {
