@@ -23,7 +23,7 @@ fn sync_state(report: &MemberReport, standby: &str) -> Option<String> {
         .standbys
         .iter()
         .find(|s| s.name == standby && s.state == "streaming")
-        .map(|s| s.sync_state.clone())
+        .map(|s| s.sync_state.as_str().to_string())
 }
 
 /// a primary with sync b; b a sync standby streaming from a (both converged).

@@ -40,7 +40,7 @@ async fn only_the_brain_commands_a_member() {
         .wait_for("a", "b synchronous", BOOT, |r| {
             r.standbys
                 .iter()
-                .any(|s| s.name == "b" && s.sync_state == "sync")
+                .any(|s| s.name == "b" && s.sync_state == pgreplica::member::SyncState::Sync)
         })
         .await;
     let sync_before = synchronous_standby_names(&cluster).await;

@@ -33,7 +33,7 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
             .map(|row| StandbyView {
                 name: row.application_name,
                 state: row.state,
-                sync_state: row.sync_state,
+                sync_state: crate::member::SyncState::from_pg(&row.sync_state),
                 flush_lsn: row.flush_lsn,
                 replay_lsn: row.replay_lsn,
                 replay_lag_seconds: row.replay_lag_s,

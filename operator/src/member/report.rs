@@ -35,13 +35,53 @@ pub enum DataHealth {
     },
 }
 
+/// How the primary counts a standby for commits (`pg_stat_replication.sync_state`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncState {
+    /// Confirms commits now.
+    Sync,
+    /// One of a quorum that confirms commits.
+    Quorum,
+    /// Would confirm commits if a sync standby went away.
+    Potential,
+    Async,
+    /// Anything else PostgreSQL may say (an empty value while a standby connects).
+    #[serde(other)]
+    Other,
+}
+
+impl SyncState {
+    /// From PostgreSQL's text.
+    pub fn from_pg(text: &str) -> SyncState {
+        match text {
+            "sync" => SyncState::Sync,
+            "quorum" => SyncState::Quorum,
+            "potential" => SyncState::Potential,
+            "async" => SyncState::Async,
+            _ => SyncState::Other,
+        }
+    }
+
+    /// PostgreSQL's word for it (what status shows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Sync => "sync",
+            SyncState::Quorum => "quorum",
+            SyncState::Potential => "potential",
+            SyncState::Async => "async",
+            SyncState::Other => "",
+        }
+    }
+}
+
 /// A standby as the primary sees it in `pg_stat_replication`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StandbyView {
     pub name: String,
     pub state: String,
-    pub sync_state: String,
+    pub sync_state: SyncState,
     pub flush_lsn: Option<Lsn>,
     pub replay_lsn: Option<Lsn>,
     pub replay_lag_seconds: Option<f64>,
@@ -230,5 +270,31 @@ impl MemberReport {
             DataHealth::Lost { reason } => Some(reason),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod sync_state_tests {
+    use super::SyncState;
+
+    #[test]
+    fn sync_states_read_as_postgres_writes_them() {
+        for (text, state) in [
+            ("sync", SyncState::Sync),
+            ("quorum", SyncState::Quorum),
+            ("potential", SyncState::Potential),
+            ("async", SyncState::Async),
+            ("", SyncState::Other),
+            ("something new", SyncState::Other),
+        ] {
+            assert_eq!(SyncState::from_pg(text), state, "{text:?}");
+            let json = format!("\"{text}\"");
+            assert_eq!(
+                serde_json::from_str::<SyncState>(&json).ok(),
+                Some(state),
+                "{json}"
+            );
+        }
+        assert_eq!(SyncState::Sync.as_str(), "sync");
     }
 }

@@ -297,7 +297,8 @@ fn caught_up(input: &Input<'_>, current: &str, preferred: &str) -> bool {
     };
     let lag_ok = view.replay_lag_seconds.is_none_or(|lag| lag < 1.0);
     let mode = input.spec.member(preferred).map(|m| m.replication);
-    let sync_ok = view.sync_state == "sync" || mode == Some(Replication::Async);
+    let sync_ok =
+        view.sync_state == crate::member::SyncState::Sync || mode == Some(Replication::Async);
     view.state == "streaming" && sync_ok && lag_ok
 }
 

@@ -3,7 +3,7 @@
 use crate::api::{
     Condition, ConditionType, MemberStatus, PgReplicaClusterStatus, Phase, Replication, Role,
 };
-use crate::member::{ActualRole, DesiredRole, MemberReport};
+use crate::member::{ActualRole, DesiredRole, MemberReport, SyncState};
 
 use super::input::Input;
 use super::output::{EventReason, Plan};
@@ -41,7 +41,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
                 p.standbys
                     .iter()
                     .find(|s| s.name == name)
-                    .map(|s| s.sync_state.clone())
+                    .map(|s| s.sync_state.as_str().to_string())
             })
         } else {
             before.and_then(|b| b.sync_state.clone())
@@ -87,7 +87,8 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
         })
     });
     let durable = !sync_streaming
-        || primary_report.is_some_and(|p| p.standbys.iter().any(|s| s.sync_state == "sync"));
+        || primary_report
+            .is_some_and(|p| p.standbys.iter().any(|s| s.sync_state == SyncState::Sync));
     let ready_count = members.iter().filter(|m| m.ready).count();
     let target = plan
         .status

@@ -47,7 +47,7 @@ fn primary(name: &str, lsn: u64, standbys: &[(&str, &str)]) -> Observation {
         .map(|(n, sync)| StandbyView {
             name: n.to_string(),
             state: "streaming".into(),
-            sync_state: sync.to_string(),
+            sync_state: crate::member::SyncState::from_pg(sync),
             flush_lsn: Some(Lsn(lsn)),
             replay_lsn: Some(Lsn(lsn)),
             replay_lag_seconds: None,
