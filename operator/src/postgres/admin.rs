@@ -38,12 +38,27 @@ impl Conn {
         self.value("SELECT pg_reload_conf()", &[]).await
     }
 
-    /// Promotes a standby with `pg_promote(true, wait_seconds)`; true when promotion finished
-    /// within the wait.
+    /// Promotes a standby (`pg_promote` without its wait) and looks every 10 ms until the server
+    /// leaves recovery; true when promotion finished within `wait_seconds`.
     pub async fn promote(&self, wait_seconds: u32) -> PgResult<bool> {
-        let wait = i32::try_from(wait_seconds).unwrap_or(i32::MAX);
-        let done: bool = self.value("SELECT pg_promote(true, $1)", &[&wait]).await?;
-        info!(server = self.target(), done, "pg_promote");
+        // pg_promote's own wait looks every 100 ms; a failover should not pay for that
+        let asked: bool = self.value("SELECT pg_promote(false)", &[]).await?;
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs(wait_seconds.into());
+        let mut done = false;
+        if asked {
+            loop {
+                if !self.is_in_recovery().await? {
+                    done = true;
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        info!(server = self.target(), asked, done, "pg_promote");
         Ok(done)
     }
 

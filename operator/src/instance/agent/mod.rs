@@ -297,7 +297,11 @@ impl Agent {
                 if self.configured_role().as_ref() != Some(&desired.role) {
                     self.configure(desired).await?;
                 }
-                self.promote().await
+                self.promote().await?;
+                // the brain hears of it now, not after this pass's upkeep
+                self.shared
+                    .update_report(|r| r.role = crate::member::ActualRole::Primary);
+                Ok(())
             }
             Step::EnsureApplication => self.ensure_application().await,
             Step::Stop => {
