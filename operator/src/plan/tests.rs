@@ -296,16 +296,21 @@ fn sync_names_follow_durability_and_streaming() {
     }
 }
 
-#[test]
-fn healthy_cluster_is_ready_with_routes_and_topology() {
-    let w = World::new(
+/// The lab settled: a primary, b sync, c async (3 s delay) slightly behind.
+fn healthy_lab() -> World {
+    World::new(
         settled("a", &[("b", "sync"), ("c", "async")]),
         vec![
             ("a", primary("a", 100, &[("b", "sync"), ("c", "async")])),
             ("b", standby("b", "a", 100)),
             ("c", standby("c", "a", 90)),
         ],
-    );
+    )
+}
+
+#[test]
+fn healthy_cluster_is_ready_with_routes_and_topology() {
+    let w = healthy_lab();
     let p = w.plan();
     assert_eq!(p.routes.rw.as_deref(), Some("a"));
     // c applies WAL 3 s late: it is a standby, but reads never go to it
@@ -1580,14 +1585,7 @@ fn a_blocked_failover_fences_what_it_cannot_see() {
 
 #[test]
 fn status_is_news_when_more_than_numbers_change() {
-    let w = World::new(
-        settled("a", &[("b", "sync"), ("c", "async")]),
-        vec![
-            ("a", primary("a", 100, &[("b", "sync"), ("c", "async")])),
-            ("b", standby("b", "a", 100)),
-            ("c", standby("c", "a", 90)),
-        ],
-    );
+    let w = healthy_lab();
     let before = w.plan().status;
     type Edit = fn(&mut PgReplicaClusterStatus);
     let edits: [(&str, Edit, bool); 5] = [

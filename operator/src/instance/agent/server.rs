@@ -19,6 +19,13 @@ use super::{Agent, START_TIMEOUT, STOP_PATIENCE};
 
 impl Agent {
     pub(super) async fn acquire_lease(&mut self) -> Result<(), AgentError> {
+        // the watchdog may have fenced since this pass looked (it marks the loss before it
+        // releases the lease): a member whose data is gone never takes the lease back
+        if let Some(reason) = self.shared.data_lost() {
+            return Err(AgentError::Step(format!(
+                "not taking the lease: data directory lost ({reason})"
+            )));
+        }
         let got = self
             .shared
             .lease

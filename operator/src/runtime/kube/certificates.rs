@@ -80,11 +80,7 @@ impl Certificates {
         namespace: &str,
     ) -> Result<AgentClient, KubeError> {
         let name = cluster.name_any();
-        let key = cluster
-            .metadata
-            .uid
-            .clone()
-            .unwrap_or_else(|| format!("{namespace}/{name}"));
+        let key = super::names::cluster_key(cluster, namespace);
         let members: Vec<String> = cluster
             .spec
             .members

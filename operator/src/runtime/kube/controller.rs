@@ -76,11 +76,7 @@ impl Brains {
         agents: AgentClient,
     ) {
         let name = cluster.name_any();
-        let key = cluster
-            .metadata
-            .uid
-            .clone()
-            .unwrap_or_else(|| format!("{namespace}/{name}"));
+        let key = super::names::cluster_key(cluster, namespace);
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         tasks.retain(|_, t| !t.task.is_finished());
         if let Some(t) = tasks.get(&key) {

@@ -126,6 +126,17 @@ pub const CA_CERT_KEY: &str = "ca.crt";
 pub const TLS_CERT_KEY: &str = "tls.crt";
 pub const TLS_KEY_KEY: &str = "tls.key";
 
+/// The key a cluster is known by in the operator's memory: its UID (a cluster deleted and created
+/// again under the same name is another cluster), else namespace/name.
+pub fn cluster_key(cluster: &crate::api::PgReplicaCluster, namespace: &str) -> String {
+    cluster.metadata.uid.clone().unwrap_or_else(|| {
+        format!(
+            "{namespace}/{}",
+            cluster.metadata.name.as_deref().unwrap_or_default()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
