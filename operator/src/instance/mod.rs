@@ -15,16 +15,15 @@ pub mod shared;
 mod standby_slots;
 mod watchdog;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::lease::{AnyLease, FileLease, KubeLease};
-use crate::member::{Desired, MemberReport};
+use crate::member::Desired;
 use crate::postgres::Programs;
 
 pub use agent::Agent;
@@ -40,23 +39,13 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let programs = Programs::detect(cfg.pg_bindir.as_deref(), cfg.run_as.as_deref())?;
     let stored = load_desired(&cfg);
     let (desired_tx, mut desired_rx) = watch::channel(stored);
-    let shared = Arc::new(Shared {
-        member: cfg.member.clone(),
-        data_dir: cfg.data_dir(),
-        lease: lease_for(&cfg).await?,
-        lease_duration_ms: cfg.lease_duration_ms,
-        report: watch::channel(MemberReport::new(&cfg.member)).0,
-        desired: desired_tx,
-        postmaster_pid: AtomicU32::new(0),
-        started_on: Mutex::new(None),
-        data_lost: Mutex::new(None),
-        holds_lease: AtomicBool::new(false),
-        last_renew_mono_ms: AtomicU64::new(0),
-        last_tick_ms: AtomicU64::new(crate::lease::unix_now_ms()),
-        critical: AtomicBool::new(false),
-        in_step: AtomicBool::new(false),
-        wake: Notify::new(),
-    });
+    let shared = Arc::new(Shared::new(
+        &cfg.member,
+        cfg.data_dir(),
+        lease_for(&cfg).await?,
+        cfg.lease_duration_ms,
+        desired_tx,
+    ));
     let origin = Instant::now();
     let mut agent = Agent::new(cfg.clone(), shared.clone(), programs, origin)?;
     agent.prepare()?;

@@ -40,6 +40,33 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The state of a freshly started agent.
+    pub fn new(
+        member: &str,
+        data_dir: PathBuf,
+        lease: AnyLease,
+        lease_duration_ms: u64,
+        desired: watch::Sender<Option<Desired>>,
+    ) -> Shared {
+        Shared {
+            member: member.to_string(),
+            data_dir,
+            lease,
+            lease_duration_ms,
+            report: watch::channel(MemberReport::new(member)).0,
+            desired,
+            postmaster_pid: AtomicU32::new(0),
+            started_on: Mutex::new(None),
+            data_lost: Mutex::new(None),
+            holds_lease: AtomicBool::new(false),
+            last_renew_mono_ms: AtomicU64::new(0),
+            last_tick_ms: AtomicU64::new(crate::lease::unix_now_ms()),
+            critical: AtomicBool::new(false),
+            in_step: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
     pub fn report(&self) -> MemberReport {
         self.report.borrow().clone()
     }

@@ -217,3 +217,70 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use crate::instance::config::{AgentConfig, Placement};
+    use crate::instance::shared::Shared;
+    use crate::lease::{unix_now_ms, AnyLease, FileLease, Lease};
+    use crate::postgres::Programs;
+
+    use super::Agent;
+
+    /// The watchdog fences (marks the loss, kills the server, releases the lease) between a
+    /// pass's look and its AcquireLease step: the step must not take the lease back.
+    #[tokio::test]
+    async fn a_member_whose_data_was_lost_never_takes_the_lease() {
+        let Ok(programs) = Programs::detect(None, None) else {
+            panic!("PostgreSQL server programs are needed (apt-get install postgresql-15)");
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "secret").expect("write");
+            path
+        };
+        let lab =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lab.yaml"))
+                .expect("lab.yaml");
+        let spec = crate::api::validate::parse_and_validate(&lab)
+            .expect("valid")
+            .cluster
+            .spec;
+        let at = Placement {
+            member_dir: dir.path().join("a"),
+            listen_host: "127.0.0.1".into(),
+            port: 1,
+            http: "127.0.0.1:1".parse().expect("addr"),
+            tls: crate::tls::AgentTlsFiles::in_dir(dir.path()),
+            pg_bindir: None,
+            superuser_password_file: file("su"),
+            replication_password_file: file("repl"),
+            app_password_file: file("app"),
+            lease_file: dir.path().join("lease"),
+            lease_backend: Default::default(),
+            lease_duration_ms: 4_000,
+            allow_networks: vec![],
+        };
+        let cfg = AgentConfig::for_member("lab", "a", &spec, at);
+        let lease = AnyLease::File(FileLease::new(cfg.lease_file.clone()));
+        let (desired, _) = tokio::sync::watch::channel(None);
+        let shared = Arc::new(Shared::new("a", cfg.data_dir(), lease, 4_000, desired));
+        let mut agent = Agent::new(cfg, shared.clone(), programs, Instant::now()).expect("agent");
+
+        shared.set_data_lost(Some("PG_VERSION is gone".into()));
+        let refused = agent.acquire_lease().await;
+        assert!(refused.is_err(), "{refused:?}");
+        let record = shared.lease.read().await.expect("lease");
+        assert!(record.free(unix_now_ms()), "{record:?}");
+        assert!(!shared.holds_lease());
+
+        // the same step with the data in place takes it: the refusal above is the loss's doing
+        shared.set_data_lost(None);
+        agent.acquire_lease().await.expect("acquire");
+        assert!(shared.holds_lease());
+    }
+}
