@@ -420,7 +420,9 @@ async fn data_loss(
             secs(f.outage)
         ),
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // in-flight commits land in the ledger: wait for one acknowledged after this moment
+    load.first_ack_after(Instant::now(), Duration::from_secs(10))
+        .await;
     let np = pg::conninfo(sys.member_port(&f.new_primary), &sys.password());
     let acks = load.ledger.acks();
     let lost = pg::lost_on(&np, &acks).await?;
@@ -456,7 +458,9 @@ async fn data_loss(
         let moved = tokio::task::block_in_place(|| sys.restore_topology(Duration::from_secs(180)));
         match moved {
             Ok(()) => {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // in-flight commits land in the ledger: wait for one acknowledged after this moment
+                load.first_ack_after(Instant::now(), Duration::from_secs(10))
+                    .await;
                 let acks = load.ledger.acks();
                 let gap = pg::longest_gap(&acks, from, Instant::now()).map(|(g, _)| g);
                 let after = load
@@ -607,7 +611,9 @@ async fn member_loss(
             secs(f.outage)
         ),
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // in-flight commits land in the ledger: wait for one acknowledged after this moment
+    load.first_ack_after(Instant::now(), Duration::from_secs(10))
+        .await;
     let acks = load.stop().await;
     let np = pg::conninfo(sys.member_port(&f.new_primary), &sys.password());
     out.add(
@@ -656,7 +662,9 @@ async fn switchover(sys: &mut dyn System, opts: &Options, out: &mut Samples) -> 
     let first = load
         .first_ack_after(promoted, Duration::from_secs(30))
         .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // in-flight commits land in the ledger: wait for one acknowledged after this moment
+    load.first_ack_after(Instant::now(), Duration::from_secs(10))
+        .await;
     let acks = load.ledger.acks();
     if let Some(first) = first {
         let gap = pg::longest_gap(&acks, asked, first)
