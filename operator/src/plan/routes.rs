@@ -74,19 +74,7 @@ mod tests {
     fn status(ready: &[&str]) -> Vec<MemberStatus> {
         ["a", "b", "c"]
             .iter()
-            .map(|n| MemberStatus {
-                name: n.to_string(),
-                role: crate::api::Role::Standby,
-                ready: ready.contains(n),
-                sync_state: None,
-                timeline: None,
-                received_lsn: None,
-                replayed_lsn: None,
-                replay_lag_seconds: None,
-                last_error: None,
-                last_event: None,
-                fenced: None,
-            })
+            .map(|n| super::super::tests::standby_status(n, ready.contains(n)))
             .collect()
     }
 

@@ -125,20 +125,29 @@ fn settled(primary: &str, sync: &[(&str, &str)]) -> PgReplicaClusterStatus {
         members: sync
             .iter()
             .map(|(n, s)| MemberStatus {
-                name: n.to_string(),
-                role: Role::Standby,
-                ready: true,
                 sync_state: Some(s.to_string()),
                 timeline: Some(1),
-                received_lsn: None,
-                replayed_lsn: None,
-                replay_lag_seconds: None,
-                last_error: None,
-                last_event: None,
-                fenced: None,
+                ..standby_status(n, true)
             })
             .collect(),
         ..Default::default()
+    }
+}
+
+/// A standby's status with nothing but its name and readiness.
+pub(super) fn standby_status(name: &str, ready: bool) -> MemberStatus {
+    MemberStatus {
+        name: name.to_string(),
+        role: Role::Standby,
+        ready,
+        sync_state: None,
+        timeline: None,
+        received_lsn: None,
+        replayed_lsn: None,
+        replay_lag_seconds: None,
+        last_error: None,
+        last_event: None,
+        fenced: None,
     }
 }
 
