@@ -5,7 +5,7 @@ use std::path::Path;
 use super::error::LocalError;
 
 /// A random password of `len` characters from [A-Za-z0-9].
-pub fn generate(len: usize) -> Result<String, LocalError> {
+fn generate(len: usize) -> Result<String, LocalError> {
     crate::password::generate(len).map_err(|e| LocalError::Failed(e.to_string()))
 }
 
