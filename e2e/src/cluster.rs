@@ -110,7 +110,7 @@ impl LocalCluster {
             .args(args)
             .arg("--dir")
             .arg(&self.dir)
-            .env("PGREPLICA_LOG", "warn")
+            .env("PGREPLICA_LOG", "info")
             .output()
             .map_err(|e| format!("cannot run pgreplica: {e}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -210,8 +210,18 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        // PGREPLICA_E2E_KEEP=1 keeps the state directory (logs, data) for a post-mortem.
+        let keep = std::env::var_os("PGREPLICA_E2E_KEEP").is_some();
         if self.up {
-            let _ = self.run(&["down", "--purge"]);
+            let _ = self.run(if keep {
+                &["down"]
+            } else {
+                &["down", "--purge"]
+            });
+        }
+        if keep {
+            self._tmp.disable_cleanup(true);
+            eprintln!("PGREPLICA_E2E_KEEP: kept {}", self.dir.display());
         }
     }
 }

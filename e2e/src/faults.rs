@@ -79,6 +79,15 @@ impl Spec {
         }
     }
 
+    /// `e2e/faults/long-delay.yaml`: a primary, b Sync, c Async 20 s, Preferred.
+    pub fn long_delay() -> Spec {
+        Spec {
+            file: repo_file("e2e/faults/long-delay.yaml"),
+            preferred: "a",
+            failback_automatic: true,
+        }
+    }
+
     /// `e2e/faults/three-sync-required.yaml`: a primary, b and d Sync, c Async, Required.
     pub fn three_sync_required() -> Spec {
         Spec {

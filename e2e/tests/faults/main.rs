@@ -7,12 +7,14 @@
 //! - [`data`]: data directories removed (with a stopped sync standby, a standby's, repeatedly).
 //! - [`damaged`]: garbage in the lease, the desired-state and the state files.
 //! - [`brain`]: the brain killed, in steady state and right after a data loss.
+//! - [`delay`]: a member 20 s behind through a failover and a failback.
 //! - [`disk`]: an asynchronous standby's disk full.
 //! - [`ready`]: readiness means durable.
 
 mod brain;
 mod damaged;
 mod data;
+mod delay;
 mod disk;
 mod ready;
 mod stalls;

@@ -5,7 +5,7 @@ use crate::member::{Desired, DesiredRole};
 
 mod between_passes;
 
-pub use between_passes::{release_lease, Repair, Unresponsive, UNRESPONSIVE_FENCE_MS};
+pub use between_passes::{release_lease, Progress, Repair, Unresponsive, UNRESPONSIVE_FENCE_MS};
 
 /// The data directory as found on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub struct Facts {
     pub configured: Option<DesiredRole>,
     pub holds_lease: bool,
     pub lease_holder: Option<String>,
-    /// A standby whose WAL receiver has not streamed for this long.
+    /// A standby that has neither streamed nor replayed anything new for this long.
     pub not_streaming_ms: u64,
     /// A rewind from the current upstream failed although it answered: re-clone instead.
     pub rewind_failed: bool,
@@ -63,8 +63,21 @@ pub struct Facts {
     pub now_ms: u64,
 }
 
-/// How long a standby may fail to stream from its upstream before it is rewound.
+/// How long a standby may neither stream nor replay before it is rewound (plus its apply delay).
 pub const STUCK_STANDBY_MS: u64 = 15_000;
+
+/// How long `role` may neither stream nor replay before it is taken for stuck. A member that
+/// applies WAL late waits for its own replay at every timeline switch (its WAL receiver stops at
+/// the end of the old timeline until replay gets there) and replays nothing while the next commit
+/// is younger than its delay: its delay is added, so that waiting is never taken for divergence.
+pub fn stuck_after_ms(role: &DesiredRole) -> u64 {
+    match role {
+        DesiredRole::Standby { apply_delay_ms, .. } => {
+            STUCK_STANDBY_MS.saturating_add(*apply_delay_ms)
+        }
+        _ => STUCK_STANDBY_MS,
+    }
+}
 
 /// The one next step.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,7 +188,7 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
         (DataState::Present { .. }, Running::Standby) => {
             if !configured {
                 Step::Configure
-            } else if facts.not_streaming_ms >= STUCK_STANDBY_MS {
+            } else if facts.not_streaming_ms >= stuck_after_ms(&desired.role) {
                 upstream_wait(desired, facts).unwrap_or(Step::StopForRewind)
             } else {
                 Step::Idle
@@ -292,6 +305,8 @@ mod tests {
             ("running standby, new delay → configure", standby_role(3_000), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Configure),
             ("running standby streaming → idle", standby_role(0), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Idle),
             ("stuck standby → stop for rewind", standby_role(0), Facts { not_streaming_ms: STUCK_STANDBY_MS, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::StopForRewind),
+            ("delayed standby waiting no longer than its delay → idle", standby_role(20_000), Facts { not_streaming_ms: STUCK_STANDBY_MS + 19_999, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(20_000))) }, Step::Idle),
+            ("delayed standby stuck past its delay → stop for rewind", standby_role(20_000), Facts { not_streaming_ms: STUCK_STANDBY_MS + 20_000, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(20_000))) }, Step::StopForRewind),
             ("unresponsive primary: wait, never start a second server", primary_role(false), facts(PRESENT_PRIMARY, Running::Unresponsive, Some(primary_role(false))), Step::Wait("PostgreSQL runs but does not answer".into())),
             ("unresponsive standby: wait", standby_role(0), facts(PRESENT_STANDBY, Running::Unresponsive, Some(standby_role(0))), Step::Wait("PostgreSQL runs but does not answer".into())),
             ("unresponsive, data gone: stop", standby_role(0), facts(DataState::Missing, Running::Unresponsive, None), Step::Stop),

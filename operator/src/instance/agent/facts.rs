@@ -7,7 +7,9 @@ use crate::lease::{unix_now_ms, Lease};
 use crate::member::{Desired, DesiredRole, Upstream};
 use crate::postgres::{connect, Conn};
 
-use crate::instance::converge::{DataState, Facts, Running, UpstreamCheck};
+use crate::instance::converge::{
+    stuck_after_ms, DataState, Facts, Progress, Running, UpstreamCheck,
+};
 use crate::instance::datadir;
 use crate::instance::observe;
 
@@ -65,7 +67,13 @@ impl Agent {
             && (!readable || lease_holder.as_deref() == Some(self.cfg.member.as_str()));
         // a lease still recorded for this member (a restarted agent) is ours to take again
         let lease_holder = lease_holder.filter(|h| h != &self.cfg.member);
-        let streaming = self.shared.report().streaming_from.is_some();
+        let seen = {
+            let report = self.shared.report();
+            Progress {
+                streaming: report.streaming_from.is_some(),
+                replayed: report.replayed_lsn,
+            }
+        };
         let upstream_changed = match (desired.map(|d| &d.role), &configured) {
             (
                 Some(DesiredRole::Standby { upstream: a, .. }),
@@ -75,10 +83,12 @@ impl Agent {
         };
         let not_streaming_ms =
             self.repair
-                .look(running, streaming, upstream_changed, self.started_ms, now);
+                .look(running, seen, upstream_changed, self.started_ms, now);
         let upstream = match desired.map(|d| &d.role) {
-            Some(DesiredRole::Standby { upstream, .. })
-                if self.repair.wanted(&data, running, not_streaming_ms) =>
+            Some(role @ DesiredRole::Standby { upstream, .. })
+                if self
+                    .repair
+                    .wanted(&data, running, not_streaming_ms, stuck_after_ms(role)) =>
             {
                 self.check_upstream(upstream, now).await
             }

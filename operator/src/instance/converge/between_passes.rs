@@ -3,9 +3,9 @@
 //! (rewind first, re-clone when a rewind did not help). The agent holds the memory and does the
 //! I/O; these types decide.
 
-use crate::member::{Desired, DesiredRole, FenceReason};
+use crate::member::{Desired, DesiredRole, FenceReason, Lsn};
 
-use super::{DataState, Running, STUCK_STANDBY_MS};
+use super::{DataState, Running};
 
 /// A server that runs but answers nothing for this long is fenced.
 pub const UNRESPONSIVE_FENCE_MS: u64 = 10_000;
@@ -40,10 +40,20 @@ impl Unresponsive {
     }
 }
 
-/// A standby's repair: how long it has not streamed, and what was tried.
+/// What a look at a standby shows of its progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Its WAL receiver streams from the upstream.
+    pub streaming: bool,
+    /// How far it has replayed.
+    pub replayed: Option<Lsn>,
+}
+
+/// A standby's repair: how long it has neither streamed nor replayed, and what was tried.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Repair {
     last_streaming_ms: u64,
+    last_replayed: Option<Lsn>,
     /// Stops of a stuck standby since it last streamed.
     stuck_stops: u32,
     /// A rewind failed although the upstream answered: re-clone.
@@ -53,20 +63,26 @@ pub struct Repair {
 }
 
 impl Repair {
-    /// One look: how long a running standby has not streamed. `upstream_changed`: the desired
-    /// upstream differs from the configured one, which deserves a new rewind attempt.
+    /// One look: how long a running standby has neither streamed nor replayed anything new (a
+    /// standby whose replay advances is busy, not stuck: a delayed member waits for its own replay
+    /// at a timeline switch). `upstream_changed`: the desired upstream differs from the
+    /// configured one, which deserves a new rewind attempt.
     pub fn look(
         &mut self,
         running: Running,
-        streaming: bool,
+        seen: Progress,
         upstream_changed: bool,
         started_ms: u64,
         now_ms: u64,
     ) -> u64 {
-        if streaming || running != Running::Standby {
+        let replayed_more = seen.replayed.is_some() && seen.replayed > self.last_replayed;
+        if seen.replayed.is_some() {
+            self.last_replayed = seen.replayed;
+        }
+        if seen.streaming || replayed_more || running != Running::Standby {
             self.last_streaming_ms = now_ms;
         }
-        if streaming {
+        if seen.streaming {
             self.stuck_stops = 0;
         }
         if upstream_changed {
@@ -80,10 +96,17 @@ impl Repair {
     }
 
     /// The data would be rewound or replaced next (so the upstream must be seen to answer first).
-    pub fn wanted(&self, data: &DataState, running: Running, not_streaming_ms: u64) -> bool {
+    /// `stuck_after_ms`: [`super::stuck_after_ms`] of the desired role.
+    pub fn wanted(
+        &self,
+        data: &DataState,
+        running: Running,
+        not_streaming_ms: u64,
+        stuck_after_ms: u64,
+    ) -> bool {
         match data {
             DataState::Present { standby_signal } => {
-                (running == Running::Standby && not_streaming_ms >= STUCK_STANDBY_MS)
+                (running == Running::Standby && not_streaming_ms >= stuck_after_ms)
                     || (running == Running::No
                         && (!standby_signal || self.rewind_requested || self.rewind_failed))
             }
@@ -183,6 +206,26 @@ mod tests {
         }
     }
 
+    const S: u64 = super::super::STUCK_STANDBY_MS;
+
+    fn streaming() -> Progress {
+        Progress {
+            streaming: true,
+            replayed: None,
+        }
+    }
+
+    fn idle() -> Progress {
+        Progress::default()
+    }
+
+    fn replayed(lsn: u64) -> Progress {
+        Progress {
+            streaming: false,
+            replayed: Some(Lsn(lsn)),
+        }
+    }
+
     #[test]
     fn a_stuck_standby_is_rewound_then_re_cloned() {
         let mut r = Repair::default();
@@ -190,39 +233,70 @@ mod tests {
             standby_signal: true,
         };
         // streaming until 1 s, then not
-        assert_eq!(r.look(Running::Standby, true, false, 0, 1_000), 0);
-        let stuck = r.look(Running::Standby, false, false, 0, 1_000 + STUCK_STANDBY_MS);
-        assert_eq!(stuck, STUCK_STANDBY_MS);
-        assert!(r.wanted(&present, Running::Standby, stuck));
+        assert_eq!(r.look(Running::Standby, streaming(), false, 0, 1_000), 0);
+        let stuck = r.look(Running::Standby, idle(), false, 0, 1_000 + S);
+        assert_eq!(stuck, S);
+        assert!(r.wanted(&present, Running::Standby, stuck, S));
         assert!(!r.stopped_stuck(), "first: rewind");
         assert!(r.rewind_requested && !r.rewind_failed);
-        assert!(r.wanted(&present, Running::No, 0));
+        assert!(r.wanted(&present, Running::No, 0, S));
         r.rewound();
-        assert!(!r.wanted(&present, Running::No, 0), "rewound: start again");
-        // started again, still not streaming: stuck again → re-clone
-        assert_eq!(r.look(Running::No, false, false, 0, 20_000), 0);
-        let again = r.look(
-            Running::Standby,
-            false,
-            false,
-            20_000,
-            20_000 + STUCK_STANDBY_MS,
+        assert!(
+            !r.wanted(&present, Running::No, 0, S),
+            "rewound: start again"
         );
-        assert_eq!(again, STUCK_STANDBY_MS);
+        // started again, still not streaming: stuck again → re-clone
+        assert_eq!(r.look(Running::No, idle(), false, 0, 20_000), 0);
+        let again = r.look(Running::Standby, idle(), false, 20_000, 20_000 + S);
+        assert_eq!(again, S);
         assert!(r.stopped_stuck(), "second: re-clone");
-        assert!(r.wanted(&present, Running::No, 0));
+        assert!(r.wanted(&present, Running::No, 0, S));
         // a new upstream deserves a new rewind attempt
-        r.look(Running::No, false, true, 0, 40_000);
+        r.look(Running::No, idle(), true, 0, 40_000);
         assert!(!r.rewind_failed);
         // streaming again forgets the stops
         r.rewound();
-        r.look(Running::Standby, true, false, 0, 50_000);
+        r.look(Running::Standby, streaming(), false, 0, 50_000);
         assert!(
             !r.stopped_stuck(),
             "after streaming, a stop is a first stop again"
         );
         r.cloned();
         assert_eq!((r.rewind_failed, r.rewind_requested), (false, false));
-        assert!(!r.wanted(&DataState::Missing, Running::No, 0));
+        assert!(!r.wanted(&DataState::Missing, Running::No, 0, S));
+    }
+
+    /// A delayed member at a timeline switch: its WAL receiver waits at the end of the old
+    /// timeline while replay, S seconds and more behind, catches up. Busy, not stuck.
+    #[test]
+    fn a_standby_whose_replay_advances_is_not_stuck() {
+        let mut r = Repair::default();
+        let present = DataState::Present {
+            standby_signal: true,
+        };
+        // (now, what the look shows, not progressing for)
+        let looks = [
+            (0, streaming(), 0),
+            (1_000, replayed(100), 0),
+            (S, replayed(200), 0),
+            (2 * S, replayed(300), 0),
+            // the same position again: the count runs from the last advance
+            (2 * S + 1_000, replayed(300), 1_000),
+            (3 * S, replayed(300), S),
+            // an older position (a restarted server reporting late) is no progress
+            (3 * S + 1_000, replayed(250), S + 1_000),
+            // a look that shows no position forgets nothing
+            (3 * S + 2_000, idle(), S + 2_000),
+            (3 * S + 3_000, replayed(301), 0),
+        ];
+        for (now, seen, want) in looks {
+            assert_eq!(
+                r.look(Running::Standby, seen, false, 0, now),
+                want,
+                "at {now}: {seen:?}"
+            );
+        }
+        assert!(!r.wanted(&present, Running::Standby, S - 1, S));
+        assert!(r.wanted(&present, Running::Standby, S, S));
     }
 }
