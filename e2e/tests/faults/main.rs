@@ -10,6 +10,7 @@
 //! - [`delay`]: a member 20 s behind through a failover and a failback.
 //! - [`disk`]: an asynchronous standby's disk full.
 //! - [`ready`]: readiness means durable.
+//! - [`rollout`]: parameters applied to a running cluster (reload, rolling restart).
 
 mod brain;
 mod damaged;
@@ -17,6 +18,7 @@ mod data;
 mod delay;
 mod disk;
 mod ready;
+mod rollout;
 mod stalls;
 
 use std::future::Future;

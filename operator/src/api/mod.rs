@@ -1,5 +1,6 @@
 //! The `PgReplicaCluster` resource: types, defaults and validation. No I/O.
 
+pub mod changes;
 pub mod crd;
 pub mod duration;
 pub mod rules;

@@ -88,6 +88,10 @@ pub struct MemberStatus {
     /// (`DataDirectoryLost`, `LeaseNotRenewed`, `Unresponsive`); cleared when it runs again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fenced: Option<String>,
+    /// Settings in effect only after a restart; the member restarts when its turn comes (one
+    /// member at a time, the primary last, after a switchover).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart: Vec<String>,
 }
 
 /// The conditions pgreplica sets (`Condition::type_` is their name; the CRD keeps a string so

@@ -157,7 +157,7 @@ async fn hand_over(
 ) {
     let sends = decided.desired.iter().filter_map(|(name, desired)| {
         let report = observations.get(name)?.report()?;
-        if report.desired.as_ref().is_some_and(|d| d.same_role(desired)) {
+        if report.desired.as_ref().is_some_and(|d| d.same_action(desired)) {
             return None;
         }
         let target = snapshot.agents.get(name)?.as_ref().ok()?;

@@ -35,6 +35,9 @@ pub enum LocalCommand {
         /// With --detach: how long to wait for the cluster to become ready.
         #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
+        /// Run with FILE even though it differs from the spec applied earlier (shown first).
+        #[arg(long)]
+        replace_spec: bool,
     },
     /// Show members, roles, replication and lag (`-o json` for tools).
     Status {
@@ -102,14 +105,15 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             ro_port,
             detach,
             timeout_seconds,
+            replace_spec,
         } => {
             up(
                 &file,
                 dir.as_deref(),
-                rw_port,
-                ro_port,
+                (rw_port, ro_port),
                 detach,
                 timeout_seconds,
+                replace_spec,
             )
             .await
         }
@@ -145,10 +149,10 @@ fn read_cluster_file(file: &Path) -> Result<(String, crate::api::PgReplicaCluste
 async fn up(
     file: &Path,
     dir: Option<&Path>,
-    rw_port: Option<u16>,
-    ro_port: Option<u16>,
+    (rw_port, ro_port): (Option<u16>, Option<u16>),
     detach: bool,
     timeout_seconds: u64,
+    replace_spec: bool,
 ) -> Result<(), LocalError> {
     let (text, cluster) = read_cluster_file(file)?;
     let name = cluster.metadata.name.clone().unwrap_or_default();
@@ -201,6 +205,7 @@ async fn up(
                 rw_port: rw_port.unwrap_or(DEFAULT_RW_PORT),
                 ro_port: ro_port.unwrap_or(DEFAULT_RO_PORT),
                 members: Default::default(),
+                generation: 1,
             };
             s.assign_ports(cluster.spec.members.iter().map(|m| m.name.as_str()))?;
             s
@@ -219,6 +224,26 @@ async fn up(
             what: "read-only endpoint",
             flag: "--ro-port",
         });
+    }
+    let mut state = state;
+    if let Ok(applied) = crate::runtime::local::brain::load_spec(&layout) {
+        let changes = crate::api::changes::describe(&applied.spec, &cluster.spec);
+        if !changes.is_empty() {
+            if !replace_spec {
+                return Err(LocalError::SpecDiffers {
+                    file: file.display().to_string(),
+                    current: layout.spec_file().display().to_string(),
+                    changes: bullets(&changes),
+                });
+            }
+            state.generation += 1;
+            println!(
+                "replacing the applied spec with {} (generation {}):\n{}",
+                file.display(),
+                state.generation,
+                bullets(&changes)
+            );
+        }
     }
     std::fs::create_dir_all(layout.logs_dir())
         .map_err(LocalError::io(format!("create {}", layout.dir.display())))?;
@@ -435,12 +460,43 @@ fn apply(file: &Path, dir: Option<&Path>) -> Result<(), LocalError> {
             wanted: name,
         });
     }
+    let applied = crate::runtime::local::brain::load_spec(&layout).ok();
+    let changes = applied
+        .map(|a| crate::api::changes::describe(&a.spec, &cluster.spec))
+        .unwrap_or_else(|| vec!["the whole spec (the applied one could not be read)".into()]);
+    if changes.is_empty() {
+        println!(
+            "{}: nothing changed (cluster {name} stays at generation {})",
+            file.display(),
+            state.generation
+        );
+        return Ok(());
+    }
+    let mut state = state;
+    state.generation += 1;
+    // the generation first: the brain reads it when it sees the new spec file
+    state.save(&layout)?;
     crate::runtime::local::layout::write_atomic(&layout.spec_file(), text.as_bytes())?;
+    let when = if layout.running_brain().is_some() {
+        "the brain acts on it within a second; follow it with `pgreplica local status`"
+    } else {
+        "the cluster is not running: it takes effect at the next `pgreplica local up`"
+    };
     println!(
-        "applied {} to cluster {name}; the brain picks it up within a second",
-        file.display()
+        "applied {} to cluster {name} (generation {}); {when}:\n{}",
+        file.display(),
+        state.generation,
+        bullets(&changes)
     );
     Ok(())
+}
+
+fn bullets(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("  - {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn logs(member: Option<&str>, dir: Option<&Path>, lines: usize) -> Result<(), LocalError> {

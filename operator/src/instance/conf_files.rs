@@ -1,6 +1,7 @@
 //! The files pgreplica writes into a data directory: `pgreplica.conf` (included last from
 //! postgresql.conf; every setting pgreplica owns), `pg_hba.conf`, and `standby.signal`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::member::DesiredRole;
@@ -12,19 +13,26 @@ use super::config::{AgentConfig, REPLICATION_USER, SUPERUSER};
 pub const OWNED_CONF: &str = "pgreplica.conf";
 const INCLUDE_LINE: &str = "include_if_exists = 'pgreplica.conf'\t# pgreplica: must stay last";
 
-/// `pgreplica.conf` for a role. The first line records the role so the agent can tell what is
-/// configured without parsing PostgreSQL's syntax back.
-pub fn render_conf(cfg: &AgentConfig, role: &DesiredRole, passfile: &Path) -> PgResult<String> {
+/// `pgreplica.conf` for a role and the spec's parameters. The first two lines record both so the
+/// agent can tell what is configured without parsing PostgreSQL's syntax back.
+pub fn render_conf(
+    cfg: &AgentConfig,
+    role: &DesiredRole,
+    parameters: &BTreeMap<String, String>,
+    passfile: &Path,
+) -> PgResult<String> {
     let marker = serde_json::to_string(role).unwrap_or_default();
+    let recorded = serde_json::to_string(parameters).unwrap_or_default();
     let mut lines = vec![
-        format!("# pgreplica role: {marker}"),
+        format!("{ROLE_MARKER}{marker}"),
+        format!("{PARAMETERS_MARKER}{recorded}"),
         "# Managed by pgreplica; edits are overwritten.".to_string(),
     ];
     let mut set = |name: &str, value: &str| -> PgResult<()> {
         lines.push(format!("{name} = {}", conf_value(value)?));
         Ok(())
     };
-    for (name, value) in &cfg.parameters {
+    for (name, value) in parameters {
         set(&name.to_ascii_lowercase(), value)?;
     }
     let listen = if cfg.allow_networks.is_empty() {
@@ -55,6 +63,9 @@ pub fn render_conf(cfg: &AgentConfig, role: &DesiredRole, passfile: &Path) -> Pg
     set("ssl_cert_file", &cfg.tls.cert.to_string_lossy())?;
     set("ssl_key_file", &cfg.tls.key.to_string_lossy())?;
     set("log_line_prefix", "%m [%p] ")?;
+    // In every role: PostgreSQL reads it only at start, so a value that differed between roles
+    // would leave a promoted member with a restart pending for ever.
+    set("recovery_target_timeline", "latest")?;
     match role {
         DesiredRole::Primary { sync, .. } => {
             set("synchronous_standby_names", &sync.setting())?;
@@ -79,7 +90,6 @@ pub fn render_conf(cfg: &AgentConfig, role: &DesiredRole, passfile: &Path) -> Pg
             set("synchronous_standby_names", "")?;
             set("primary_conninfo", &conninfo)?;
             set("primary_slot_name", slot)?;
-            set("recovery_target_timeline", "latest")?;
             set("recovery_min_apply_delay", &format!("{apply_delay_ms}ms"))?;
         }
         DesiredRole::Stopped => {}
@@ -87,10 +97,23 @@ pub fn render_conf(cfg: &AgentConfig, role: &DesiredRole, passfile: &Path) -> Pg
     Ok(lines.join("\n") + "\n")
 }
 
+const ROLE_MARKER: &str = "# pgreplica role: ";
+const PARAMETERS_MARKER: &str = "# pgreplica parameters: ";
+
 /// The role recorded in the first line of `pgreplica.conf`, if any.
 pub fn configured_role(conf: &str) -> Option<DesiredRole> {
     let first = conf.lines().next()?;
-    let json = first.strip_prefix("# pgreplica role: ")?;
+    let json = first.strip_prefix(ROLE_MARKER)?;
+    serde_json::from_str(json).ok()
+}
+
+/// The parameters recorded in `pgreplica.conf` (none recorded: a file of an older version, whose
+/// parameters are unknown).
+pub fn configured_parameters(conf: &str) -> Option<BTreeMap<String, String>> {
+    let json = conf
+        .lines()
+        .take(3)
+        .find_map(|l| l.strip_prefix(PARAMETERS_MARKER))?;
     serde_json::from_str(json).ok()
 }
 
@@ -158,7 +181,6 @@ mod tests {
             lease_backend: Default::default(),
             lease_duration_ms: 4000,
             allow_networks: vec![],
-            parameters: BTreeMap::from([("Max_Connections".to_string(), "50".to_string())]),
             max_slot_wal_keep_size: "1GB".into(),
             application: None,
         }
@@ -176,7 +198,9 @@ mod tests {
             apply_delay_ms: 3000,
             slots: vec![],
         };
-        let conf = render_conf(&cfg(), &role, Path::new("/x/b/pgpass")).expect("renders");
+        let parameters = BTreeMap::from([("Max_Connections".to_string(), "50".to_string())]);
+        let conf =
+            render_conf(&cfg(), &role, &parameters, Path::new("/x/b/pgpass")).expect("renders");
         // TLS verified against the CA for the upstream member's name, at the upstream's address
         assert!(conf.contains("primary_conninfo = 'host=''a.lab.pgreplica'' hostaddr=''127.0.0.1'' sslmode=''verify-full'' sslrootcert=''/tls/ca.crt'' port=''6000'' user=''replicator'' dbname=''postgres'' connect_timeout=''2'' application_name=''b'' passfile=''/x/b/pgpass'''"), "{conf}");
         assert!(conf.contains("ssl = 'on'"));
@@ -187,6 +211,7 @@ mod tests {
         assert!(conf.contains("recovery_target_timeline = 'latest'"));
         assert!(conf.contains("max_connections = '50'"));
         assert_eq!(configured_role(&conf), Some(role));
+        assert_eq!(configured_parameters(&conf), Some(parameters));
     }
 
     #[test]
@@ -199,13 +224,65 @@ mod tests {
             },
             slots: vec!["pgreplica_b".into()],
         };
-        let conf = render_conf(&cfg(), &role, Path::new("/p")).expect("renders");
+        let conf = render_conf(&cfg(), &role, &BTreeMap::new(), Path::new("/p")).expect("renders");
         assert!(
             conf.contains("synchronous_standby_names = 'FIRST 1 (\"b\")'"),
             "{conf}"
         );
         assert!(!conf.contains("primary_conninfo"));
+        assert!(
+            conf.contains("recovery_target_timeline = 'latest'"),
+            "same as a standby's"
+        );
         assert_eq!(configured_role(&conf), Some(role));
+        assert_eq!(configured_parameters(&conf), Some(BTreeMap::new()));
+        // a file written before parameters were recorded: unknown, so written again
+        let old: String = conf
+            .lines()
+            .filter(|l| !l.starts_with(PARAMETERS_MARKER))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(configured_parameters(&old), None);
+    }
+
+    /// A setting PostgreSQL reads only at start must not differ between roles: a promoted member
+    /// would report it pending a restart, and a rollout would move the primary for ever.
+    #[test]
+    fn roles_differ_only_in_settings_a_reload_applies() {
+        let names = |role: &DesiredRole| -> std::collections::BTreeSet<String> {
+            render_conf(&cfg(), role, &BTreeMap::new(), Path::new("/p"))
+                .expect("renders")
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once(" = ").map(|(n, _)| n.to_string()))
+                .collect()
+        };
+        let primary = names(&DesiredRole::Primary {
+            bootstrap: false,
+            sync: SyncStandbys::default(),
+            slots: vec![],
+        });
+        let standby = names(&DesiredRole::Standby {
+            upstream: Upstream {
+                member: "a".into(),
+                host: "127.0.0.1".into(),
+                port: 6000,
+            },
+            slot: "pgreplica_b".into(),
+            apply_delay_ms: 0,
+            slots: vec![],
+        });
+        // all of context sighup in PostgreSQL 13 and later
+        let reloadable = [
+            "primary_conninfo",
+            "primary_slot_name",
+            "recovery_min_apply_delay",
+        ];
+        let differ: Vec<&String> = primary.symmetric_difference(&standby).collect();
+        assert!(
+            differ.iter().all(|n| reloadable.contains(&n.as_str())),
+            "{differ:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The agent's configuration: one JSON file written by the runtime that starts it.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -42,9 +41,6 @@ pub struct AgentConfig {
     /// Networks (CIDR) allowed to connect besides loopback, such as a pod network.
     #[serde(default)]
     pub allow_networks: Vec<String>,
-    /// `spec.postgres.parameters`.
-    #[serde(default)]
-    pub parameters: BTreeMap<String, String>,
     /// Cap on WAL kept for slots, so a dead member cannot fill a small disk.
     #[serde(default = "default_slot_keep")]
     pub max_slot_wal_keep_size: String,
@@ -123,7 +119,6 @@ impl AgentConfig {
             lease_backend: at.lease_backend,
             lease_duration_ms: at.lease_duration_ms,
             allow_networks: at.allow_networks,
-            parameters: spec.postgres.parameters.clone(),
             max_slot_wal_keep_size: default_slot_keep(),
             application: Some(ApplicationConfig {
                 user: spec.application.user.clone(),

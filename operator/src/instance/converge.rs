@@ -46,6 +46,10 @@ pub struct Facts {
     pub running: Running,
     /// The role our configuration file describes now (same type as desired, for comparison).
     pub configured: Option<DesiredRole>,
+    /// The configuration file holds the desired parameters.
+    pub parameters_current: bool,
+    /// The running server has settings that wait for a restart (`pending_restart`).
+    pub pending_restart: bool,
     pub holds_lease: bool,
     pub lease_holder: Option<String>,
     /// A standby that has neither streamed nor replayed anything new for this long.
@@ -104,6 +108,9 @@ pub enum Step {
     StopForRewind,
     /// On the running primary: create or update the application's role and database.
     EnsureApplication,
+    /// Fast shutdown and start again, to apply settings that wait for a restart (only when the
+    /// plan allows it: one member at a time).
+    Restart,
 }
 
 pub fn next_step(desired: &Desired, facts: &Facts) -> Step {
@@ -141,7 +148,7 @@ fn primary(desired: &Desired, bootstrap: bool, facts: &Facts) -> Step {
         DataState::Missing => Step::Bootstrap,
         DataState::Present { .. } if !facts.holds_lease => lease_step(facts),
         DataState::Present { .. } => {
-            let configured = facts.configured.as_ref() == Some(&desired.role);
+            let configured = is_configured(desired, facts);
             match facts.running {
                 Running::No if facts.now_ms < facts.restart_not_before_ms => {
                     Step::Wait("restart backoff after a crash".into())
@@ -152,14 +159,20 @@ fn primary(desired: &Desired, bootstrap: bool, facts: &Facts) -> Step {
                 _ if !configured => Step::Configure,
                 Running::No => Step::Start,
                 Running::Primary if !facts.application_ready => Step::EnsureApplication,
+                Running::Primary if facts.pending_restart && desired.restart => Step::Restart,
                 Running::Primary => Step::Idle,
             }
         }
     }
 }
 
+/// The configuration file describes the desired role with the desired parameters.
+fn is_configured(desired: &Desired, facts: &Facts) -> bool {
+    facts.configured.as_ref() == Some(&desired.role) && facts.parameters_current
+}
+
 fn standby(desired: &Desired, facts: &Facts) -> Step {
-    let configured = facts.configured.as_ref() == Some(&desired.role);
+    let configured = is_configured(desired, facts);
     match (&facts.data, facts.running) {
         (DataState::Lost(_) | DataState::Missing | DataState::Invalid(_), Running::No) => {
             Step::Clone
@@ -190,6 +203,8 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
                 Step::Configure
             } else if facts.not_streaming_ms >= stuck_after_ms(&desired.role) {
                 upstream_wait(desired, facts).unwrap_or(Step::StopForRewind)
+            } else if facts.pending_restart && desired.restart {
+                Step::Restart
             } else {
                 Step::Idle
             }
@@ -244,6 +259,8 @@ mod tests {
             data,
             running,
             configured,
+            parameters_current: true,
+            pending_restart: false,
             holds_lease: true,
             lease_holder: None,
             not_streaming_ms: 0,
@@ -305,6 +322,9 @@ mod tests {
             ("running standby, new delay → configure", standby_role(3_000), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Configure),
             ("running standby streaming → idle", standby_role(0), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Idle),
             ("stuck standby → stop for rewind", standby_role(0), Facts { not_streaming_ms: STUCK_STANDBY_MS, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::StopForRewind),
+            ("standby, parameters changed → configure (reload)", standby_role(0), Facts { parameters_current: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Configure),
+            ("stopped standby, parameters changed → configure before the start", standby_role(0), Facts { parameters_current: false, ..facts(PRESENT_STANDBY, Running::No, Some(standby_role(0))) }, Step::Configure),
+            ("standby, restart pending, not its turn → idle", standby_role(0), Facts { pending_restart: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Idle),
             ("delayed standby waiting no longer than its delay → idle", standby_role(20_000), Facts { not_streaming_ms: STUCK_STANDBY_MS + 19_999, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(20_000))) }, Step::Idle),
             ("delayed standby stuck past its delay → stop for rewind", standby_role(20_000), Facts { not_streaming_ms: STUCK_STANDBY_MS + 20_000, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(20_000))) }, Step::StopForRewind),
             ("unresponsive primary: wait, never start a second server", primary_role(false), facts(PRESENT_PRIMARY, Running::Unresponsive, Some(primary_role(false))), Step::Wait("PostgreSQL runs but does not answer".into())),
@@ -322,9 +342,79 @@ mod tests {
             ("missing data, upstream unreachable → clone attempt (nothing to lose)", standby_role(0), Facts { upstream: unreachable(), ..facts(DataState::Missing, Running::No, None) }, Step::Clone),
         ];
         for (what, role, facts, want) in cases {
+            let desired = Desired::new(role, what.into());
+            assert_eq!(next_step(&desired, &facts), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_pending_restart_waits_for_the_plan() {
+        let pending = |role: DesiredRole, running, present| Facts {
+            pending_restart: true,
+            ..facts(present, running, Some(role))
+        };
+        // (what, role, restart allowed, facts, step)
+        let cases = vec![
+            (
+                "standby, allowed → restart",
+                standby_role(0),
+                true,
+                pending(standby_role(0), Running::Standby, PRESENT_STANDBY),
+                Step::Restart,
+            ),
+            (
+                "standby, not allowed → idle",
+                standby_role(0),
+                false,
+                pending(standby_role(0), Running::Standby, PRESENT_STANDBY),
+                Step::Idle,
+            ),
+            (
+                "primary, allowed → restart",
+                primary_role(false),
+                true,
+                pending(primary_role(false), Running::Primary, PRESENT_PRIMARY),
+                Step::Restart,
+            ),
+            (
+                "primary, not allowed → idle",
+                primary_role(false),
+                false,
+                pending(primary_role(false), Running::Primary, PRESENT_PRIMARY),
+                Step::Idle,
+            ),
+            (
+                "allowed, nothing pending → idle",
+                standby_role(0),
+                true,
+                facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))),
+                Step::Idle,
+            ),
+            (
+                "allowed, parameters not written yet → configure first",
+                standby_role(0),
+                true,
+                Facts {
+                    parameters_current: false,
+                    ..pending(standby_role(0), Running::Standby, PRESENT_STANDBY)
+                },
+                Step::Configure,
+            ),
+            (
+                "allowed, stuck → the repair comes first",
+                standby_role(0),
+                true,
+                Facts {
+                    not_streaming_ms: STUCK_STANDBY_MS,
+                    ..pending(standby_role(0), Running::Standby, PRESENT_STANDBY)
+                },
+                Step::StopForRewind,
+            ),
+        ];
+        for (what, role, restart, facts, want) in cases {
             let desired = Desired {
-                role,
-                reason: what.into(),
+                restart,
+                ..Desired::new(role, what.into())
             };
             assert_eq!(next_step(&desired, &facts), want, "{what}");
         }

@@ -18,12 +18,15 @@ pub struct ServerView {
     /// Host and port the WAL receiver is connected to, in any state.
     pub connected_to: Option<(Option<String>, u16)>,
     pub standbys: Vec<StandbyView>,
+    /// Settings that wait for a restart.
+    pub pending_restart: Vec<String>,
 }
 
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn read(conn: &Conn) -> PgResult<ServerView> {
     let in_recovery = conn.is_in_recovery().await?;
+    let pending_restart = conn.pending_restart().await?;
     let timeline = conn.timeline().await.ok();
     if !in_recovery {
         let standbys = conn
@@ -49,6 +52,7 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
             streaming_from: None,
             connected_to: None,
             standbys,
+            pending_restart,
         });
     }
     let received = conn.receive_lsn().await?;
@@ -79,6 +83,7 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
         streaming_from,
         connected_to,
         standbys: Vec::new(),
+        pending_restart,
     })
 }
 
@@ -116,6 +121,7 @@ pub fn apply(
     report.replayed_lsn = view.replayed_lsn;
     report.replay_lag_seconds = view.replay_lag_seconds;
     report.standbys = view.standbys.clone();
+    report.pending_restart = view.pending_restart.clone();
     report.wal_sender = view
         .connected_to
         .as_ref()
@@ -163,6 +169,7 @@ mod tests {
             streaming_from: Some((Some(host.into()), 5432)),
             connected_to: Some((Some(host.into()), 5432)),
             standbys: vec![],
+            pending_restart: vec![],
         }
     }
 

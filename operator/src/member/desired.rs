@@ -1,5 +1,7 @@
 //! The desired state of one member, decided by the brain and converged by the agent.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Where a standby streams from.
@@ -64,10 +66,28 @@ pub enum DesiredRole {
 pub struct Desired {
     #[serde(flatten)]
     pub role: DesiredRole,
+    /// Server parameters (`spec.postgres.parameters`), written into `pgreplica.conf` and
+    /// reloaded; those PostgreSQL applies only at a restart wait for `restart`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+    /// The plan lets this member restart now to apply parameters that wait for a restart
+    /// (one member at a time, the primary never: it is moved by a switchover instead).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
     pub reason: String,
 }
 
 impl Desired {
+    /// A desired role with no parameters and no restart.
+    pub fn new(role: DesiredRole, reason: String) -> Desired {
+        Desired {
+            role,
+            parameters: BTreeMap::new(),
+            restart: false,
+            reason,
+        }
+    }
+
     pub fn role_name(&self) -> &'static str {
         match self.role {
             DesiredRole::Primary { .. } => "primary",
@@ -76,9 +96,12 @@ impl Desired {
         }
     }
 
-    /// Same role and settings (the reason may differ without requiring any action).
-    pub fn same_role(&self, other: &Desired) -> bool {
+    /// Same role, parameters and restart permission (the reason may differ without requiring
+    /// any action).
+    pub fn same_action(&self, other: &Desired) -> bool {
         self.role == other.role
+            && self.parameters == other.parameters
+            && self.restart == other.restart
     }
 }
 
@@ -106,8 +129,8 @@ mod tests {
 
     #[test]
     fn desired_json_shape() {
-        let d = Desired {
-            role: DesiredRole::Standby {
+        let mut d = Desired::new(
+            DesiredRole::Standby {
                 upstream: Upstream {
                     member: "a".into(),
                     host: "127.0.0.1".into(),
@@ -117,11 +140,17 @@ mod tests {
                 apply_delay_ms: 3000,
                 slots: vec!["pgreplica_c".into()],
             },
-            reason: "follow a".into(),
-        };
+            "follow a".into(),
+        );
+        let plain = serde_json::to_value(&d).expect("serializes");
+        assert!(plain.get("parameters").is_none() && plain.get("restart").is_none());
+        d.parameters.insert("work_mem".into(), "8MB".into());
+        d.restart = true;
         let json = serde_json::to_value(&d).expect("serializes");
         assert_eq!(json["role"], "standby");
         assert_eq!(json["applyDelayMs"], 3000);
+        assert_eq!(json["parameters"]["work_mem"], "8MB");
+        assert_eq!(json["restart"], true);
         let back: Desired = serde_json::from_value(json).expect("parses");
         assert_eq!(back, d);
     }

@@ -1,5 +1,7 @@
 //! What an agent reports about its member at `/status`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::lsn::Lsn;
@@ -155,6 +157,13 @@ pub struct MemberReport {
     /// Primary: every connected standby.
     #[serde(default)]
     pub standbys: Vec<StandbyView>,
+    /// Settings in the configuration that PostgreSQL applies only at a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart: Vec<String>,
+    /// The parameters the running server has read (reloaded, or started with): until they are
+    /// the spec's, `pending_restart` may not list everything yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_parameters: Option<BTreeMap<String, String>>,
     /// After a clean shutdown: the shutdown checkpoint's location (standbys must have it
     /// before a switchover promotes one of them).
     pub shutdown_checkpoint: Option<Lsn>,
@@ -197,6 +206,8 @@ impl MemberReport {
             wal_sender: None,
             server_process: false,
             standbys: Vec::new(),
+            pending_restart: Vec::new(),
+            applied_parameters: None,
             shutdown_checkpoint: None,
             converged: false,
             activity: "starting".into(),

@@ -9,6 +9,7 @@ use super::candidates;
 use super::input::Input;
 use super::output::{EventReason, Plan};
 use super::report::rfc3339;
+use super::rollout;
 use super::sever;
 use super::topology::{followers, primary_desired, standby_desired, stopped};
 
@@ -121,11 +122,14 @@ pub fn steer(input: &Input<'_>, current: &str, plan: &mut Plan) {
     }
     match primary_health(input, current) {
         Health::Healthy => {
-            if let Some((to, reason, why)) = move_trigger(input, current, plan) {
+            let moved = move_trigger(input, current, plan)
+                .or_else(|| rollout::primary_move(input, current));
+            if let Some((to, reason, why)) = moved {
                 start_handover(input, current, &to, reason, why, plan);
                 handover(input, current, &to, plan);
             } else {
                 steady(input, current, plan);
+                rollout::restarts(input, current, plan);
             }
         }
         Health::Waiting(why) => {
@@ -255,7 +259,11 @@ fn move_trigger(
     None
 }
 
-fn switch_target_ready(input: &Input<'_>, current: &str, to: &str) -> Result<(), String> {
+pub(super) fn switch_target_ready(
+    input: &Input<'_>,
+    current: &str,
+    to: &str,
+) -> Result<(), String> {
     if to == current {
         return Err(format!("{to} is already the primary"));
     }
@@ -288,7 +296,7 @@ fn others_settled(input: &Input<'_>, current: &str, preferred: &str) -> bool {
 }
 
 /// The preferred member is in sync (or, if Async, close behind) with the primary.
-fn caught_up(input: &Input<'_>, current: &str, preferred: &str) -> bool {
+pub(super) fn caught_up(input: &Input<'_>, current: &str, preferred: &str) -> bool {
     let Some(view) = input
         .report(current)
         .and_then(|r| r.standbys.iter().find(|s| s.name == preferred))

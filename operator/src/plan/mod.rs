@@ -8,6 +8,7 @@ mod input;
 mod invalid;
 mod output;
 mod report;
+mod rollout;
 mod routes;
 mod sever;
 mod silence;

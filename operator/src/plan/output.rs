@@ -43,6 +43,8 @@ pub enum EventReason {
     Cloning,
     Recloning,
     Rejoined,
+    /// A member restarts to apply settings that wait for a restart.
+    Restarting,
 }
 
 impl EventReason {
@@ -62,6 +64,7 @@ impl EventReason {
             EventReason::Cloning => "Cloning",
             EventReason::Recloning => "Recloning",
             EventReason::Rejoined => "Rejoined",
+            EventReason::Restarting => "Restarting",
         }
     }
 

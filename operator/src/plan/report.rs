@@ -75,6 +75,9 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             fenced: report
                 .and_then(|r| r.fenced)
                 .map(|f| f.as_str().to_string()),
+            pending_restart: report
+                .map(|r| r.pending_restart.clone())
+                .unwrap_or_default(),
         });
     }
     // The declared durability is in effect: with a Sync member streaming, the primary names a

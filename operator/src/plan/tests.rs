@@ -148,6 +148,7 @@ pub(super) fn standby_status(name: &str, ready: bool) -> MemberStatus {
         last_error: None,
         last_event: None,
         fenced: None,
+        pending_restart: vec![],
     }
 }
 
@@ -1523,6 +1524,8 @@ fn severing_needs_positive_proof() {
             apply_delay_ms: 0,
             slots: vec![],
         },
+        parameters: Default::default(),
+        restart: false,
         reason: "follow b".into(),
     };
     let no_receiver = |converged: bool, desired: Option<crate::member::Desired>| {
@@ -1622,3 +1625,5 @@ fn status_is_news_when_more_than_numbers_change() {
         );
     }
 }
+
+mod rollout;

@@ -20,6 +20,8 @@ pub fn primary_desired(
             sync: sync_standbys(input.spec, primary, input.report(primary)),
             slots: slots_for(input.spec, primary),
         },
+        parameters: input.spec.postgres.parameters.clone(),
+        restart: false,
         reason,
     }
 }
@@ -44,6 +46,8 @@ pub fn standby_desired(
             apply_delay_ms: spec.apply_delay_ms(),
             slots: slots_for(input.spec, member),
         },
+        parameters: input.spec.postgres.parameters.clone(),
+        restart: false,
         reason,
     })
 }
@@ -66,8 +70,5 @@ pub fn followers(input: &Input<'_>, plan: &mut Plan, primary: &str, except: &[&s
 }
 
 pub fn stopped(reason: String) -> Desired {
-    Desired {
-        role: DesiredRole::Stopped,
-        reason,
-    }
+    Desired::new(DesiredRole::Stopped, reason)
 }

@@ -38,6 +38,26 @@ impl Conn {
         self.value("SELECT pg_reload_conf()", &[]).await
     }
 
+    /// `pg_reload_conf()`, then waits (up to `patience`) until this session has read the files
+    /// again, so that `pg_settings` (`pending_restart`) answers for them; false when it had not
+    /// within `patience`.
+    pub async fn reload_and_wait(&self, patience: std::time::Duration) -> PgResult<bool> {
+        let loaded = "SELECT pg_conf_load_time()";
+        let before: std::time::SystemTime = self.value(loaded, &[]).await?;
+        self.reload().await?;
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let now: std::time::SystemTime = self.value(loaded, &[]).await?;
+            if now > before {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Promotes a standby (`pg_promote` without its wait) and looks every 10 ms until the server
     /// leaves recovery; true when promotion finished within `wait_seconds`.
     pub async fn promote(&self, wait_seconds: u32) -> PgResult<bool> {

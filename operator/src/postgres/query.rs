@@ -308,6 +308,15 @@ impl Conn {
         self.value("SELECT current_setting($1)", &[&name]).await
     }
 
+    /// Settings changed in the configuration files that PostgreSQL applies only at a restart.
+    pub async fn pending_restart(&self) -> PgResult<Vec<String>> {
+        self.value(
+            "SELECT COALESCE(array_agg(name::text ORDER BY name), '{}') FROM pg_settings WHERE pending_restart",
+            &[],
+        )
+        .await
+    }
+
     pub async fn is_in_recovery(&self) -> PgResult<bool> {
         self.value("SELECT pg_is_in_recovery()", &[]).await
     }

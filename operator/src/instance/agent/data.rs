@@ -30,7 +30,7 @@ impl Agent {
         result?;
         std::fs::rename(&tmp, &data)
             .map_err(AgentError::io("move the new data directory in place"))?;
-        self.write_config(&desired.role)?;
+        self.write_config(desired)?;
         self.start().await?;
         let password = self.replication_password.clone();
         let conn = self
@@ -105,7 +105,7 @@ impl Agent {
         info!(member = %self.cfg.member, from = %upstream.member, seconds = began.elapsed().as_secs_f64(), "clone complete");
         self.shared.set_data_lost(None);
         self.repair.cloned();
-        self.write_config(&desired.role)?;
+        self.write_config(desired)?;
         self.start().await?;
         // old_asides lists this run's aside too: delete each directory once.
         let older: Vec<PathBuf> = old_asides(&self.cfg.member_dir)
@@ -146,7 +146,7 @@ impl Agent {
                 info!(member = %self.cfg.member, from = %upstream.member, ?outcome, "rewind finished");
                 self.repair.rewound();
                 if outcome == RewindOutcome::Rewound || outcome == RewindOutcome::NotNeeded {
-                    self.write_config(&desired.role)?;
+                    self.write_config(desired)?;
                 }
                 Ok(())
             }

@@ -55,6 +55,12 @@ impl Agent {
             },
         };
         let configured = self.configured_role();
+        let parameters_current = match desired {
+            Some(d) => self.configured_parameters().as_ref() == Some(&d.parameters),
+            None => true,
+        };
+        let pending_restart =
+            self.server.is_some() && !self.shared.report().pending_restart.is_empty();
         let lease = self.shared.lease.read().await;
         let readable = lease.is_ok();
         let lease_holder = lease
@@ -98,6 +104,8 @@ impl Agent {
             data,
             running,
             configured,
+            parameters_current,
+            pending_restart,
             holds_lease,
             lease_holder,
             not_streaming_ms,

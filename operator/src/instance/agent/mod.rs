@@ -294,7 +294,9 @@ impl Agent {
             Step::Start => self.start().await,
             Step::Promote => {
                 // one step, not two passes: the primary's configuration, then the promotion
-                if self.configured_role().as_ref() != Some(&desired.role) {
+                if self.configured_role().as_ref() != Some(&desired.role)
+                    || self.configured_parameters().as_ref() != Some(&desired.parameters)
+                {
                     self.configure(desired).await?;
                 }
                 self.promote().await?;
@@ -308,6 +310,14 @@ impl Agent {
                 self.stop_server(Shutdown::Fast).await;
                 self.release_lease().await;
                 Ok(())
+            }
+            Step::Restart => {
+                let pending = self.shared.report().pending_restart.join(", ");
+                info!(member = %self.cfg.member, %pending, "restarting PostgreSQL to apply settings that wait for a restart");
+                self.shared
+                    .set_activity(format!("restarting to apply {pending}"));
+                self.stop_server(Shutdown::Fast).await;
+                self.start().await
             }
             Step::StopForRewind => {
                 warn!(member = %self.cfg.member, "standby has not streamed for a while: stopping it to rewind from its upstream");

@@ -1,5 +1,6 @@
 //! The server and the lease: configuration, start, promotion, stop, certificate reloads.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -10,12 +11,15 @@ use crate::member::{Desired, DesiredRole};
 use crate::postgres::{config as pgconfig, write_private_file, Shutdown};
 
 use crate::instance::conf_files::{
-    configured_role, render_conf, render_hba, with_include, OWNED_CONF,
+    configured_parameters, configured_role, render_conf, render_hba, with_include, OWNED_CONF,
 };
 use crate::instance::datadir;
 use crate::instance::error::AgentError;
 
 use super::{Agent, START_TIMEOUT, STOP_PATIENCE};
+
+/// How long a reload may take to reach the agent's own session.
+const RELOAD_PATIENCE: Duration = Duration::from_secs(2);
 
 impl Agent {
     pub(super) async fn acquire_lease(&mut self) -> Result<(), AgentError> {
@@ -52,9 +56,14 @@ impl Agent {
         }
     }
 
-    pub(super) fn write_config(&self, role: &DesiredRole) -> Result<(), AgentError> {
+    pub(super) fn write_config(&self, desired: &Desired) -> Result<(), AgentError> {
         let data = self.data();
-        let conf = render_conf(&self.cfg, role, &self.cfg.passfile())?;
+        let conf = render_conf(
+            &self.cfg,
+            &desired.role,
+            &desired.parameters,
+            &self.cfg.passfile(),
+        )?;
         write_private_file(&data.join(OWNED_CONF), conf.as_bytes(), self.run_as)?;
         write_private_file(
             &data.join("pg_hba.conf"),
@@ -82,7 +91,7 @@ impl Agent {
                 write_private_file(&auto, cleaned.as_bytes(), self.run_as)?;
             }
         }
-        if matches!(role, DesiredRole::Standby { .. }) && self.server.is_none() {
+        if matches!(desired.role, DesiredRole::Standby { .. }) && self.server.is_none() {
             pgconfig::write_standby_signal(&data, self.run_as)?;
         }
         Ok(())
@@ -95,11 +104,30 @@ impl Agent {
             .and_then(|c| configured_role(&c))
     }
 
+    /// The parameters `pgreplica.conf` was written with (None: unknown).
+    pub(super) fn configured_parameters(&self) -> Option<BTreeMap<String, String>> {
+        std::fs::read_to_string(self.data().join(OWNED_CONF))
+            .ok()
+            .and_then(|c| configured_parameters(&c))
+    }
+
     pub(super) async fn configure(&mut self, desired: &Desired) -> Result<(), AgentError> {
-        self.write_config(&desired.role)?;
+        self.write_config(desired)?;
         if self.server.is_some() {
             if let Some(conn) = self.connection().await {
-                conn.reload().await?;
+                // the report says which parameters are read only once pending_restart answers
+                // for them, so the brain never takes "nothing pending" from a server that has
+                // not read the new files yet
+                if conn.reload_and_wait(RELOAD_PATIENCE).await? {
+                    let pending = conn.pending_restart().await?;
+                    if !pending.is_empty() {
+                        info!(member = %self.cfg.member, pending = %pending.join(", "), "settings wait for a restart");
+                    }
+                    self.shared.update_report(|r| {
+                        r.pending_restart = pending;
+                        r.applied_parameters = Some(desired.parameters.clone());
+                    });
+                }
                 info!(member = %self.cfg.member, role = desired.role_name(), "configuration reloaded");
             }
         }
@@ -117,15 +145,19 @@ impl Agent {
                 .start_postgres(&data, std::iter::empty::<&str>(), &self.cfg.member)?;
         let identity = datadir::identity(&data);
         self.shared.set_started_on(identity, server.pid());
-        // from now on a server process exists, whatever wait_ready says
+        // from now on a server process exists, with every setting of its configuration applied
         self.shared.update_report(|r| {
             r.server_process = true;
             r.fenced = None;
+            r.pending_restart.clear();
         });
         self.shared.set_data_lost(None);
         self.stopping = false;
         match server.wait_ready(&self.local_params(), START_TIMEOUT).await {
             Ok(conn) => {
+                let applied = self.configured_parameters();
+                self.shared
+                    .update_report(|r| r.applied_parameters = applied);
                 self.conn = Some(conn);
                 self.server = Some(server);
                 self.started_ms = unix_now_ms();

@@ -159,6 +159,8 @@ mod tests {
             } else {
                 DesiredRole::Stopped
             },
+            parameters: Default::default(),
+            restart: false,
             reason: "test".into(),
         }
     }

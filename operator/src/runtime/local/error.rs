@@ -36,6 +36,12 @@ pub enum LocalError {
     Postgres(#[from] crate::postgres::PgError),
     #[error("{0}")]
     Failed(String),
+    #[error("{file} differs from the spec this cluster runs with (applied earlier):\n{changes}\nnothing was changed: run `pgreplica local up -f {file} --replace-spec` to run with {file} instead, or `pgreplica local up -f {current}` to keep the applied spec")]
+    SpecDiffers {
+        file: String,
+        current: String,
+        changes: String,
+    },
 }
 
 impl LocalError {

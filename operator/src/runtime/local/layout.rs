@@ -109,6 +109,14 @@ pub struct LocalState {
     pub rw_port: u16,
     pub ro_port: u16,
     pub members: BTreeMap<String, MemberPorts>,
+    /// Counts the specs applied (`metadata.generation` on Kubernetes); status reports it as
+    /// `observedGeneration` once the brain acts on it.
+    #[serde(default = "first_generation")]
+    pub generation: i64,
+}
+
+fn first_generation() -> i64 {
+    1
 }
 
 impl LocalState {
@@ -158,6 +166,7 @@ impl LocalState {
                 rw_port,
                 ro_port,
                 members: BTreeMap::new(),
+                generation: first_generation(),
             });
             s.members.insert(
                 cfg.member.clone(),
@@ -285,6 +294,7 @@ mod tests {
             rw_port: 15432,
             ro_port: 15433,
             members: BTreeMap::new(),
+            generation: 1,
         };
         let names: Vec<String> = (0..9).map(|i| format!("m{i}")).collect();
         state

@@ -63,6 +63,10 @@ impl LocalWorld {
         self.spec_stamp = stamp;
         match load_spec(&self.layout) {
             Ok(new) => {
+                // `local apply` counted the new spec's generation in the state file
+                if let Ok(Some(on_disk)) = LocalState::load(&self.layout) {
+                    self.state.generation = on_disk.generation;
+                }
                 self.state
                     .assign_ports(new.spec.members.iter().map(|m| m.name.as_str()))?;
                 self.state.save(&self.layout)?;
@@ -211,8 +215,7 @@ impl World for LocalWorld {
         Next::Tick(Box::new(Snapshot {
             cluster: self.state.cluster.clone(),
             spec: self.cluster.spec.clone(),
-            // the local spec has no generations: every spec is the first
-            generation: 1,
+            generation: self.state.generation,
             status: self.status.clone(),
             agents,
             addresses,

@@ -1,0 +1,163 @@
+//! Day two under load: parameters changed with `local apply` reach every running member — a
+//! reload-only one at once, a restart-needing one by a rolling restart (standbys first, the primary
+//! last after a switchover and an automatic failback), nothing lost.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pgreplica_e2e::faults::case::{Case, OrFail};
+use pgreplica_e2e::faults::Spec;
+
+use super::{loaded, run, BOUND};
+
+const MEMBERS: [&str; 3] = ["a", "b", "c"];
+
+/// The lab's file with `parameters` under `spec.postgres`, written next to the cluster.
+fn lab_with(case: &Case, name: &str, parameters: &str) -> PathBuf {
+    let text = std::fs::read_to_string(&case.spec.file)
+        .map_err(|e| e.to_string())
+        .or_fail(case);
+    let edited = text.replacen(
+        "spec:\n",
+        &format!("spec:\n  postgres:\n    parameters: {{{parameters}}}\n"),
+        1,
+    );
+    assert_ne!(edited, text, "the lab file has a `spec:` line");
+    let path = case.dir().join(format!("{name}.yaml"));
+    std::fs::write(&path, edited)
+        .map_err(|e| e.to_string())
+        .or_fail(case);
+    path
+}
+
+/// `SHOW name` on every member, None where it does not answer.
+async fn shown(case: &Case, name: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for m in MEMBERS {
+        let value = async {
+            let port = case.port(m).ok()?;
+            let conninfo = format!(
+                "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2 password='{}'",
+                case.password
+            );
+            let client = pgreplica_e2e::bench::pg::connect(&conninfo).await.ok()?;
+            let row = client.query_one(&format!("SHOW {name}"), &[]).await.ok()?;
+            row.try_get::<_, String>(0).ok()
+        };
+        out.push(value.await);
+    }
+    out
+}
+
+async fn everywhere(case: &Case, name: &str, value: &str, within: Duration) -> Option<Duration> {
+    let began = Instant::now();
+    pgreplica_e2e::poll::until(within, || async {
+        shown(case, name)
+            .await
+            .iter()
+            .all(|v| v.as_deref() == Some(value))
+            .then(|| began.elapsed())
+    })
+    .await
+}
+
+/// The brain's progress lines with one of these event reasons, in order.
+fn brain_events(case: &Case, reasons: &[&str]) -> Vec<String> {
+    std::fs::read_to_string(case.dir().join("logs").join("brain.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
+        .filter(|rest| reasons.iter().any(|r| rest.starts_with(&format!("{r} ["))))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn parameters_reload_and_rolling_restart() {
+    run(|| async {
+        let (case, load) = loaded("parameters_reload_and_rolling_restart", Spec::lab()).await;
+        // reload only: every member within seconds, nobody restarts
+        let file = lab_with(&case, "work-mem", "work_mem: 7MB");
+        let out = case
+            .cluster
+            .run(&["apply", "-f", &file.display().to_string()])
+            .or_fail(&case);
+        case.say(format!("local apply: {}", out.trim()));
+        let took = everywhere(&case, "work_mem", "7MB", Duration::from_secs(20)).await;
+        let Some(took) = took else {
+            case.fail(&format!(
+                "work_mem is not 7MB everywhere after 20 s: {:?}",
+                shown(&case, "work_mem").await
+            ));
+        };
+        case.say(format!(
+            "work_mem 7MB on a, b and c {:.3} s after the apply",
+            took.as_secs_f64()
+        ));
+        if !brain_events(&case, &["Restarting", "SwitchoverStarted"]).is_empty() {
+            case.fail("a reload-only parameter restarted a member");
+        }
+        // restart needed: one member at a time, the primary last
+        let before: Vec<Option<String>> = shown(&case, "shared_buffers").await;
+        let file = lab_with(
+            &case,
+            "shared-buffers",
+            "work_mem: 7MB, shared_buffers: 48MB",
+        );
+        let injected = Instant::now();
+        let out = case
+            .cluster
+            .run(&["apply", "-f", &file.display().to_string()])
+            .or_fail(&case);
+        case.say(format!(
+            "local apply: {}; shared_buffers before: {before:?}",
+            out.trim()
+        ));
+        let took = everywhere(&case, "shared_buffers", "48MB", BOUND).await;
+        let Some(took) = took else {
+            case.fail(&format!(
+                "shared_buffers is not 48MB everywhere after {BOUND:?}: {:?}",
+                shown(&case, "shared_buffers").await
+            ));
+        };
+        case.say(format!(
+            "shared_buffers 48MB on a, b and c {:.3} s after the apply",
+            took.as_secs_f64()
+        ));
+        let removed = Instant::now();
+        let mut finished = case.finish(load, injected, removed, BOUND).await;
+        let order = brain_events(
+            &case,
+            &[
+                "Restarting",
+                "SwitchoverStarted",
+                "FailbackStarted",
+                "Promoted",
+            ],
+        );
+        for line in &order {
+            case.say(format!("rollout: {line}"));
+        }
+        let starts: Vec<&str> = order
+            .iter()
+            .filter_map(|l| {
+                l.split_once('[')
+                    .and_then(|(_, r)| r.split_once(']'))
+                    .map(|(m, _)| m)
+            })
+            .collect();
+        // c (async) restarts, then b (sync), then a moves to b and back
+        let want = ["c", "b", "b", "b", "a", "a"];
+        if starts != want {
+            finished.failures.push(format!("rollout order {starts:?}, expected {want:?} (Restarting c, Restarting b, SwitchoverStarted b, Promoted b, FailbackStarted a, Promoted a)"));
+        }
+        let status = case.status().or_fail(&case);
+        let generation = status["status"]["observedGeneration"].as_i64();
+        if generation != Some(3) {
+            finished.failures.push(format!(
+                "observedGeneration {generation:?} after two applies, expected 3"
+            ));
+        }
+        case.conclude(finished);
+    });
+}

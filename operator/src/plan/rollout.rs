@@ -1,0 +1,162 @@
+//! Settings that PostgreSQL applies only at a restart (`pending_restart` after a reload), rolled
+//! out one member at a time while every other member is ready: standbys first (asynchronous ones
+//! before synchronous ones, then in spec order); the primary last, moved away by a clean
+//! switchover to a caught-up synchronous standby or the preferred member — it restarts as it
+//! rejoins as a standby, and automatic failback brings it back. A cluster of one member restarts
+//! its primary in place: nobody could take over. Turns are given only once every member has read
+//! the spec's parameters, so the order is the declared one and a standby that has not reported
+//! its pending settings yet is never left behind the primary.
+
+use crate::api::{MemberSpec, Replication};
+
+use super::handover::{caught_up, switch_target_ready};
+use super::input::Input;
+use super::output::{EventReason, Plan};
+
+/// What `member` waits to restart for, if anything.
+fn pending(input: &Input<'_>, member: &str) -> Option<String> {
+    input
+        .report(member)
+        .filter(|r| !r.pending_restart.is_empty())
+        .map(|r| r.pending_restart.join(", "))
+}
+
+/// Every member's server has read the spec's parameters, so `pending_restart` is complete.
+fn all_read(input: &Input<'_>) -> bool {
+    let wanted = &input.spec.postgres.parameters;
+    input.spec.members.iter().all(|m| {
+        input
+            .report(&m.name)
+            .is_some_and(|r| r.applied_parameters.as_ref() == Some(wanted))
+    })
+}
+
+/// Every member but `except` is ready: the primary runs, every other streams from it.
+fn others_ready(input: &Input<'_>, current: &str, except: &str) -> bool {
+    input
+        .spec
+        .members
+        .iter()
+        .filter(|m| m.name != except)
+        .all(|m| match input.report(&m.name) {
+            Some(r) if m.name == current => r.is_running_primary(),
+            Some(r) => r.is_streaming_from(current),
+            None => false,
+        })
+}
+
+/// The standby whose turn it is to restart.
+fn next_standby<'a>(input: &Input<'a>, current: &str) -> Option<&'a MemberSpec> {
+    let mut waiting: Vec<&MemberSpec> = input
+        .spec
+        .members
+        .iter()
+        .filter(|m| m.name != current && pending(input, &m.name).is_some())
+        .collect();
+    waiting.sort_by_key(|m| m.replication == Replication::Sync);
+    waiting.first().copied()
+}
+
+/// How a desired state allowed to restart says why (and how the next tick knows whose turn it is).
+const REASON: &str = "restart to apply ";
+
+/// The member allowed to restart by an earlier tick that has not restarted yet: its turn lasts
+/// until its report no longer lists pending settings (its agent may not have heard of the
+/// permission when this tick looks).
+fn turn_held<'a>(input: &Input<'a>) -> Option<(&'a str, String)> {
+    input
+        .status
+        .members
+        .iter()
+        .filter(|m| {
+            m.last_event
+                .as_deref()
+                .is_some_and(|e| e.starts_with(REASON))
+        })
+        .find_map(|m| pending(input, &m.name).map(|what| (m.name.as_str(), what)))
+}
+
+/// Steady state: let the member whose turn it is restart (the desired states are in `plan`).
+pub fn restarts(input: &Input<'_>, current: &str, plan: &mut Plan) {
+    if let Some((member, what)) = turn_held(input) {
+        allow(input, member, &what, plan);
+        return;
+    }
+    // the first turn once every member has said what it waits for: the order is then the
+    // declared one, not the order in which reports arrived
+    if !all_read(input) {
+        return;
+    }
+    let (member, what) = match next_standby(input, current) {
+        Some(m) => (m.name.as_str(), pending(input, &m.name).unwrap_or_default()),
+        None if input.spec.members.len() == 1 => match pending(input, current) {
+            Some(what) => (current, what),
+            None => return,
+        },
+        None => {
+            if let Some(what) = pending(input, current) {
+                plan.waiting_for.get_or_insert(format!(
+                    "a caught-up synchronous standby to take over, so that {current} can restart to apply {what}"
+                ));
+            }
+            return;
+        }
+    };
+    if !others_ready(input, current, member) {
+        plan.waiting_for.get_or_insert(format!(
+            "every other member ready before {member} restarts to apply {what}"
+        ));
+        return;
+    }
+    allow(input, member, &what, plan);
+}
+
+fn allow(input: &Input<'_>, member: &str, what: &str, plan: &mut Plan) {
+    let Some(desired) = plan.desired.get_mut(member) else {
+        return;
+    };
+    desired.restart = true;
+    desired.reason = format!("{REASON}{what}");
+    // announced once: the last status already says so
+    let told = input
+        .status
+        .members
+        .iter()
+        .any(|m| m.name == member && m.last_event.as_deref() == Some(&desired.reason));
+    if !told {
+        plan.event(
+            EventReason::Restarting,
+            Some(member),
+            format!("{member} restarts to apply {what}"),
+        );
+    }
+}
+
+/// The primary waits for a restart and no standby does: move it by a switchover, to the
+/// preferred member when that is not the primary, else to the first caught-up synchronous one.
+pub fn primary_move(input: &Input<'_>, current: &str) -> Option<(String, EventReason, String)> {
+    let what = pending(input, current)?;
+    if input.spec.members.len() == 1
+        || !all_read(input)
+        || turn_held(input).is_some()
+        || next_standby(input, current).is_some()
+        || !others_ready(input, current, current)
+    {
+        return None;
+    }
+    let sync = input
+        .spec
+        .members
+        .iter()
+        .filter(|m| m.replication == Replication::Sync)
+        .map(|m| m.name.as_str());
+    let to = std::iter::once(input.spec.primary.as_str())
+        .chain(sync)
+        .filter(|n| *n != current)
+        .find(|n| switch_target_ready(input, current, n).is_ok() && caught_up(input, current, n))?;
+    Some((
+        to.to_string(),
+        EventReason::SwitchoverStarted,
+        format!("{current} restarts to apply {what}, so the primary moves first"),
+    ))
+}
