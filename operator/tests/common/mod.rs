@@ -8,7 +8,6 @@
 
 #![allow(dead_code)] // not every test binary uses every helper
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -156,7 +155,6 @@ impl Cluster {
                 lease_backend: Default::default(),
                 lease_duration_ms: LEASE_DURATION_MS,
                 allow_networks: vec![],
-                parameters: BTreeMap::new(),
                 max_slot_wal_keep_size: "1GB".into(),
                 application: Some(pgreplica::instance::config::ApplicationConfig {
                     user: "app".into(),
@@ -403,6 +401,8 @@ impl Cluster {
                 apply_delay_ms,
                 slots: vec![],
             },
+            parameters: Default::default(),
+            restart: false,
             reason: format!("test: {name} follows {upstream}"),
         }
     }
@@ -513,6 +513,8 @@ pub fn primary(bootstrap: bool, sync: &[&str], standbys: &[&str]) -> Desired {
             },
             slots: standbys.iter().map(|s| slot_name_for(s)).collect(),
         },
+        parameters: Default::default(),
+        restart: false,
         reason: format!("test: primary (sync {sync:?})"),
     }
 }
@@ -520,6 +522,8 @@ pub fn primary(bootstrap: bool, sync: &[&str], standbys: &[&str]) -> Desired {
 pub fn stopped() -> Desired {
     Desired {
         role: DesiredRole::Stopped,
+        parameters: Default::default(),
+        restart: false,
         reason: "test: stop".into(),
     }
 }
