@@ -107,6 +107,7 @@ impl Brain {
             addresses: &snapshot.addresses,
             lease: &lease,
             switchover_to: snapshot.switchover_to.as_deref(),
+            outdated: &snapshot.outdated,
             now_ms: snapshot.now_ms,
         });
         for (member, why) in &decided.fence {
@@ -120,6 +121,9 @@ impl Brain {
         );
         if decided.switchover_consumed {
             world.forget_switchover().await;
+        }
+        for member in &decided.recreate {
+            world.recreate(member).await;
         }
         let mut events = decided.events.clone();
         events.extend(fenced);

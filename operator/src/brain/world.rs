@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub lease_duration_ms: u64,
     /// A switchover asked for by a person.
     pub switchover_to: Option<String>,
+    /// Members whose pod differs from the one the runtime would create now, and how.
+    pub outdated: BTreeMap<String, String>,
     /// Unix milliseconds.
     pub now_ms: u64,
 }
@@ -58,6 +60,8 @@ pub trait World {
     async fn route(&mut self, plan: &Plan);
     /// The switchover request was taken or refused.
     async fn forget_switchover(&mut self);
+    /// Replace a member's pod (its rollout turn for a changed pod template).
+    async fn recreate(&mut self, member: &str);
     /// Status, events, metrics, progress.
     async fn record(&mut self, outcome: &Outcome<'_>);
 }

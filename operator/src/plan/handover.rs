@@ -243,7 +243,9 @@ fn move_trigger(
     if input.spec.failback != Failback::Automatic && !changed {
         return None;
     }
+    // a preferred member waiting for its restart turn takes it first (as a standby)
     if switch_target_ready(input, current, preferred).is_ok()
+        && rollout::pending(input, preferred).is_none()
         && caught_up(input, current, preferred)
         && (changed || others_settled(input, current, preferred))
     {

@@ -107,6 +107,9 @@ pub struct Input<'a> {
     pub lease: &'a LeaseView,
     /// A switchover asked for by a person (`local switchover --to`, `kubectl pgrc switchover`).
     pub switchover_to: Option<&'a str>,
+    /// Members whose running pod differs from the one the runtime would create now, and how
+    /// (Kubernetes; none locally): replaced in their rollout turn.
+    pub outdated: &'a BTreeMap<String, String>,
     /// Unix milliseconds.
     pub now_ms: u64,
 }

@@ -103,6 +103,8 @@ pub struct Plan {
     /// Members to fence from outside their agent (which does not answer), with the reason:
     /// locally the agent and its PostgreSQL are killed, on Kubernetes the pod is deleted at once.
     pub fence: Vec<(String, String)>,
+    /// Members whose pod is replaced now to apply a changed pod template (their rollout turn).
+    pub recreate: Vec<String>,
 }
 
 impl Plan {

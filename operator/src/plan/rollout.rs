@@ -13,21 +13,29 @@ use super::handover::{caught_up, switch_target_ready};
 use super::input::Input;
 use super::output::{EventReason, Plan};
 
-/// What `member` waits to restart for, if anything.
-fn pending(input: &Input<'_>, member: &str) -> Option<String> {
-    input
+/// What `member` waits to restart for, if anything: settings that wait for a restart, or a pod
+/// that differs from the one the runtime would create now.
+pub fn pending(input: &Input<'_>, member: &str) -> Option<String> {
+    let settings = input
         .report(member)
         .filter(|r| !r.pending_restart.is_empty())
-        .map(|r| r.pending_restart.join(", "))
+        .map(|r| r.pending_restart.join(", "));
+    let pod = input.outdated.get(member).cloned();
+    match (settings, pod) {
+        (Some(s), Some(p)) => Some(format!("{s}; {p}")),
+        (s, p) => s.or(p),
+    }
 }
 
-/// Every member's server has read the spec's parameters, so `pending_restart` is complete.
+/// Every member's server has read the spec's parameters, so `pending_restart` is complete (a
+/// member whose pod is to be replaced anyway counts: an agent of an earlier version may not say).
 fn all_read(input: &Input<'_>) -> bool {
     let wanted = &input.spec.postgres.parameters;
     input.spec.members.iter().all(|m| {
-        input
-            .report(&m.name)
-            .is_some_and(|r| r.applied_parameters.as_ref() == Some(wanted))
+        input.outdated.contains_key(&m.name)
+            || input
+                .report(&m.name)
+                .is_some_and(|r| r.applied_parameters.as_ref() == Some(wanted))
     })
 }
 
@@ -117,6 +125,9 @@ fn allow(input: &Input<'_>, member: &str, what: &str, plan: &mut Plan) {
     };
     desired.restart = true;
     desired.reason = format!("{REASON}{what}");
+    if input.outdated.contains_key(member) {
+        plan.recreate.push(member.to_string());
+    }
     // announced once: the last status already says so
     let told = input
         .status

@@ -158,6 +158,7 @@ struct World {
     members: BTreeMap<String, Observation>,
     lease: Option<&'static str>,
     switchover: Option<&'static str>,
+    outdated: BTreeMap<String, String>,
 }
 
 impl World {
@@ -179,6 +180,7 @@ impl World {
                 .collect(),
             lease,
             switchover: None,
+            outdated: BTreeMap::new(),
         }
     }
 
@@ -201,6 +203,7 @@ impl World {
             addresses,
             lease,
             switchover_to: self.switchover,
+            outdated: &self.outdated,
             now_ms: 1_800_000_000_000,
         })
     }

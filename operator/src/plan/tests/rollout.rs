@@ -226,3 +226,61 @@ fn the_primary_moves_only_once_every_member_has_read_the_parameters() {
     assert_eq!(p.status.target_primary.as_deref(), Some("a"));
     assert!(allowed(&p).is_empty());
 }
+
+/// A changed pod template (Kubernetes): the same order, and the allowed member's pod is replaced.
+#[test]
+fn changed_pods_are_replaced_in_the_same_order() {
+    let outdated = |w: &mut World, members: &[&str]| {
+        w.outdated = members
+            .iter()
+            .map(|m| {
+                (
+                    m.to_string(),
+                    "image postgres:15 → postgres:15.1".to_string(),
+                )
+            })
+            .collect();
+    };
+    let mut w = lab(&[], &[]);
+    outdated(&mut w, &["a", "b", "c"]);
+    let p = w.plan();
+    assert_eq!(
+        (allowed(&p), p.recreate.clone()),
+        (vec!["c".to_string()], vec!["c".to_string()])
+    );
+    assert!(p.desired["c"]
+        .reason
+        .contains("image postgres:15 → postgres:15.1"));
+    // standbys replaced: the primary moves to b
+    let mut w = lab(&[], &[]);
+    outdated(&mut w, &["a"]);
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("b"));
+    assert!(p.recreate.is_empty());
+    // b primary, a its standby with the old pod, caught up: a's pod first, no failback yet
+    let mut w = World::new(
+        settled("b", &[("a", "sync"), ("c", "async")]),
+        vec![
+            ("a", read(standby("a", "b", 100))),
+            (
+                "b",
+                read(primary("b", 100, &[("a", "sync"), ("c", "async")])),
+            ),
+            ("c", read(standby("c", "b", 100))),
+        ],
+    );
+    w.status.observed_preferred_primary = Some("a".into());
+    outdated(&mut w, &["a"]);
+    let p = w.plan();
+    assert_eq!(
+        p.status.target_primary.as_deref(),
+        Some("b"),
+        "no failback to a pod about to go"
+    );
+    assert_eq!(p.recreate, vec!["a".to_string()]);
+    // a's new pod runs and streams: failback
+    w.outdated.clear();
+    let p = w.plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("a"));
+    assert_eq!(reasons(&p), vec!["FailbackStarted"]);
+}

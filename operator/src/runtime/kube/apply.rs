@@ -209,17 +209,12 @@ pub async fn members(
         }
         match pods_now.get(&m.name) {
             None => {
-                // created serving nothing: the brain labels it as it routes
-                let opts = builders::PodOptions::new(
-                    operator_image,
-                    agent_config_json(cluster, m, namespace),
-                    labels::ROLE_NONE,
-                );
-                let pod =
-                    builders::member_pod(cluster, m, &opts).map_err(|source| KubeError::Build {
+                let pod = wanted_pod(cluster, m, namespace, operator_image).map_err(|source| {
+                    KubeError::Build {
                         what: "member pod",
                         source,
-                    })?;
+                    }
+                })?;
                 let pod_name = pod.name_any();
                 pods.create(&PostParams::default(), &pod)
                     .await
@@ -245,6 +240,22 @@ pub async fn members(
         }
     }
     Ok(created)
+}
+
+/// The pod the operator creates for `member` now (serving nothing: the brain labels it as it
+/// routes). A running pod whose template digest differs is replaced in its rollout turn.
+pub fn wanted_pod(
+    cluster: &PgReplicaCluster,
+    member: &crate::api::MemberSpec,
+    namespace: &str,
+    operator_image: &str,
+) -> Result<Pod, builders::BuildError> {
+    let opts = builders::PodOptions::new(
+        operator_image,
+        agent_config_json(cluster, member, namespace),
+        labels::ROLE_NONE,
+    );
+    builders::member_pod(cluster, member, &opts)
 }
 
 /// The cluster's member pods by member, listed from the API (the slow loop decides on what the

@@ -91,6 +91,7 @@ impl Brains {
             name.clone(),
             cluster.metadata.uid.clone(),
             ctx.agent_port,
+            ctx.operator_image.clone(),
             ctx.clusters.clone(),
             ctx.pods.clone(),
         );

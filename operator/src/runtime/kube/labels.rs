@@ -53,6 +53,9 @@ pub const MANAGED_BY: &str = "pgreplica-operator";
 
 /// A person's switchover request on the `PgReplicaCluster`: the member to make primary.
 pub const SWITCHOVER_TO_ANNOTATION: &str = "pgreplica.io/switchover-to";
+/// On a member pod: the digest of the pod spec it was created from; a pod whose digest differs
+/// from the one the operator would build now is replaced in its rollout turn.
+pub const POD_TEMPLATE_ANNOTATION: &str = "pgreplica.io/pod-template";
 
 /// Labels on every object of `cluster`.
 pub fn cluster_labels(cluster: &str) -> BTreeMap<String, String> {

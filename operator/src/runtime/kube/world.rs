@@ -25,6 +25,7 @@ use crate::lease::{unix_now_ms, KubeLease, Lease};
 use crate::net::http::Target;
 use crate::plan::{material_change, Address, Plan};
 
+use super::builders;
 use super::labels;
 use super::metrics::Metrics;
 use super::names;
@@ -43,6 +44,8 @@ pub struct KubeWorld {
     /// The cluster this brain runs (a cluster created again under the same name is another).
     pub uid: Option<String>,
     pub agent_port: u16,
+    /// The operator's image: member pods copy the agent from it.
+    pub operator_image: String,
     pub clusters: Store<PgReplicaCluster>,
     pub pods: Store<Pod>,
     /// The cluster as of the last snapshot.
@@ -66,6 +69,7 @@ impl KubeWorld {
         name: String,
         uid: Option<String>,
         agent_port: u16,
+        operator_image: String,
         clusters: Store<PgReplicaCluster>,
         pods: Store<Pod>,
     ) -> KubeWorld {
@@ -86,6 +90,7 @@ impl KubeWorld {
             name,
             uid,
             agent_port,
+            operator_image,
             clusters,
             pods,
             cluster: None,
@@ -96,6 +101,29 @@ impl KubeWorld {
 
     fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Members whose running pod differs from the one the operator would create now.
+    fn outdated(
+        &self,
+        cluster: &PgReplicaCluster,
+        pods: &BTreeMap<String, Arc<Pod>>,
+    ) -> BTreeMap<String, String> {
+        cluster
+            .spec
+            .members
+            .iter()
+            .filter_map(|m| {
+                let running = pods.get(&m.name)?;
+                if running.metadata.deletion_timestamp.is_some() {
+                    return None;
+                }
+                let wanted =
+                    super::apply::wanted_pod(cluster, m, &self.namespace, &self.operator_image)
+                        .ok()?;
+                Some((m.name.clone(), builders::outdated(running, &wanted)?))
+            })
+            .collect()
     }
 
     /// The member pods of this cluster, by member, from the watch cache.
@@ -212,6 +240,7 @@ impl World for KubeWorld {
                 );
             }
         }
+        let outdated = self.outdated(&cluster, &pods);
         let lease = self.read_lease(now_ms).await;
         Next::Tick(Box::new(Snapshot {
             cluster: self.name.clone(),
@@ -227,6 +256,7 @@ impl World for KubeWorld {
                 .get(labels::SWITCHOVER_TO_ANNOTATION)
                 .cloned()
                 .filter(|s| !s.is_empty()),
+            outdated,
             now_ms,
         }))
     }
@@ -258,6 +288,22 @@ impl World for KubeWorld {
                 warn!(member = %member, error = %e, "could not delete the pod to fence it");
                 None
             }
+        }
+    }
+
+    /// Replace the pod of a member in its rollout turn: a graceful delete (the agent stops
+    /// PostgreSQL with a fast shutdown); the reconciler creates it again from the new template.
+    async fn recreate(&mut self, member: &str) {
+        let Some(pod) = self.member_pods().remove(member) else {
+            return;
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        info!(member = %member, pod = %pod.name_any(), "rollout: replacing the pod with one from the current template");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        if let Err(e) = pods.delete(&pod.name_any(), &DeleteParams::default()).await {
+            warn!(member = %member, error = %e, "could not delete the pod to replace it");
         }
     }
 

@@ -222,9 +222,13 @@ impl World for LocalWorld {
             lease,
             lease_duration_ms: timing::LOCAL_LEASE.as_millis() as u64,
             switchover_to,
+            // members run from the pgreplica binary that started them; no templates here
+            outdated: BTreeMap::new(),
             now_ms,
         }))
     }
+
+    async fn recreate(&mut self, _member: &str) {}
 
     async fn fence(&mut self, member: &str, why: &str) -> Option<String> {
         let what = self.supervisor.fence(member)?;

@@ -23,7 +23,10 @@ pub use lease::primary_lease;
 pub use meta::owner_reference;
 pub use network::{network_policy, OPERATOR_POD_LABELS};
 pub use pdb::pdb;
-pub use pod::{member_pod, PodOptions, INSTALL_CONTAINER, POSTGRES_CONTAINER, POSTGRES_UID};
+pub use pod::{
+    member_pod, outdated, template_of, PodOptions, INSTALL_CONTAINER, POSTGRES_CONTAINER,
+    POSTGRES_UID,
+};
 pub use pvc::member_pvc;
 pub use rbac::agent_rbac;
 pub use secret::{app_secret, password_secret, secret};

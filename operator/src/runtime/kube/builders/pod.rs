@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
     PodSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
 
 use super::meta::Owner;
 use super::BuildError;
@@ -95,11 +96,76 @@ pub fn member_pod(
         enable_service_links: Some(false),
         ..PodSpec::default()
     };
+    let mut metadata = metadata;
+    metadata.annotations = Some(BTreeMap::from([(
+        labels::POD_TEMPLATE_ANNOTATION.to_string(),
+        template_digest(&spec),
+    )]));
     Ok(Pod {
         metadata,
         spec: Some(spec),
         status: None,
     })
+}
+
+/// The first 16 hex digits of the SHA-256 of the pod spec's JSON (labels, which change with the
+/// member's role, are not part of it).
+fn template_digest(spec: &PodSpec) -> String {
+    let json = serde_json::to_vec(spec).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &json);
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The pod-template digest a member pod was created with (none: created by an earlier version).
+pub fn template_of(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(labels::POD_TEMPLATE_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// What differs between a running member pod and the one the operator would create now, in a
+/// few words; `None` when nothing does.
+pub fn outdated(running: &Pod, wanted: &Pod) -> Option<String> {
+    if template_of(running).is_some() && template_of(running) == template_of(wanted) {
+        return None;
+    }
+    let image = |pod: &Pod, init: bool| -> Option<String> {
+        let spec = pod.spec.as_ref()?;
+        let containers = if init {
+            spec.init_containers.as_ref()?
+        } else {
+            &spec.containers
+        };
+        containers.first()?.image.clone()
+    };
+    let mut what = Vec::new();
+    if image(running, false) != image(wanted, false) {
+        what.push(format!(
+            "image {} → {}",
+            image(running, false).unwrap_or_default(),
+            image(wanted, false).unwrap_or_default()
+        ));
+    }
+    if image(running, true) != image(wanted, true) {
+        what.push(format!(
+            "agent from {} → {}",
+            image(running, true).unwrap_or_default(),
+            image(wanted, true).unwrap_or_default()
+        ));
+    }
+    if what.is_empty() {
+        what.push(if template_of(running).is_none() {
+            "pod created by an earlier pgreplica".to_string()
+        } else {
+            "pod template (placement, resources or agent configuration)".to_string()
+        });
+    }
+    Some(what.join(", "))
 }
 
 fn install_container(opts: &PodOptions<'_>) -> Container {

@@ -412,6 +412,7 @@ async fn tick(api: &FakeApi, brain: &mut Brain, cluster: &PgReplicaCluster, port
         "lab".into(),
         cluster.metadata.uid.clone(),
         port,
+        "pgreplica:test".into(),
         cache(vec![cluster.clone()]),
         cache(pods),
     );

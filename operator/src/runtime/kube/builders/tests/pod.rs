@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::fixtures::{assert_fields, five_members, json, lab, member};
-use crate::runtime::kube::builders::{member_pod, PodOptions, POSTGRES_UID};
+use crate::runtime::kube::builders::{member_pod, outdated, PodOptions, POSTGRES_UID};
 use crate::runtime::kube::labels::{ROLE_PRIMARY, ROLE_STANDBY};
 
 const CONFIG: &str = r#"{"cluster":"lab","member":"c"}"#;
@@ -227,5 +227,44 @@ fn options_set_role_label_uid_and_pull_policy() {
             ),
             ("/spec/containers/0/env/0/value", json!(CONFIG)),
         ],
+    );
+}
+
+/// The template digest ignores the role label, and names what changed otherwise.
+#[test]
+fn a_changed_template_is_told_from_a_relabelled_pod() {
+    let cluster = lab();
+    let c = member(&cluster, "c");
+    let build = |cluster: &crate::api::PgReplicaCluster, opts: &PodOptions<'_>| {
+        member_pod(cluster, member(cluster, "c"), opts).expect("builds")
+    };
+    let running = build(&cluster, &options(ROLE_STANDBY));
+    assert!(crate::runtime::kube::builders::template_of(&running).is_some());
+    assert_eq!(
+        outdated(&running, &build(&cluster, &options(ROLE_PRIMARY))),
+        None
+    );
+    let mut newer = cluster.clone();
+    newer.spec.postgres.image = "postgres:15.1-bookworm".into();
+    let why = outdated(&running, &build(&newer, &options(ROLE_STANDBY))).expect("outdated");
+    assert!(why.starts_with("image "), "{why}");
+    let upgraded = PodOptions::new("ghcr.io/pgreplica/pgreplica:0.2.0", CONFIG, ROLE_STANDBY);
+    let why = outdated(
+        &running,
+        &member_pod(&cluster, c, &upgraded).expect("builds"),
+    )
+    .expect("outdated");
+    assert!(
+        why.contains(
+            "agent from ghcr.io/pgreplica/pgreplica:0.1.0 → ghcr.io/pgreplica/pgreplica:0.2.0"
+        ),
+        "{why}"
+    );
+    // a pod of an earlier version has no digest
+    let mut old = running.clone();
+    old.metadata.annotations = None;
+    assert_eq!(
+        outdated(&old, &running).as_deref(),
+        Some("pod created by an earlier pgreplica")
     );
 }
