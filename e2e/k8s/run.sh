@@ -12,7 +12,7 @@ set -euo pipefail
 TIER=${1:-all}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/e2e/k8s
-for f in common controlplane apichecks images node lab trust; do source "$HERE/lib/$f.sh"; done
+for f in common controlplane apichecks images node lab trust daytwo; do source "$HERE/lib/$f.sh"; done
 [ "$(id -u)" = 0 ] || { echo "run.sh needs root (network namespaces, containerd)"; exit 1; }
 
 stage "prerequisites"

@@ -76,6 +76,7 @@ lab_scenario() {
   wait_for 20 "writers commit through lab-rw" bash -c "cat $WORK/acked-* 2>/dev/null | grep -q ." || die "no writes before the failure"
   local n
   for n in $(seq 1 "$FAILOVERS"); do one_failover "$n"; done
+  day_two
   touch "$WORK/stop"; wait "${wpids[@]}" 2>/dev/null || true
   log "after the last failback:"; wide
   local acked; acked=$(cat "$WORK"/acked-* | wc -l)

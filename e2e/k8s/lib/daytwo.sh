@@ -1,0 +1,79 @@
+# Day two under the writers of stage 2: spec changes reach running members one at a time
+# (standbys first, the primary last after a switchover and the automatic failback).
+# Each step prints the longest gap between acknowledged commits while it ran.
+
+CTR() { innet ctr -a "$WORK/containerd/containerd.sock" -n k8s.io "$@"; }
+
+# gap FROM TO: the longest time without an acknowledged commit between FROM and TO (unix times)
+gap() {
+  cat "$WORK"/acked-* | awk -v a="$1" -v b="$2" '$2>=a && $2<=b {print $2}' | sort -n \
+    | awk -v a="$1" -v b="$2" 'BEGIN{p=a; m=0} {if ($1-p>m) m=$1-p; p=$1} END{if (b-p>m) m=b-p; printf "%.2f", m}'
+}
+
+settled_on_a() {
+  [ "$(jp '{.status.currentPrimary}')" = a ] && [ "$(jp '{.status.targetPrimary}')" = a ] \
+    && k wait pgrc/lab --for condition=Ready --timeout 1s
+}
+every_member() { # every_member SQL VALUE
+  local m; for m in a b c; do [ "$(psql_in "$m" "$1" 2>/dev/null)" = "$2" ] || return 1; done
+}
+pod_images() { k get pods -l pgreplica.io/cluster=lab -o jsonpath='{range .items[*]}{.spec.containers[0].image}{" "}{end}'; }
+all_pods() { # all_pods IMAGE: every member pod runs IMAGE in its postgres container
+  local i; for i in $(pod_images); do [ "$i" = "$1" ] || return 1; done; [ -n "$(pod_images)" ]
+}
+agents_from() { # agents_from IMAGE: every member pod's agent comes from IMAGE
+  local i; for i in $(k get pods -l pgreplica.io/cluster=lab -o jsonpath='{range .items[*]}{.spec.initContainers[0].image}{" "}{end}'); do
+    [ "$i" = "$1" ] || return 1; done
+}
+export -f every_member pod_images all_pods agents_from settled_on_a 2>/dev/null || true
+
+# step NAME: run the rest as a step and report its outage from the ledger
+day_two_step() {
+  local name=$1 t0 t1; shift
+  t0=$(now)
+  "$@" || { DAY_TWO+="| $name | failed | - |"$'\n'; return 1; }
+  t1=$(now)
+  local took g; took=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}'); g=$(gap "$t0" "$t1")
+  log "$name: done in ${took}s, longest gap between acknowledged commits ${g}s"
+  DAY_TWO+="| $name | ${took} s | ${g} s |"$'\n'
+}
+
+restart_parameter() {
+  k patch pgrc lab --type merge -p '{"spec":{"postgres":{"parameters":{"shared_buffers":"48MB"}}}}' >/dev/null
+  wait_for 240 "shared_buffers 48MB on a, b and c" every_member "show shared_buffers" 48MB || return 1
+  wait_for 120 "back on a, Ready" settled_on_a || return 1
+  check "observedGeneration follows the spec" bash -c \
+    "[ \"\$(k get pgrc lab -o jsonpath='{.status.observedGeneration}')\" = \"\$(k get pgrc lab -o jsonpath='{.metadata.generation}')\" ]"
+  k get events --field-selector involvedObject.name=lab --sort-by=.lastTimestamp 2>/dev/null \
+    | grep -E "Restarting|SwitchoverStarted|FailbackStarted" | tail -5 | sed 's/^/       /'
+}
+
+new_image() {
+  local image="${POSTGRES_IMAGE}-day2"
+  CTR images tag --force "$POSTGRES_IMAGE" "$image" >/dev/null || return 1
+  k patch pgrc lab --type merge -p "{\"spec\":{\"postgres\":{\"image\":\"$image\"}}}" >/dev/null
+  wait_for 300 "every member pod runs $image" all_pods "$image" || return 1
+  wait_for 120 "back on a, Ready" settled_on_a
+}
+
+operator_upgrade() {
+  local image="${OPERATOR_IMAGE}-day2"
+  CTR images tag --force "$OPERATOR_IMAGE" "$image" >/dev/null || return 1
+  k -n pgreplica-system set image deploy/pgreplica-operator "operator=$image" >/dev/null || return 1
+  k -n pgreplica-system set env deploy/pgreplica-operator "PGREPLICA_OPERATOR_IMAGE=$image" >/dev/null || return 1
+  k rollout status -n pgreplica-system deploy/pgreplica-operator --timeout 120s >/dev/null || return 1
+  wait_for 300 "every member's agent comes from $image" agents_from "$image" || return 1
+  wait_for 120 "back on a, Ready" settled_on_a
+}
+
+day_two() {
+  stage "day two under the writers: a restart-needing parameter, a new postgres image, an operator upgrade"
+  DAY_TWO="| step | took | longest gap between acknowledged commits |"$'\n'"|---|---:|---:|"$'\n'
+  day_two_step "shared_buffers 128MB → 48MB (rolling restart)" restart_parameter
+  check "a restart-needing parameter rolled out" [ $? = 0 ]
+  day_two_step "postgres image retagged (pods replaced one at a time)" new_image
+  check "a new postgres image rolled out" [ $? = 0 ]
+  day_two_step "operator image retagged (agents rolled)" operator_upgrade
+  check "an operator upgrade rolled the agents" [ $? = 0 ]
+  printf '%s' "$DAY_TWO" | sed 's/^/       /'
+}
