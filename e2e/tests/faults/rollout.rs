@@ -1,6 +1,7 @@
 //! Day two under load: parameters changed with `local apply` reach every running member — a
 //! reload-only one at once, a restart-needing one by a rolling restart (standbys first, the primary
-//! last after a switchover and an automatic failback), nothing lost.
+//! last after a switchover and an automatic failback) — and a member joins and leaves; nothing
+//! lost.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -30,21 +31,32 @@ fn lab_with(case: &Case, name: &str, parameters: &str) -> PathBuf {
     path
 }
 
+/// A one-row query on `member`, None when it does not answer.
+async fn one(case: &Case, member: &str, sql: &str) -> Option<String> {
+    let port = case.port(member).ok()?;
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2 password='{}'",
+        case.password
+    );
+    let client = pgreplica_e2e::bench::pg::connect(&conninfo).await.ok()?;
+    let row = client.query_one(sql, &[]).await.ok()?;
+    row.try_get::<_, String>(0).ok()
+}
+
+/// The member's entry in status.json, if any.
+fn member_status(case: &Case, member: &str) -> Option<serde_json::Value> {
+    case.status().ok()?["status"]["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == member)
+        .cloned()
+}
+
 /// `SHOW name` on every member, None where it does not answer.
 async fn shown(case: &Case, name: &str) -> Vec<Option<String>> {
     let mut out = Vec::new();
     for m in MEMBERS {
-        let value = async {
-            let port = case.port(m).ok()?;
-            let conninfo = format!(
-                "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2 password='{}'",
-                case.password
-            );
-            let client = pgreplica_e2e::bench::pg::connect(&conninfo).await.ok()?;
-            let row = client.query_one(&format!("SHOW {name}"), &[]).await.ok()?;
-            row.try_get::<_, String>(0).ok()
-        };
-        out.push(value.await);
+        out.push(one(case, m, &format!("SHOW {name}")).await);
     }
     out
 }
@@ -157,6 +169,74 @@ fn parameters_reload_and_rolling_restart() {
             finished.failures.push(format!(
                 "observedGeneration {generation:?} after two applies, expected 3"
             ));
+        }
+        case.conclude(finished);
+    });
+}
+
+/// A board joins (d, Sync) and is retired again, under the load: d is cloned and streams; once it
+/// is out of the spec its slot is gone from the primary and its data directory is kept.
+#[test]
+fn member_added_and_removed() {
+    run(|| async {
+        let (case, load) = loaded("member_added_and_removed", Spec::lab()).await;
+        let text = std::fs::read_to_string(&case.spec.file)
+            .map_err(|e| e.to_string())
+            .or_fail(&case);
+        let with_d = case.dir().join("with-d.yaml");
+        std::fs::write(
+            &with_d,
+            format!("{text}    - name: d\n      replication: Sync\n"),
+        )
+        .map_err(|e| e.to_string())
+        .or_fail(&case);
+        let injected = Instant::now();
+        let out = case
+            .cluster
+            .run(&["apply", "-f", &with_d.display().to_string()])
+            .or_fail(&case);
+        case.say(format!("local apply: {}", out.trim()));
+        let ready = pgreplica_e2e::poll::until(BOUND, || async {
+            member_status(&case, "d")
+                .filter(|m| m["ready"] == true)
+                .map(|_| injected.elapsed())
+        })
+        .await;
+        let Some(took) = ready else {
+            case.fail("d is not ready after the apply");
+        };
+        case.say(format!(
+            "d cloned and streaming {:.3} s after the apply",
+            took.as_secs_f64()
+        ));
+        let slot =
+            "SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = 'pgreplica_d'";
+        let primary = case.primary().or_fail(&case);
+        if one(&case, &primary, slot).await.as_deref() != Some("1") {
+            case.fail("the primary has no slot for d");
+        }
+        let out = case
+            .cluster
+            .run(&["apply", "-f", &case.spec.file.display().to_string()])
+            .or_fail(&case);
+        case.say(format!("local apply: {}", out.trim()));
+        let gone = pgreplica_e2e::poll::until(BOUND, || async {
+            let primary = case.primary().ok()?;
+            (member_status(&case, "d").is_none()
+                && one(&case, &primary, slot).await.as_deref() == Some("0"))
+            .then_some(())
+        })
+        .await;
+        if gone.is_none() {
+            case.fail("d is still in status or its slot is still on the primary");
+        }
+        case.say("d out of status, its slot dropped from the primary");
+        let removed = Instant::now();
+        let mut finished = case.finish(load, injected, removed, BOUND).await;
+        if !case.cluster.data_dir("d").join("PG_VERSION").exists() {
+            finished
+                .failures
+                .push("d's data directory was not kept".into());
         }
         case.conclude(finished);
     });
