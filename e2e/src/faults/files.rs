@@ -46,6 +46,16 @@ pub fn postgres_ports(dir: &Path) -> BTreeMap<String, u16> {
         .unwrap_or_default()
 }
 
+/// The members status lists (those of the spec the brain runs with).
+pub fn declared_members(status: &Value) -> Option<std::collections::BTreeSet<String>> {
+    let names: std::collections::BTreeSet<String> = status["status"]["members"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m["name"].as_str().map(String::from))
+        .collect();
+    (!names.is_empty()).then_some(names)
+}
+
 pub fn current_primary(status: &Value) -> Option<String> {
     status["currentPrimary"].as_str().map(String::from)
 }

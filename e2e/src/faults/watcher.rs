@@ -77,9 +77,13 @@ async fn run(dir: PathBuf, password: String, spec: Spec, watch: Arc<Watch>, stop
     let mut tick: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
         every.tick().await;
-        let ports = files::postgres_ports(&dir);
+        let mut ports = files::postgres_ports(&dir);
         let at = Instant::now();
         let status = files::status(&dir);
+        // the members the cluster has now: the state file keeps a removed member's ports
+        if let Some(declared) = status.as_ref().and_then(files::declared_members) {
+            ports.retain(|name, _| declared.contains(name));
+        }
         if let Some(s) = &status {
             remember_conditions(&watch, s);
         }

@@ -233,6 +233,18 @@ fn member_added_and_removed() {
         case.say("d out of status, its slot dropped from the primary");
         let removed = Instant::now();
         let mut finished = case.finish(load, injected, removed, BOUND).await;
+        let retired = case
+            .status()
+            .map(|s| pgreplica_e2e::faults::files::events(&s))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(reason, member, _)| reason == "MemberRetired" && member == "d")
+            .count();
+        if retired != 1 {
+            finished.failures.push(format!(
+                "{retired} MemberRetired events for d, expected one"
+            ));
+        }
         if !case.cluster.data_dir("d").join("PG_VERSION").exists() {
             finished
                 .failures

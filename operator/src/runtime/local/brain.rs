@@ -145,7 +145,7 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
         ro: ro_tx,
     };
     for note in adopted {
-        world.remember("AgentAdopted", Some(&note.member), &note.message);
+        world.remember(note.reason, Some(&note.member), &note.message);
         progress(&format!("{}: {}", note.member, note.message));
     }
     brain

@@ -36,6 +36,8 @@ struct AgentProcess {
     /// Set for agents this brain started; adopted agents are watched through /proc.
     child: Option<Child>,
     started: Instant,
+    /// Asked to stop because its member left the spec (asked once, said once).
+    retired: bool,
 }
 
 impl AgentProcess {
@@ -60,6 +62,8 @@ pub struct Supervisor {
 
 /// Something worth telling the person watching.
 pub struct SupervisorNote {
+    /// The event's reason: `AgentAdopted`, `AgentRestarted`, `AgentNotStarted`, `MemberRetired`.
+    pub reason: &'static str,
     pub member: String,
     pub message: String,
 }
@@ -94,9 +98,11 @@ impl Supervisor {
                     config,
                     child: None,
                     started: Instant::now(),
+                    retired: false,
                 },
             );
             notes.push(SupervisorNote {
+                reason: "AgentAdopted",
                 member: name.clone(),
                 message: format!("adopted its running agent (pid {pid})"),
             });
@@ -209,6 +215,7 @@ impl Supervisor {
                     Duration::from_millis(250 * (1u64 << count.min(6))).min(MAX_RESTART_BACKOFF);
                 self.backoff.insert(name.clone(), (count, now + delay));
                 notes.push(SupervisorNote {
+                    reason: "AgentRestarted",
                     member: name.clone(),
                     message: format!(
                         "agent exited ({status}); restarting in {} ms",
@@ -242,10 +249,12 @@ impl Supervisor {
                             config: canonical(&self.layout.agent_config(name)),
                             child: Some(child),
                             started: now,
+                            retired: false,
                         },
                     );
                 }
                 Err(e) => notes.push(SupervisorNote {
+                    reason: "AgentNotStarted",
                     member: name.clone(),
                     message: format!("cannot start agent: {e}"),
                 }),
@@ -258,9 +267,11 @@ impl Supervisor {
             .cloned()
             .collect();
         for name in removed {
-            if let Some(agent) = self.agents.get(&name) {
+            if let Some(agent) = self.agents.get_mut(&name).filter(|a| !a.retired) {
+                agent.retired = true;
                 let _ = signal(agent.pid, nix::sys::signal::Signal::SIGTERM);
                 notes.push(SupervisorNote {
+                    reason: "MemberRetired",
                     member: name.clone(),
                     message: "member removed from the spec: agent stopped (its data is kept)"
                         .into(),

@@ -179,7 +179,7 @@ impl World for LocalWorld {
             .map(|m| m.name.clone())
             .collect();
         for note in self.supervisor.ensure(&wanted) {
-            self.remember("AgentRestarted", Some(&note.member), &note.message);
+            self.remember(note.reason, Some(&note.member), &note.message);
             progress(&format!("{}: {}", note.member, note.message));
         }
         self.refresh_certificates(&wanted);
