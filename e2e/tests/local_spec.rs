@@ -1,0 +1,66 @@
+//! The applied spec is the cluster's: `local apply` counts generations and says what changed;
+//! `local up -f FILE` never silently reverts an applied spec.
+
+use std::time::Duration;
+
+use pgreplica_e2e::cluster::{repo_file, LocalCluster};
+
+#[test]
+fn up_refuses_to_revert_an_applied_spec() {
+    let lab = repo_file("examples/minimal.yaml");
+    let cluster = LocalCluster::up(&lab, Duration::from_secs(180))
+        .unwrap_or_else(|e| panic!("local up failed: {e}"));
+    let text = std::fs::read_to_string(&lab).expect("minimal.yaml");
+    let changed = cluster.dir.join("changed.yaml");
+    let edited = text.replacen("spec:\n", "spec:\n  failback: Manual\n", 1);
+    assert_ne!(edited, text, "minimal.yaml has a `spec:` line");
+    std::fs::write(&changed, edited).expect("write");
+    let changed_arg = changed.display().to_string();
+    let lab_arg = lab.display().to_string();
+
+    let applied = cluster.run(&["apply", "-f", &changed_arg]).expect("apply");
+    assert!(
+        applied.contains("(generation 2)") && applied.contains("failback: Automatic → Manual"),
+        "{applied}"
+    );
+    let again = cluster
+        .run(&["apply", "-f", &changed_arg])
+        .expect("apply again");
+    assert!(
+        again.contains("nothing changed") && again.contains("generation 2"),
+        "{again}"
+    );
+    let generation = || {
+        pgreplica_e2e::poll::until_blocking(Duration::from_secs(10), || {
+            let status: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(cluster.dir.join("status.json")).ok()?,
+            )
+            .ok()?;
+            status["status"]["observedGeneration"]
+                .as_i64()
+                .filter(|g| *g == 2)
+        })
+    };
+    assert_eq!(
+        generation(),
+        Some(2),
+        "the brain reports the applied generation"
+    );
+
+    cluster.run(&["down"]).expect("down");
+    let refused = cluster
+        .run(&["up", "-f", &lab_arg, "--detach"])
+        .expect_err("up with the old file must be refused");
+    assert!(
+        refused.contains("failback: Manual → Automatic") && refused.contains("--replace-spec"),
+        "{refused}"
+    );
+    cluster
+        .run(&["up", "-f", &changed_arg, "--detach"])
+        .expect("up with the applied spec");
+    cluster.run(&["down"]).expect("down");
+    let replaced = cluster
+        .run(&["up", "-f", &lab_arg, "--detach", "--replace-spec"])
+        .expect("up --replace-spec");
+    assert!(replaced.contains("generation 3"), "{replaced}");
+}
