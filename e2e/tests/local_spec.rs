@@ -1,5 +1,6 @@
 //! The applied spec is the cluster's: `local apply` counts generations and says what changed;
-//! `local up -f FILE` never silently reverts an applied spec.
+//! `local up -f FILE` never silently reverts an applied spec; `local restart` restarts members
+//! in their turns.
 
 use std::time::Duration;
 
@@ -63,4 +64,19 @@ fn up_refuses_to_revert_an_applied_spec() {
         .run(&["up", "-f", &lab_arg, "--detach", "--replace-spec"])
         .expect("up --replace-spec");
     assert!(replaced.contains("generation 3"), "{replaced}");
+
+    // a restart asked for by a person: one member, then all (the primary after a switchover)
+    let one = cluster.run(&["restart", "two", "--timeout-seconds", "120"]);
+    assert!(
+        one.as_ref().is_ok_and(|o| o.contains("restarted: two")),
+        "{one:?}"
+    );
+    let all = cluster.run(&["restart", "--timeout-seconds", "180"]);
+    assert!(
+        all.as_ref()
+            .is_ok_and(|o| o.contains("restarted: one, two")),
+        "{all:?}"
+    );
+    let unknown = cluster.run(&["restart", "zz"]).expect_err("no member zz");
+    assert!(unknown.contains("zz is not a member"), "{unknown}");
 }

@@ -92,6 +92,9 @@ pub struct MemberStatus {
     /// member at a time, the primary last, after a switchover).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_restart: Vec<String>,
+    /// When the member's PostgreSQL server was started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
 }
 
 /// The conditions pgreplica sets (`Condition::type_` is their name; the CRD keeps a string so

@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub switchover_to: Option<String>,
     /// Members whose pod differs from the one the runtime would create now, and how.
     pub outdated: BTreeMap<String, String>,
+    /// A restart asked for by a person.
+    pub restart: Option<crate::plan::RestartRequest>,
     /// Unix milliseconds.
     pub now_ms: u64,
 }

@@ -1,5 +1,6 @@
 //! The kubectl plugin face (`pgreplica` installed as `kubectl-pgrc`):
-//! `kubectl pgrc status NAME`, `kubectl pgrc switchover NAME --to MEMBER`.
+//! `kubectl pgrc status NAME`, `kubectl pgrc switchover NAME --to MEMBER`,
+//! `kubectl pgrc restart NAME [MEMBER]`.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use serde_json::json;
 
 use crate::api::PgReplicaCluster;
 use crate::runtime::kube::error::KubeError;
-use crate::runtime::kube::labels::SWITCHOVER_TO_ANNOTATION;
+use crate::runtime::kube::labels::{RESTART_ANNOTATION, SWITCHOVER_TO_ANNOTATION};
 use crate::runtime::kube::names;
 use crate::runtime::local::status_file::{Endpoints, LocalMember, LocalStatus};
 
@@ -30,6 +31,16 @@ pub enum KubectlCommand {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
         #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
+    /// Restart MEMBER's PostgreSQL (or every member's), one member at a time: standbys first, the
+    /// primary last after a clean switchover.
+    Restart {
+        name: String,
+        member: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
     },
 }
@@ -54,6 +65,15 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
                     .map_err(KubeError::api("get", "PgReplicaCluster", &name))?;
             print!("{}", super::status_table::render(&as_table(&cluster)));
             Ok(())
+        }
+        KubectlCommand::Restart {
+            name,
+            member,
+            namespace,
+            timeout_seconds,
+        } => {
+            let api = api(namespace.as_deref()).await?;
+            restart(&api, &name, member, timeout_seconds).await
         }
         KubectlCommand::Switchover {
             name,
@@ -93,6 +113,73 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Ask for a restart (an annotation the brain reads) and wait until every member asked has
+/// started again and the cluster is Healthy.
+async fn restart(
+    api: &Api<PgReplicaCluster>,
+    name: &str,
+    member: Option<String>,
+    timeout_seconds: u64,
+) -> Result<(), KubeError> {
+    let get = || async {
+        api.get(name)
+            .await
+            .map_err(KubeError::api("get", "PgReplicaCluster", name))
+    };
+    let cluster = get().await?;
+    let names: Vec<String> = cluster
+        .spec
+        .members
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    if let Some(m) = member.as_ref().filter(|m| !names.contains(m)) {
+        return Err(KubeError::Other(format!(
+            "{m} is not a member of {name}: members are {}",
+            names.join(", ")
+        )));
+    }
+    let request = crate::plan::RestartRequest {
+        members: member.iter().cloned().collect(),
+        at_ms: crate::lease::unix_now_ms(),
+    };
+    let value = serde_json::to_string(&request).map_err(|e| KubeError::Other(e.to_string()))?;
+    let patch = json!({"metadata": {"annotations": {RESTART_ANNOTATION: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(KubeError::api("annotate", "PgReplicaCluster", name))?;
+    let targets = member.map_or(names, |m| vec![m]);
+    println!(
+        "restart of {} requested: one member at a time, standbys first, the primary last after a switchover",
+        targets.join(", ")
+    );
+    let asked = jiff::Timestamp::from_millisecond(request.at_ms as i64)
+        .map_err(|e| KubeError::Other(e.to_string()))?;
+    let began = Instant::now();
+    loop {
+        let status = get().await?.status.unwrap_or_default();
+        let restarted = |t: &String| {
+            status.members.iter().any(|m| {
+                &m.name == t
+                    && m.started_at
+                        .as_deref()
+                        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|s| s > asked)
+            })
+        };
+        if targets.iter().all(restarted) && status.phase == Some(crate::api::Phase::Healthy) {
+            println!("restarted: {}", targets.join(", "));
+            return Ok(());
+        }
+        if began.elapsed() > Duration::from_secs(timeout_seconds) {
+            return Err(KubeError::Other(format!(
+                "not every member restarted within {timeout_seconds} s (it goes on): see `kubectl describe pgrc {name}`"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

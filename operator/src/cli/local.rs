@@ -66,6 +66,15 @@ pub enum LocalCommand {
         #[arg(long, default_value_t = 120)]
         timeout_seconds: u64,
     },
+    /// Restart MEMBER's PostgreSQL (or every member's), one member at a time: standbys first, the
+    /// primary last after a clean switchover.
+    Restart {
+        member: Option<String>,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 300)]
+        timeout_seconds: u64,
+    },
     /// Apply a changed cluster file to a running cluster (members, modes, delays, primary).
     Apply {
         #[arg(short = 'f', long = "file")]
@@ -119,6 +128,11 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
         }
         LocalCommand::Status { dir, output } => status(dir.as_deref(), &output),
         LocalCommand::Env { dir, ro, app } => env(dir.as_deref(), ro, app),
+        LocalCommand::Restart {
+            member,
+            dir,
+            timeout_seconds,
+        } => restart(member.as_deref(), dir.as_deref(), timeout_seconds).await,
         LocalCommand::Switchover {
             to,
             dir,
@@ -405,6 +419,70 @@ fn env(dir: Option<&Path>, ro: bool, app: bool) -> Result<(), LocalError> {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+async fn restart(
+    member: Option<&str>,
+    dir: Option<&Path>,
+    timeout_seconds: u64,
+) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    if layout.running_brain().is_none() {
+        return Err(LocalError::Failed(
+            "the cluster is not running: `pgreplica local up` first".into(),
+        ));
+    }
+    let spec = crate::runtime::local::brain::load_spec(&layout)?;
+    let names: Vec<String> = spec.spec.members.iter().map(|m| m.name.clone()).collect();
+    if let Some(m) = member.filter(|m| !names.iter().any(|n| n == m)) {
+        return Err(LocalError::Failed(format!(
+            "{m} is not a member of cluster {}: members are {}",
+            spec.metadata.name.clone().unwrap_or_default(),
+            names.join(", ")
+        )));
+    }
+    let request = crate::plan::RestartRequest {
+        members: member.map(|m| vec![m.to_string()]).unwrap_or_default(),
+        at_ms: crate::lease::unix_now_ms(),
+    };
+    let json = serde_json::to_vec(&request).map_err(|e| LocalError::Failed(e.to_string()))?;
+    crate::runtime::local::layout::write_atomic(&layout.restart_request(), &json)?;
+    let targets: Vec<String> = member.map_or(names, |m| vec![m.to_string()]);
+    progress(&format!(
+        "restart of {} requested: one member at a time, standbys first, the primary last after a switchover",
+        targets.join(", ")
+    ));
+    let asked = jiff::Timestamp::from_millisecond(request.at_ms as i64)
+        .map_err(|e| LocalError::Failed(e.to_string()))?;
+    let began = Instant::now();
+    let mut seen = LocalStatus::load(&layout)?.map_or(0, |s| s.events.len());
+    loop {
+        if let Some(status) = LocalStatus::load(&layout)? {
+            for e in status.events.iter().skip(seen.min(status.events.len())) {
+                progress(&format!("{} {}", e.reason, e.message));
+            }
+            seen = status.events.len();
+            let restarted = |name: &String| {
+                status.status.members.iter().any(|m| {
+                    &m.name == name
+                        && m.started_at
+                            .as_deref()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .is_some_and(|t| t > asked)
+                })
+            };
+            if targets.iter().all(restarted) && status.phase.as_deref() == Some("Healthy") {
+                progress(&format!("restarted: {}", targets.join(", ")));
+                return Ok(());
+            }
+        }
+        if began.elapsed() > Duration::from_secs(timeout_seconds) {
+            return Err(LocalError::Failed(format!(
+                "not every member restarted within {timeout_seconds} s (it goes on in the background): see `pgreplica local status`"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn switchover(to: &str, dir: Option<&Path>, timeout_seconds: u64) -> Result<(), LocalError> {

@@ -50,6 +50,8 @@ pub struct Facts {
     pub parameters_current: bool,
     /// The running server has settings that wait for a restart (`pending_restart`).
     pub pending_restart: bool,
+    /// When the running server was started (unix milliseconds; 0 when none runs).
+    pub started_at_ms: u64,
     pub holds_lease: bool,
     pub lease_holder: Option<String>,
     /// A standby that has neither streamed nor replayed anything new for this long.
@@ -159,7 +161,11 @@ fn primary(desired: &Desired, bootstrap: bool, facts: &Facts) -> Step {
                 _ if !configured => Step::Configure,
                 Running::No => Step::Start,
                 Running::Primary if !facts.application_ready => Step::EnsureApplication,
-                Running::Primary if facts.pending_restart && desired.restart => Step::Restart,
+                Running::Primary
+                    if desired.restart_due(facts.pending_restart, facts.started_at_ms) =>
+                {
+                    Step::Restart
+                }
                 Running::Primary => Step::Idle,
             }
         }
@@ -203,7 +209,7 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
                 Step::Configure
             } else if facts.not_streaming_ms >= stuck_after_ms(&desired.role) {
                 upstream_wait(desired, facts).unwrap_or(Step::StopForRewind)
-            } else if facts.pending_restart && desired.restart {
+            } else if desired.restart_due(facts.pending_restart, facts.started_at_ms) {
                 Step::Restart
             } else {
                 Step::Idle
@@ -261,6 +267,7 @@ mod tests {
             configured,
             parameters_current: true,
             pending_restart: false,
+            started_at_ms: 500,
             holds_lease: true,
             lease_holder: None,
             not_streaming_ms: 0,
@@ -417,6 +424,31 @@ mod tests {
                 ..Desired::new(role, what.into())
             };
             assert_eq!(next_step(&desired, &facts), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_requested_restart_happens_once() {
+        let desired = |before: u64| Desired {
+            restart: true,
+            restart_before_ms: Some(before),
+            ..Desired::new(standby_role(0), "restart".into())
+        };
+        let running = |started: u64| Facts {
+            started_at_ms: started,
+            ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0)))
+        };
+        // (request time, server started at, step)
+        for (before, started, want) in [
+            (1_000, 500, Step::Restart),
+            (1_000, 1_000, Step::Idle),
+            (1_000, 1_500, Step::Idle),
+        ] {
+            assert_eq!(
+                next_step(&desired(before), &running(started)),
+                want,
+                "{before} {started}"
+            );
         }
     }
 }

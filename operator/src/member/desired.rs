@@ -74,6 +74,10 @@ pub struct Desired {
     /// (one member at a time, the primary never: it is moved by a switchover instead).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart: bool,
+    /// A restart asked for by a person: restart when the running server started before this
+    /// (unix milliseconds); a server started since has done it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_before_ms: Option<u64>,
     pub reason: String,
 }
 
@@ -84,8 +88,16 @@ impl Desired {
             role,
             parameters: BTreeMap::new(),
             restart: false,
+            restart_before_ms: None,
             reason,
         }
+    }
+
+    /// The plan lets this member restart now and it has a reason to: settings waiting for a
+    /// restart, or a requested restart its server (started at `started_at_ms`) has not had.
+    pub fn restart_due(&self, pending_restart: bool, started_at_ms: u64) -> bool {
+        (self.restart && pending_restart)
+            || self.restart_before_ms.is_some_and(|t| started_at_ms < t)
     }
 
     pub fn role_name(&self) -> &'static str {
@@ -102,6 +114,7 @@ impl Desired {
         self.role == other.role
             && self.parameters == other.parameters
             && self.restart == other.restart
+            && self.restart_before_ms == other.restart_before_ms
     }
 }
 

@@ -160,6 +160,9 @@ pub struct MemberReport {
     /// Settings in the configuration that PostgreSQL applies only at a restart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_restart: Vec<String>,
+    /// Unix milliseconds when the running server was started (it accepted connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
     /// The parameters the running server has read (reloaded, or started with): until they are
     /// the spec's, `pending_restart` may not list everything yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,6 +211,7 @@ impl MemberReport {
             standbys: Vec::new(),
             pending_restart: Vec::new(),
             applied_parameters: None,
+            started_at_ms: None,
             shutdown_checkpoint: None,
             converged: false,
             activity: "starting".into(),

@@ -95,6 +95,24 @@ mod tests {
     }
 }
 
+/// A restart asked for by a person: every member whose server started before `at_ms` (of
+/// `members`, or all when empty) restarts in its rollout turn.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartRequest {
+    #[serde(default)]
+    pub members: Vec<String>,
+    pub at_ms: u64,
+}
+
+impl RestartRequest {
+    /// Does it ask `member` (whose server started at `started_at_ms`) to restart still?
+    pub fn wants(&self, member: &str, started_at_ms: Option<u64>) -> bool {
+        (self.members.is_empty() || self.members.iter().any(|m| m == member))
+            && started_at_ms.is_none_or(|t| t < self.at_ms)
+    }
+}
+
 /// Everything `plan` decides from. No I/O happens behind any of it.
 #[derive(Clone, Debug)]
 pub struct Input<'a> {
@@ -107,6 +125,8 @@ pub struct Input<'a> {
     pub lease: &'a LeaseView,
     /// A switchover asked for by a person (`local switchover --to`, `kubectl pgrc switchover`).
     pub switchover_to: Option<&'a str>,
+    /// A restart asked for by a person (`local restart`, `kubectl pgrc restart`).
+    pub restart: Option<&'a RestartRequest>,
     /// Members whose running pod differs from the one the runtime would create now, and how
     /// (Kubernetes; none locally): replaced in their rollout turn.
     pub outdated: &'a BTreeMap<String, String>,

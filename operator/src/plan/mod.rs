@@ -18,7 +18,7 @@ mod topology;
 #[cfg(test)]
 mod tests;
 
-pub use input::{Address, Input, LeaseView, Observation};
+pub use input::{Address, Input, LeaseView, Observation, RestartRequest};
 pub use invalid::{invalid_status, truncate, MAX_MESSAGE};
 pub use output::{EventReason, Plan, PlanEvent, Routes};
 pub use report::material_change;

@@ -78,6 +78,10 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             pending_restart: report
                 .map(|r| r.pending_restart.clone())
                 .unwrap_or_default(),
+            started_at: report
+                .and_then(|r| r.started_at_ms)
+                .map(rfc3339)
+                .or_else(|| before.and_then(|b| b.started_at.clone())),
         });
     }
     // The declared durability is in effect: with a Sync member streaming, the primary names a

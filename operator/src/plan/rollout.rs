@@ -21,10 +21,13 @@ pub fn pending(input: &Input<'_>, member: &str) -> Option<String> {
         .filter(|r| !r.pending_restart.is_empty())
         .map(|r| r.pending_restart.join(", "));
     let pod = input.outdated.get(member).cloned();
-    match (settings, pod) {
-        (Some(s), Some(p)) => Some(format!("{s}; {p}")),
-        (s, p) => s.or(p),
-    }
+    let asked = input
+        .restart
+        .zip(input.report(member))
+        .filter(|(request, r)| r.running && request.wants(member, r.started_at_ms))
+        .map(|_| "a requested restart".to_string());
+    let reasons: Vec<String> = [settings, pod, asked].into_iter().flatten().collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// Every member's server has read the spec's parameters, so `pending_restart` is complete (a
@@ -124,6 +127,10 @@ fn allow(input: &Input<'_>, member: &str, what: &str, plan: &mut Plan) {
         return;
     };
     desired.restart = true;
+    desired.restart_before_ms = input
+        .restart
+        .filter(|r| r.wants(member, input.report(member).and_then(|r| r.started_at_ms)))
+        .map(|r| r.at_ms);
     desired.reason = format!("{REASON}{what}");
     if input.outdated.contains_key(member) {
         plan.recreate.push(member.to_string());

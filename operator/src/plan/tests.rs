@@ -149,6 +149,7 @@ pub(super) fn standby_status(name: &str, ready: bool) -> MemberStatus {
         last_event: None,
         fenced: None,
         pending_restart: vec![],
+        started_at: None,
     }
 }
 
@@ -159,6 +160,7 @@ struct World {
     lease: Option<&'static str>,
     switchover: Option<&'static str>,
     outdated: BTreeMap<String, String>,
+    restart: Option<RestartRequest>,
 }
 
 impl World {
@@ -181,6 +183,7 @@ impl World {
             lease,
             switchover: None,
             outdated: BTreeMap::new(),
+            restart: None,
         }
     }
 
@@ -204,6 +207,7 @@ impl World {
             lease,
             switchover_to: self.switchover,
             outdated: &self.outdated,
+            restart: self.restart.as_ref(),
             now_ms: 1_800_000_000_000,
         })
     }
@@ -1529,6 +1533,7 @@ fn severing_needs_positive_proof() {
         },
         parameters: Default::default(),
         restart: false,
+        restart_before_ms: None,
         reason: "follow b".into(),
     };
     let no_receiver = |converged: bool, desired: Option<crate::member::Desired>| {

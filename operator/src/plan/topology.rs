@@ -22,6 +22,7 @@ pub fn primary_desired(
         },
         parameters: input.spec.postgres.parameters.clone(),
         restart: false,
+        restart_before_ms: None,
         reason,
     }
 }
@@ -48,6 +49,7 @@ pub fn standby_desired(
         },
         parameters: input.spec.postgres.parameters.clone(),
         restart: false,
+        restart_before_ms: None,
         reason,
     })
 }

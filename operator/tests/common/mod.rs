@@ -403,6 +403,7 @@ impl Cluster {
             },
             parameters: Default::default(),
             restart: false,
+            restart_before_ms: None,
             reason: format!("test: {name} follows {upstream}"),
         }
     }
@@ -515,6 +516,7 @@ pub fn primary(bootstrap: bool, sync: &[&str], standbys: &[&str]) -> Desired {
         },
         parameters: Default::default(),
         restart: false,
+        restart_before_ms: None,
         reason: format!("test: primary (sync {sync:?})"),
     }
 }
@@ -524,6 +526,7 @@ pub fn stopped() -> Desired {
         role: DesiredRole::Stopped,
         parameters: Default::default(),
         restart: false,
+        restart_before_ms: None,
         reason: "test: stop".into(),
     }
 }

@@ -106,6 +106,11 @@ impl Agent {
             configured,
             parameters_current,
             pending_restart,
+            started_at_ms: if self.server.is_some() {
+                self.started_ms
+            } else {
+                0
+            },
             holds_lease,
             lease_holder,
             not_streaming_ms,

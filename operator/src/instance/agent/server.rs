@@ -156,8 +156,11 @@ impl Agent {
         match server.wait_ready(&self.local_params(), START_TIMEOUT).await {
             Ok(conn) => {
                 let applied = self.configured_parameters();
-                self.shared
-                    .update_report(|r| r.applied_parameters = applied);
+                let now = unix_now_ms();
+                self.shared.update_report(|r| {
+                    r.applied_parameters = applied;
+                    r.started_at_ms = Some(now);
+                });
                 self.conn = Some(conn);
                 self.server = Some(server);
                 self.started_ms = unix_now_ms();

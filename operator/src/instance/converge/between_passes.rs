@@ -161,6 +161,7 @@ mod tests {
             },
             parameters: Default::default(),
             restart: false,
+            restart_before_ms: None,
             reason: "test".into(),
         }
     }

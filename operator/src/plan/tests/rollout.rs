@@ -284,3 +284,38 @@ fn changed_pods_are_replaced_in_the_same_order() {
     assert_eq!(p.status.target_primary.as_deref(), Some("a"));
     assert_eq!(reasons(&p), vec!["FailbackStarted"]);
 }
+
+/// `restart [MEMBER]`: every member asked whose server started before the request, in the
+/// same order; a member started since is done.
+#[test]
+fn a_requested_restart_is_a_turn_like_any_other() {
+    let world = |request: RestartRequest, started: &[(&str, u64)]| {
+        let mut w = lab(&[], &[]);
+        for (m, t) in started {
+            let o = w.members.remove(*m).expect("member");
+            w.members
+                .insert(m.to_string(), with(o, |r| r.started_at_ms = Some(*t)));
+        }
+        w.restart = Some(request);
+        w
+    };
+    let all = RestartRequest {
+        members: vec![],
+        at_ms: 1_000,
+    };
+    let p = world(all.clone(), &[("a", 500), ("b", 500), ("c", 500)]).plan();
+    assert_eq!(allowed(&p), vec!["c"]);
+    assert!(p.desired["c"].reason.contains("a requested restart"));
+    let p = world(all.clone(), &[("a", 500), ("b", 500), ("c", 2_000)]).plan();
+    assert_eq!(allowed(&p), vec!["b"]);
+    let p = world(all.clone(), &[("a", 500), ("b", 2_000), ("c", 2_000)]).plan();
+    assert_eq!(p.status.target_primary.as_deref(), Some("b"));
+    let p = world(all, &[("a", 2_000), ("b", 2_000), ("c", 2_000)]).plan();
+    assert!(allowed(&p).is_empty() && reasons(&p).is_empty());
+    let only_b = RestartRequest {
+        members: vec!["b".into()],
+        at_ms: 1_000,
+    };
+    let p = world(only_b, &[("a", 500), ("b", 500), ("c", 500)]).plan();
+    assert_eq!(allowed(&p), vec!["b"]);
+}

@@ -257,6 +257,10 @@ impl World for KubeWorld {
                 .cloned()
                 .filter(|s| !s.is_empty()),
             outdated,
+            restart: cluster
+                .annotations()
+                .get(labels::RESTART_ANNOTATION)
+                .and_then(|t| serde_json::from_str(t).ok()),
             now_ms,
         }))
     }

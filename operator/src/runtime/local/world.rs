@@ -190,6 +190,9 @@ impl World for LocalWorld {
             .await
             .map_err(|e| e.to_string())
             .map(|record| (!record.free(now_ms)).then_some(record.holder).flatten());
+        let restart = std::fs::read_to_string(self.layout.restart_request())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
         let switchover_to = std::fs::read_to_string(self.layout.switchover_request())
             .ok()
             .map(|s| s.trim().to_string())
@@ -224,6 +227,7 @@ impl World for LocalWorld {
             switchover_to,
             // members run from the pgreplica binary that started them; no templates here
             outdated: BTreeMap::new(),
+            restart,
             now_ms,
         }))
     }
