@@ -66,8 +66,14 @@ operator_upgrade() {
   wait_for 120 "back on a, Ready" settled_on_a
 }
 
+restart_member() {
+  KUBECONFIG=$WORK/admin.kubeconfig innet "$PGR_BIN" kubectl restart lab c -n "$LAB_NS" --timeout-seconds 180 2>&1 | sed 's/^/       /'
+  [ "${PIPESTATUS[0]}" = 0 ] || return 1
+  wait_for 120 "back on a, Ready" settled_on_a
+}
+
 day_two() {
-  stage "day two under the writers: a restart-needing parameter, a new postgres image, an operator upgrade"
+  stage "day two under the writers: a restart-needing parameter, a new postgres image, an operator upgrade, a restart"
   DAY_TWO="| step | took | longest gap between acknowledged commits |"$'\n'"|---|---:|---:|"$'\n'
   day_two_step "shared_buffers 128MB → 48MB (rolling restart)" restart_parameter
   check "a restart-needing parameter rolled out" [ $? = 0 ]
@@ -75,5 +81,7 @@ day_two() {
   check "a new postgres image rolled out" [ $? = 0 ]
   day_two_step "operator image retagged (agents rolled)" operator_upgrade
   check "an operator upgrade rolled the agents" [ $? = 0 ]
+  day_two_step "kubectl pgrc restart lab c" restart_member
+  check "kubectl pgrc restart restarted c" [ $? = 0 ]
   printf '%s' "$DAY_TWO" | sed 's/^/       /'
 }

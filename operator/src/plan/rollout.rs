@@ -49,11 +49,7 @@ fn others_ready(input: &Input<'_>, current: &str, except: &str) -> bool {
         .members
         .iter()
         .filter(|m| m.name != except)
-        .all(|m| match input.report(&m.name) {
-            Some(r) if m.name == current => r.is_running_primary(),
-            Some(r) => r.is_streaming_from(current),
-            None => false,
-        })
+        .all(|m| ready(input, current, &m.name))
 }
 
 /// The standby whose turn it is to restart.
@@ -71,10 +67,15 @@ fn next_standby<'a>(input: &Input<'a>, current: &str) -> Option<&'a MemberSpec> 
 /// How a desired state allowed to restart says why (and how the next tick knows whose turn it is).
 const REASON: &str = "restart to apply ";
 
-/// The member allowed to restart by an earlier tick that has not restarted yet: its turn lasts
-/// until its report no longer lists pending settings (its agent may not have heard of the
-/// permission when this tick looks).
-fn turn_held<'a>(input: &Input<'a>) -> Option<(&'a str, String)> {
+/// The member given a turn by an earlier tick: its turn lasts while it still waits for its
+/// restart (its agent may not have heard of it yet) and then until it is ready again.
+enum Turn<'a> {
+    Pending(&'a str, String),
+    /// Restarted, not ready yet; with the reason its desired state keeps meanwhile.
+    Recovering(&'a str, String),
+}
+
+fn turn_held<'a>(input: &Input<'a>, current: &str) -> Option<Turn<'a>> {
     input
         .status
         .members
@@ -84,14 +85,43 @@ fn turn_held<'a>(input: &Input<'a>) -> Option<(&'a str, String)> {
                 .as_deref()
                 .is_some_and(|e| e.starts_with(REASON))
         })
-        .find_map(|m| pending(input, &m.name).map(|what| (m.name.as_str(), what)))
+        .find_map(|m| match pending(input, &m.name) {
+            Some(what) => Some(Turn::Pending(m.name.as_str(), what)),
+            None if !ready(input, current, &m.name) => Some(Turn::Recovering(
+                m.name.as_str(),
+                m.last_event.clone().unwrap_or_default(),
+            )),
+            None => None,
+        })
+}
+
+/// The member runs as the primary, or streams from it.
+fn ready(input: &Input<'_>, current: &str, member: &str) -> bool {
+    input.report(member).is_some_and(|r| {
+        if member == current {
+            r.is_running_primary()
+        } else {
+            r.is_streaming_from(current)
+        }
+    })
 }
 
 /// Steady state: let the member whose turn it is restart (the desired states are in `plan`).
 pub fn restarts(input: &Input<'_>, current: &str, plan: &mut Plan) {
-    if let Some((member, what)) = turn_held(input) {
-        allow(input, member, &what, plan);
-        return;
+    match turn_held(input, current) {
+        Some(Turn::Pending(member, what)) => {
+            allow(input, member, &what, plan);
+            return;
+        }
+        Some(Turn::Recovering(member, reason)) => {
+            if let Some(d) = plan.desired.get_mut(member) {
+                d.reason = reason;
+            }
+            plan.waiting_for
+                .get_or_insert(format!("{member} to be ready again after its restart"));
+            return;
+        }
+        None => {}
     }
     // the first turn once every member has said what it waits for: the order is then the
     // declared one, not the order in which reports arrived
@@ -156,7 +186,7 @@ pub fn primary_move(input: &Input<'_>, current: &str) -> Option<(String, EventRe
     let what = pending(input, current)?;
     if input.spec.members.len() == 1
         || !all_read(input)
-        || turn_held(input).is_some()
+        || turn_held(input, current).is_some()
         || next_standby(input, current).is_some()
         || !others_ready(input, current, current)
     {

@@ -204,6 +204,12 @@ impl Agent {
         self.conn = None;
         self.shared.set_started_on(None, 0);
         self.shared.set_activity("stopping PostgreSQL");
+        // the brain must not take a server on its way down for a ready one (the next look
+        // fills the rest in; a receiver still connected is kept: it may still confirm commits)
+        self.shared.update_report(|r| {
+            r.running = false;
+            r.streaming_from = None;
+        });
         match server.stop(mode, STOP_PATIENCE).await {
             Ok(status) => info!(member = %self.cfg.member, %status, "PostgreSQL stopped"),
             Err(e) => warn!(member = %self.cfg.member, error = %e, "stopping PostgreSQL failed"),

@@ -207,9 +207,23 @@ fn the_turn_stays_with_the_member_allowed_until_it_restarted() {
         "c waits although it goes first otherwise"
     );
     assert!(reasons(&p).is_empty(), "announced once");
-    // b restarted: its report lists nothing; c's turn once b streams again
-    let mut w = lab(&["a", "c"], &[]);
+    // b restarted (its report lists nothing) but does not stream yet: nobody else, the primary
+    // stays, and b keeps its turn across ticks
+    let mut w = lab(&["a", "c"], &["b"]);
     w.status = p.status.clone();
+    let recovering = w.plan();
+    assert!(allowed(&recovering).is_empty());
+    assert_eq!(recovering.status.target_primary.as_deref(), Some("a"));
+    assert!(recovering
+        .waiting_for
+        .as_deref()
+        .is_some_and(|w| w.contains("b to be ready again")));
+    let mut w = lab(&["a", "c"], &["b"]);
+    w.status = recovering.status.clone();
+    assert!(allowed(&w.plan()).is_empty(), "still b's turn");
+    // b streams again: c's turn
+    let mut w = lab(&["a", "c"], &[]);
+    w.status = recovering.status.clone();
     assert_eq!(allowed(&w.plan()), vec!["c"]);
 }
 

@@ -115,8 +115,10 @@ impl KubeWorld {
             .iter()
             .filter_map(|m| {
                 let running = pods.get(&m.name)?;
+                // a pod on its way out is being replaced: its member still waits (failback to
+                // it, or the next member's turn, must wait for the new pod)
                 if running.metadata.deletion_timestamp.is_some() {
-                    return None;
+                    return Some((m.name.clone(), "pod being replaced".to_string()));
                 }
                 let wanted =
                     super::apply::wanted_pod(cluster, m, &self.namespace, &self.operator_image)
