@@ -76,6 +76,10 @@ lab_scenario() {
   wait_for 20 "writers commit through lab-rw" bash -c "cat $WORK/acked-* 2>/dev/null | grep -q ." || die "no writes before the failure"
   local n
   for n in $(seq 1 "$FAILOVERS"); do one_failover "$n"; done
+  # the failovers' breakdown before day two: it reads the operator's log, which an operator
+  # upgrade replaces, and gaps between acknowledgements, which the rollouts add to
+  stop_timeline
+  failover_report "$(cat "$WORK"/acked-* | wc -l)"
   day_two
   touch "$WORK/stop"; wait "${wpids[@]}" 2>/dev/null || true
   log "after the last failback:"; wide
@@ -92,8 +96,7 @@ lab_scenario() {
     check "zero lost acknowledged commits on $m" [ "$missing" = 0 ]
   done
   check "acknowledged commits before and after the failures" [ "$acked" -gt 0 ]
-  stop_timeline
-  failover_report "$acked"
+  log "acknowledged commits through lab-rw over the failovers and day two: $acked"
 }
 
 # Background observers, each writing "<unix time> <what it saw>" when it changes: the cluster's
