@@ -133,29 +133,18 @@ fn new_or_default(v: Option<bool>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::validate::parse_and_validate;
 
-    const LAB: &str = r#"
-apiVersion: pgreplica.io/v1alpha1
-kind: PgReplicaCluster
-metadata: {name: lab}
-spec:
-  primary: a
-  postgres:
-    parameters: {work_mem: 4MB, max_connections: "50"}
-  members:
-    - {name: a, replication: Sync}
-    - {name: b, replication: Sync}
-    - {name: c, replication: Async, applyDelay: 3s}
-"#;
+    /// The lab with two parameters.
+    fn lab() -> String {
+        crate::api::validate::TEST_LAB.replacen(
+            "  members:",
+            "  postgres:\n    parameters: {work_mem: 4MB, max_connections: \"50\"}\n  members:",
+            1,
+        )
+    }
 
     fn spec(edit: &[(&str, &str)]) -> PgReplicaClusterSpec {
-        let mut yaml = LAB.to_string();
-        for (from, to) in edit {
-            assert!(yaml.contains(from), "edit {from} does not apply");
-            yaml = yaml.replacen(from, to, 1);
-        }
-        parse_and_validate(&yaml).expect("valid").cluster.spec
+        crate::api::validate::edited_spec(&lab(), edit)
     }
 
     #[test]

@@ -223,4 +223,9 @@ impl PgReplicaClusterSpec {
     pub fn member(&self, name: &str) -> Option<&MemberSpec> {
         self.members.iter().find(|m| m.name == name)
     }
+
+    /// Every member's name, in spec order.
+    pub fn member_names(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.name.clone()).collect()
+    }
 }

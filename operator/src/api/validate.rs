@@ -260,3 +260,31 @@ pub fn warnings(cluster: &PgReplicaCluster) -> Vec<String> {
     }
     out
 }
+
+/// The lab in its shortest form (tests).
+#[cfg(test)]
+pub const TEST_LAB: &str = r#"
+apiVersion: pgreplica.io/v1alpha1
+kind: PgReplicaCluster
+metadata: {name: lab}
+spec:
+  primary: a
+  members:
+    - {name: a, replication: Sync}
+    - {name: b, replication: Sync}
+    - {name: c, replication: Async, applyDelay: 3s}
+"#;
+
+/// A spec from `yaml` with each `(from, to)` replaced once (tests).
+#[cfg(test)]
+pub fn edited_spec(yaml: &str, edits: &[(&str, &str)]) -> super::PgReplicaClusterSpec {
+    let mut yaml = yaml.to_string();
+    for (from, to) in edits {
+        assert!(yaml.contains(from), "edit {from} does not apply");
+        yaml = yaml.replacen(from, to, 1);
+    }
+    parse_and_validate(&yaml)
+        .expect("test spec is valid")
+        .cluster
+        .spec
+}

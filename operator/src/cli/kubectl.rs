@@ -130,12 +130,7 @@ async fn restart(
             .map_err(KubeError::api("get", "PgReplicaCluster", name))
     };
     let cluster = get().await?;
-    let names: Vec<String> = cluster
-        .spec
-        .members
-        .iter()
-        .map(|m| m.name.clone())
-        .collect();
+    let names = cluster.spec.member_names();
     if let Some(m) = member.as_ref().filter(|m| !names.contains(m)) {
         return Err(KubeError::Other(format!(
             "{m} is not a member of {name}: members are {}",

@@ -433,7 +433,7 @@ async fn restart(
         ));
     }
     let spec = crate::runtime::local::brain::load_spec(&layout)?;
-    let names: Vec<String> = spec.spec.members.iter().map(|m| m.name.clone()).collect();
+    let names = spec.spec.member_names();
     if let Some(m) = member.filter(|m| !names.iter().any(|n| n == m)) {
         return Err(LocalError::Failed(format!(
             "{m} is not a member of cluster {}: members are {}",

@@ -4,33 +4,14 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::api::validate::parse_and_validate;
 use crate::api::{MemberStatus, PgReplicaClusterSpec, PgReplicaClusterStatus, Role};
 use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport, StandbyView, WalSender};
 use crate::postgres::Lsn;
 
-const LAB: &str = r#"
-apiVersion: pgreplica.io/v1alpha1
-kind: PgReplicaCluster
-metadata: {name: lab}
-spec:
-  primary: a
-  members:
-    - {name: a, replication: Sync}
-    - {name: b, replication: Sync}
-    - {name: c, replication: Async, applyDelay: 3s}
-"#;
+use crate::api::validate::TEST_LAB as LAB;
 
 fn spec(edit: &[(&str, &str)]) -> PgReplicaClusterSpec {
-    let mut yaml = LAB.to_string();
-    for (from, to) in edit {
-        assert!(yaml.contains(from), "edit {from} does not apply");
-        yaml = yaml.replacen(from, to, 1);
-    }
-    parse_and_validate(&yaml)
-        .expect("test spec is valid")
-        .cluster
-        .spec
+    crate::api::validate::edited_spec(LAB, edit)
 }
 
 fn primary(name: &str, lsn: u64, standbys: &[(&str, &str)]) -> Observation {

@@ -81,12 +81,7 @@ impl Certificates {
     ) -> Result<AgentClient, KubeError> {
         let name = cluster.name_any();
         let key = super::names::cluster_key(cluster, namespace);
-        let members: Vec<String> = cluster
-            .spec
-            .members
-            .iter()
-            .map(|m| m.name.clone())
-            .collect();
+        let members = cluster.spec.member_names();
         let now = Instant::now();
         let usable = {
             let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());

@@ -96,12 +96,7 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
     }
     let brain_client = BrainClient::new(tls.authority(), &state.cluster)
         .map_err(|e| LocalError::Failed(format!("the brain's certificate: {e}")))?;
-    let names: Vec<String> = cluster
-        .spec
-        .members
-        .iter()
-        .map(|m| m.name.clone())
-        .collect();
+    let names = cluster.spec.member_names();
     let adopted = supervisor.adopt(&names);
     let status = LocalStatus::load(&layout)
         .ok()

@@ -171,13 +171,7 @@ impl World for LocalWorld {
         if let Err(e) = self.reload_spec() {
             error!(error = %e, "cannot apply the changed spec");
         }
-        let wanted: Vec<String> = self
-            .cluster
-            .spec
-            .members
-            .iter()
-            .map(|m| m.name.clone())
-            .collect();
+        let wanted = self.cluster.spec.member_names();
         for note in self.supervisor.ensure(&wanted) {
             self.remember(note.reason, Some(&note.member), &note.message);
             progress(&format!("{}: {}", note.member, note.message));
