@@ -297,12 +297,17 @@ impl Agent {
                 if self.configured_role().as_ref() != Some(&desired.role)
                     || self.configured_parameters().as_ref() != Some(&desired.parameters)
                 {
-                    self.configure(desired).await?;
+                    // a failover does not wait for the reload to be read: the promotion takes
+                    // longer than that, and the next look reports what is pending
+                    self.configure_without_waiting(desired).await?;
                 }
                 self.promote().await?;
                 // the brain hears of it now, not after this pass's upkeep
-                self.shared
-                    .update_report(|r| r.role = crate::member::ActualRole::Primary);
+                let applied = desired.parameters.clone();
+                self.shared.update_report(|r| {
+                    r.role = crate::member::ActualRole::Primary;
+                    r.applied_parameters = Some(applied);
+                });
                 Ok(())
             }
             Step::EnsureApplication => self.ensure_application().await,

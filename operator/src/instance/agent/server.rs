@@ -111,6 +111,20 @@ impl Agent {
             .and_then(|c| configured_parameters(&c))
     }
 
+    /// Write the configuration and ask the server to reload it, without waiting for it to be read.
+    pub(super) async fn configure_without_waiting(
+        &mut self,
+        desired: &Desired,
+    ) -> Result<(), AgentError> {
+        self.write_config(desired)?;
+        if self.server.is_some() {
+            if let Some(conn) = self.connection().await {
+                conn.reload().await?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn configure(&mut self, desired: &Desired) -> Result<(), AgentError> {
         self.write_config(desired)?;
         if self.server.is_some() {
