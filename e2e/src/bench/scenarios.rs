@@ -200,19 +200,20 @@ async fn until_streaming(
     timeout: Duration,
 ) -> Result<Duration, String> {
     let pw = sys.password();
-    let deadline = since + timeout;
-    while Instant::now() < deadline {
+    let left = (since + timeout).saturating_duration_since(Instant::now());
+    crate::poll::until(left, || async {
         for p in ["a", "b", "c"].into_iter().filter(|p| *p != member) {
             let port = sys.member_port(p);
             if pg::in_recovery(port, &pw).await == Some(false)
                 && pg::streaming_on(port, &pw, member).await
             {
-                return Ok(since.elapsed());
+                return Some(since.elapsed());
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("{member} not streaming within {timeout:?}"))
+        None
+    })
+    .await
+    .ok_or_else(|| format!("{member} not streaming within {timeout:?}"))
 }
 
 async fn current_primary_port(sys: &dyn System) -> Option<u16> {
@@ -650,15 +651,15 @@ async fn switchover(sys: &mut dyn System, opts: &Options, out: &mut Samples) -> 
     }
     let pw = sys.password();
     let pb = sys.member_port("b");
-    let deadline = asked + Duration::from_secs(60);
-    while pg::in_recovery(pb, &pw).await != Some(false) {
-        if Instant::now() > deadline {
-            load.stop().await;
-            return Err("switchover: b never became primary".into());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let promoted = Instant::now();
+    let left = (asked + Duration::from_secs(60)).saturating_duration_since(Instant::now());
+    let became = crate::poll::until(left, || async {
+        (pg::in_recovery(pb, &pw).await == Some(false)).then(Instant::now)
+    })
+    .await;
+    let Some(promoted) = became else {
+        load.stop().await;
+        return Err("switchover: b never became primary".into());
+    };
     let first = load
         .first_ack_after(promoted, Duration::from_secs(30))
         .await;
