@@ -14,21 +14,19 @@ pub fn describe(old: &PgReplicaClusterSpec, new: &PgReplicaClusterSpec) -> Vec<S
             old.primary, new.primary, new.primary
         ));
     }
-    if old.failback != new.failback {
-        out.push(format!("failback: {:?} → {:?}", old.failback, new.failback));
-    }
-    if old.durability != new.durability {
-        out.push(format!(
-            "durability: {:?} → {:?} (synchronous standby names change on the primary)",
-            old.durability, new.durability
-        ));
-    }
-    if old.volume_reclaim != new.volume_reclaim {
-        out.push(format!(
-            "volumeReclaim: {:?} → {:?}",
-            old.volume_reclaim, new.volume_reclaim
-        ));
-    }
+    out.extend(arrow("failback: ", &old.failback, &new.failback, ""));
+    out.extend(arrow(
+        "durability: ",
+        &old.durability,
+        &new.durability,
+        " (synchronous standby names change on the primary)",
+    ));
+    out.extend(arrow(
+        "volumeReclaim: ",
+        &old.volume_reclaim,
+        &new.volume_reclaim,
+        "",
+    ));
     parameters(&old.postgres.parameters, &new.postgres.parameters, &mut out);
     if old.postgres.image != new.postgres.image {
         out.push(format!(
@@ -89,14 +87,24 @@ fn members(old: &[MemberSpec], new: &[MemberSpec], out: &mut Vec<String>) {
     }
 }
 
+/// `{label}{old:?} → {new:?}{then}` when they differ.
+fn arrow<T: std::fmt::Debug + PartialEq>(
+    label: &str,
+    old: &T,
+    new: &T,
+    then: &str,
+) -> Option<String> {
+    (old != new).then(|| format!("{label}{old:?} → {new:?}{then}"))
+}
+
 fn member_change(old: &MemberSpec, new: &MemberSpec) -> String {
     let mut parts = Vec::new();
-    if old.replication != new.replication {
-        parts.push(format!(
-            "replication {:?} → {:?}",
-            old.replication, new.replication
-        ));
-    }
+    parts.extend(arrow(
+        "replication ",
+        &old.replication,
+        &new.replication,
+        "",
+    ));
     if old.apply_delay != new.apply_delay {
         parts.push(format!(
             "applyDelay {} → {}",
