@@ -290,7 +290,7 @@ impl Agent {
             Step::Bootstrap => self.bootstrap(desired).await,
             Step::Clone => self.clone_from_upstream(desired).await,
             Step::Rewind => self.rewind(desired).await,
-            Step::Configure => self.configure(desired).await,
+            Step::Configure => self.configure(desired, true).await,
             Step::Start => self.start().await,
             Step::Promote => {
                 // one step, not two passes: the primary's configuration, then the promotion
@@ -299,7 +299,7 @@ impl Agent {
                 {
                     // a failover does not wait for the reload to be read: the promotion takes
                     // longer than that, and the next look reports what is pending
-                    self.configure_without_waiting(desired).await?;
+                    self.configure(desired, false).await?;
                 }
                 self.promote().await?;
                 // the brain hears of it now, not after this pass's upkeep

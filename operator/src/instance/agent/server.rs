@@ -111,40 +111,38 @@ impl Agent {
             .and_then(|c| configured_parameters(&c))
     }
 
-    /// Write the configuration and ask the server to reload it, without waiting for it to be read.
-    pub(super) async fn configure_without_waiting(
+    /// Write the configuration and have a running server reload it. With `wait_read`, wait until
+    /// the agent's session has read the files and report what waits for a restart and which
+    /// parameters are read, so the brain never takes "nothing pending" from a server that has not
+    /// read them yet; a promotion does not wait (it takes longer than the reload, and the next
+    /// look reports what is pending).
+    pub(super) async fn configure(
         &mut self,
         desired: &Desired,
+        wait_read: bool,
     ) -> Result<(), AgentError> {
         self.write_config(desired)?;
-        if self.server.is_some() {
-            if let Some(conn) = self.connection().await {
-                conn.reload().await?;
-            }
+        if self.server.is_none() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    pub(super) async fn configure(&mut self, desired: &Desired) -> Result<(), AgentError> {
-        self.write_config(desired)?;
-        if self.server.is_some() {
-            if let Some(conn) = self.connection().await {
-                // the report says which parameters are read only once pending_restart answers
-                // for them, so the brain never takes "nothing pending" from a server that has
-                // not read the new files yet
-                if conn.reload_and_wait(RELOAD_PATIENCE).await? {
-                    let pending = conn.pending_restart().await?;
-                    if !pending.is_empty() {
-                        info!(member = %self.cfg.member, pending = %pending.join(", "), "settings wait for a restart");
-                    }
-                    self.shared.update_report(|r| {
-                        r.pending_restart = pending;
-                        r.applied_parameters = Some(desired.parameters.clone());
-                    });
-                }
-                info!(member = %self.cfg.member, role = desired.role_name(), "configuration reloaded");
-            }
+        let Some(conn) = self.connection().await else {
+            return Ok(());
+        };
+        if !wait_read {
+            conn.reload().await?;
+            return Ok(());
         }
+        if conn.reload_and_wait(RELOAD_PATIENCE).await? {
+            let pending = conn.pending_restart().await?;
+            if !pending.is_empty() {
+                info!(member = %self.cfg.member, pending = %pending.join(", "), "settings wait for a restart");
+            }
+            self.shared.update_report(|r| {
+                r.pending_restart = pending;
+                r.applied_parameters = Some(desired.parameters.clone());
+            });
+        }
+        info!(member = %self.cfg.member, role = desired.role_name(), "configuration reloaded");
         Ok(())
     }
 
