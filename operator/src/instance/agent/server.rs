@@ -218,9 +218,11 @@ impl Agent {
         self.shared.set_activity("stopping PostgreSQL");
         // the brain must not take a server on its way down for a ready one (the next look
         // fills the rest in; a receiver still connected is kept: it may still confirm commits)
+        // nor for one with settings still to apply: it starts again with all of them
         self.shared.update_report(|r| {
             r.running = false;
             r.streaming_from = None;
+            r.pending_restart.clear();
         });
         match server.stop(mode, STOP_PATIENCE).await {
             Ok(status) => info!(member = %self.cfg.member, %status, "PostgreSQL stopped"),
