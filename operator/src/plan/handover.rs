@@ -283,9 +283,13 @@ pub(super) fn switch_target_ready(
     }
 }
 
-/// Every other reachable member streams from the current primary: moving the primary while one
-/// is still catching up would make it chase WAL that the new primary may not have.
+/// Every other reachable member streams from the current primary on its timeline: moving the
+/// primary while one is still catching up would make it chase WAL that the new primary may not
+/// have. A member that applies WAL late streams the end of the old timeline, then waits until
+/// its replay gets there before it streams the new one: until then it has none of the current
+/// timeline's WAL, and a target cloned after the switch has not either.
 fn others_settled(input: &Input<'_>, current: &str, preferred: &str) -> bool {
+    let timeline = input.report(current).and_then(|r| r.timeline);
     input
         .spec
         .members
@@ -293,7 +297,10 @@ fn others_settled(input: &Input<'_>, current: &str, preferred: &str) -> bool {
         .filter(|m| m.name != current && m.name != preferred)
         .all(|m| match input.report(&m.name) {
             None => true,
-            Some(r) => r.is_streaming_from(current) || r.data_lost().is_some(),
+            Some(r) => {
+                (r.is_streaming_from(current) && (timeline.is_none() || r.timeline == timeline))
+                    || r.data_lost().is_some()
+            }
         })
 }
 
@@ -340,6 +347,23 @@ fn handover(input: &Input<'_>, current: &str, target: &str, plan: &mut Plan) {
         );
         followers(input, plan, current, &[current]);
         plan.waiting_for = Some(format!("{current} to shut down cleanly"));
+        return;
+    }
+    if super::report::planned_handover(&plan.status) && old.is_some_and(still_shutting_down) {
+        // Its WAL senders send every record up to the shutdown checkpoint to the standbys still
+        // connected, then exit. A standby pointed at the target before that misses the rest and
+        // asks the target for WAL it may never have had (a target cloned after the last
+        // timeline switch): every member keeps following the old primary until it is down.
+        plan.desired.insert(
+            current.to_string(),
+            stopped(format!(
+                "switchover to {target}: fast shutdown so every WAL record reaches the standbys"
+            )),
+        );
+        followers(input, plan, current, &[current]);
+        plan.waiting_for = Some(format!(
+            "{current} to finish its clean shutdown (its standbys receive its last WAL)"
+        ));
         return;
     }
     if old.is_some() {
@@ -425,6 +449,16 @@ fn handover(input: &Input<'_>, current: &str, target: &str, plan: &mut Plan) {
         ),
     );
     plan.waiting_for = Some(format!("{target} to promote"));
+}
+
+/// A primary stopped for a switchover whose server process still runs (no shutdown checkpoint
+/// reported yet), neither lost nor fenced: its WAL senders are still at work.
+fn still_shutting_down(old: &MemberReport) -> bool {
+    !old.running
+        && old.server_process
+        && old.shutdown_checkpoint.is_none()
+        && old.fenced.is_none()
+        && old.data == DataHealth::Healthy
 }
 
 /// The chosen target can no longer take over.

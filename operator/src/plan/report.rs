@@ -223,7 +223,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
 }
 
 /// The running handover was asked for (switchover, failback), not forced by a loss.
-fn planned_handover(status: &crate::api::PgReplicaClusterStatus) -> bool {
+pub(super) fn planned_handover(status: &crate::api::PgReplicaClusterStatus) -> bool {
     status.last_failover.as_ref().is_some_and(|f| {
         f.finished_at.is_none()
             && matches!(

@@ -812,6 +812,100 @@ fn switchover_stops_the_old_primary_then_promotes_once_the_checkpoint_arrived() 
     assert_eq!(role(&p3, "a").as_deref(), Some("stopped"));
 }
 
+/// The CI failure of 9135971: c was pointed at the target while the old primary, stopping, was
+/// still sending it WAL; the target (cloned after the last timeline switch) did not have that WAL
+/// and c could never follow it. Every member keeps following the old primary until it is down.
+#[test]
+fn a_switchover_repoints_the_standbys_only_once_the_old_primary_is_down() {
+    let mut status = settled("a", &[("b", "sync"), ("c", "async")]);
+    status.target_primary = Some("b".into());
+    status.last_failover = Some(crate::api::FailoverRecord {
+        kind: Some(crate::api::HandoverKind::Switchover),
+        from: "a".into(),
+        to: "b".into(),
+        reason: "switchover to b requested".into(),
+        started_at: "2026-12-01T00:00:00Z".into(),
+        finished_at: None,
+    });
+    let stopping = |checkpoint: Option<u64>, server_process: bool| {
+        with(primary("a", 150, &[]), |r| {
+            r.running = false;
+            r.role = ActualRole::Stopped;
+            r.holds_lease = false;
+            r.server_process = server_process;
+            r.shutdown_checkpoint = checkpoint.map(Lsn);
+        })
+    };
+    // (what, a, c's desired upstream, waiting for)
+    let cases = [
+        (
+            "a still shutting down: its senders are at work",
+            stopping(None, true),
+            "standby(a, 3000ms)",
+            "a to finish its clean shutdown",
+        ),
+        (
+            "a down with its shutdown checkpoint",
+            stopping(Some(150), false),
+            "standby(b, 3000ms)",
+            "b to receive a's shutdown checkpoint",
+        ),
+        (
+            "a down without a clean checkpoint (escalated stop)",
+            stopping(None, false),
+            "standby(b, 3000ms)",
+            "",
+        ),
+    ];
+    for (what, a, c_upstream, waiting) in cases {
+        let mut w = World::new(
+            status.clone(),
+            vec![
+                ("a", a),
+                ("b", standby("b", "a", 140)),
+                ("c", standby("c", "a", 140)),
+            ],
+        );
+        w.lease = None;
+        w.spec = spec(&[("primary: a", "primary: a\n  failback: Manual")]);
+        let p = w.plan();
+        assert_eq!(role(&p, "a").as_deref(), Some("stopped"), "{what}");
+        assert_eq!(role(&p, "c").as_deref(), Some(c_upstream), "{what}");
+        if !waiting.is_empty() {
+            assert_eq!(role(&p, "b").as_deref(), Some("standby(a, 0ms)"), "{what}");
+        }
+        let waiting_for = p.waiting_for.unwrap_or_default();
+        assert!(waiting_for.contains(waiting), "{what}: {waiting_for}");
+    }
+}
+
+/// A delayed member streams the end of the old timeline, then waits for its own replay before it
+/// streams the new one: a failback then would leave it needing WAL only the old primary has.
+#[test]
+fn failback_waits_for_every_member_on_the_current_timeline() {
+    for (c_timeline, want) in [(1, false), (2, true)] {
+        let mut status = settled("b", &[("a", "sync"), ("c", "async")]);
+        status.observed_preferred_primary = Some("a".into());
+        let b = with(primary("b", 500, &[("a", "sync"), ("c", "async")]), |r| {
+            r.timeline = Some(2)
+        });
+        let w = World::new(
+            status,
+            vec![
+                ("a", with(standby("a", "b", 500), |r| r.timeline = Some(2))),
+                ("b", b),
+                (
+                    "c",
+                    with(standby("c", "b", 300), |r| r.timeline = Some(c_timeline)),
+                ),
+            ],
+        );
+        let p = w.plan();
+        let started = p.status.target_primary.as_deref() == Some("a");
+        assert_eq!(started, want, "c on timeline {c_timeline}");
+    }
+}
+
 #[test]
 fn switchover_requests_are_checked() {
     let cases: Vec<(&str, &'static str, Observation, &str)> = vec![
