@@ -43,6 +43,14 @@ pub fn mentions(pid: u32, path: &Path) -> bool {
     raw.split(|b| *b == 0).any(|arg| arg == wanted)
 }
 
+/// The process's title or command line, arguments joined by spaces (PostgreSQL writes its
+/// processes' titles there: `postgres: startup recovering …`).
+pub fn title(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let text = String::from_utf8_lossy(&raw).replace('\0', " ");
+    Some(text.trim().to_string())
+}
+
 /// The first line of a pid file, as a pid.
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path)

@@ -374,6 +374,74 @@ async fn diverged_member_is_rewound_and_a_failed_rewind_falls_back_to_reclone() 
     wait_rows(&cluster, "b", &[1, 3, 5, 6], SETTLE).await;
 }
 
+/// A rewound member whose upstream no longer has the WAL written since the divergence can never
+/// become consistent: it must be re-cloned, not started again and again. (The CI failure of
+/// 9135971: the delayed member waited 300 s at a time in "starting PostgreSQL", for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_that_cannot_recover_from_its_upstream_is_re_cloned() {
+    let cluster = Cluster::start("norecover", &["a", "b"]).await;
+    primary_and_sync_standby(&cluster, false).await;
+    let pa = cluster.sql("a").await;
+    create_table(&pa).await;
+    insert(&pa, 1, "common").await;
+    wait_rows(&cluster, "b", &[1], SETTLE).await;
+
+    // Divergence: X on a after b stopped; b promoted with no slot for a.
+    cluster.put("b", stopped()).await;
+    wait_down(&cluster, "b").await;
+    insert(&pa, 2, "X: only on the old timeline of a").await;
+    drop(pa);
+    cluster.put("a", stopped()).await;
+    wait_down(&cluster, "a").await;
+    cluster.put("b", primary(false, &[], &[])).await;
+    cluster.wait_primary("b", SETTLE).await;
+    // b recycles the WAL of the switch to its timeline: more than wal_keep_size (128 MB) since,
+    // then a checkpoint
+    let pb = cluster.sql("b").await;
+    for id in 3..15 {
+        insert(&pb, id, "Y: on b's new timeline").await;
+        pb.client()
+            .execute("SELECT pg_switch_wal()", &[])
+            .await
+            .expect("pg_switch_wal");
+    }
+    pb.client()
+        .execute("CHECKPOINT", &[])
+        .await
+        .expect("checkpoint");
+    // a's slot only now: it keeps nothing of that WAL (a new copy streams through it)
+    cluster.put("b", primary(false, &[], &["a"])).await;
+
+    let repairing = Instant::now();
+    let log_before = cluster.member("a").log_text().lines().count();
+    cluster.put("a", cluster.standby_of("a", "b", 0)).await;
+    // old code: a waits 300 s in "starting PostgreSQL", stops, starts, waits again
+    cluster
+        .wait_streaming("a", "b", Duration::from_secs(120))
+        .await;
+    println!(
+        "no recovery: a re-cloned and streaming from b in {:.2}s",
+        repairing.elapsed().as_secs_f64()
+    );
+    let log = cluster.member("a").log_text();
+    let new: Vec<&str> = log.lines().skip(log_before).collect();
+    let new = new.join("\n");
+    lines_in_order(
+        &new,
+        &[
+            "rewind finished",
+            "no longer has",
+            "moved the old data directory aside",
+            "clone complete",
+            "PostgreSQL accepts connections",
+        ],
+    );
+    let ids: Vec<i64> = (1..15).filter(|id| *id != 2).collect();
+    wait_rows(&cluster, "a", &ids, SETTLE).await;
+    let on_a = cluster.sql("a").await;
+    assert!(!has_row(&on_a, 2).await, "X survived the re-clone on a");
+}
+
 /// Polls `check` every 5 ms until true; how long after `since` it became true (bounded).
 async fn time_until<F, Fut>(what: &str, since: Instant, limit: Duration, mut check: F) -> Duration
 where

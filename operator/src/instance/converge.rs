@@ -5,7 +5,9 @@ use crate::member::{Desired, DesiredRole};
 
 mod between_passes;
 
-pub use between_passes::{release_lease, Progress, Repair, Unresponsive, UNRESPONSIVE_FENCE_MS};
+pub use between_passes::{
+    release_lease, Progress, RecoveryWatch, Repair, Unresponsive, UNRESPONSIVE_FENCE_MS,
+};
 
 /// The data directory as found on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,6 +16,7 @@ mod error;
 mod programs;
 mod query;
 pub mod quote;
+mod recovery_titles;
 mod replication;
 mod run_as;
 mod server;
@@ -33,6 +34,7 @@ pub use controldata::ControlData;
 pub use error::{PgError, PgResult};
 pub use programs::{Password, Programs, RewindOutcome};
 pub use query::{connect, timeline_of_walfile, Conn, ConnParams, PgTls};
+pub use recovery_titles::RecoveryTitles;
 pub use replication::{ReplicationRow, WalReceiver};
 pub use run_as::{
     chown_recursive, chown_to, create_private_dir, write_private_file, RunAs, DEFAULT_USER,

@@ -317,6 +317,17 @@ impl Conn {
         .await
     }
 
+    /// The server's `pg_wal` holds the segment of WAL file `name` (same log and segment, any
+    /// timeline: a sender reads a segment in which the timeline switched from the newer file).
+    pub async fn has_wal_segment(&self, name: &str) -> PgResult<bool> {
+        self.value(
+            "SELECT EXISTS (SELECT 1 FROM pg_ls_waldir() \
+             WHERE length(name) = 24 AND substr(name, 9) = substr($1, 9))",
+            &[&name],
+        )
+        .await
+    }
+
     pub async fn is_in_recovery(&self) -> PgResult<bool> {
         self.value("SELECT pg_is_in_recovery()", &[]).await
     }

@@ -31,7 +31,7 @@ impl Agent {
         std::fs::rename(&tmp, &data)
             .map_err(AgentError::io("move the new data directory in place"))?;
         self.write_config(desired)?;
-        self.start().await?;
+        self.start(&desired.role).await?;
         let password = self.replication_password.clone();
         let conn = self
             .connection()
@@ -106,7 +106,7 @@ impl Agent {
         self.shared.set_data_lost(None);
         self.repair.cloned();
         self.write_config(desired)?;
-        self.start().await?;
+        self.start(&desired.role).await?;
         // old_asides lists this run's aside too: delete each directory once.
         let older: Vec<PathBuf> = old_asides(&self.cfg.member_dir)
             .into_iter()

@@ -25,6 +25,7 @@ use super::shared::Shared;
 
 mod data;
 mod facts;
+mod recovery;
 mod server;
 mod upkeep;
 
@@ -291,7 +292,7 @@ impl Agent {
             Step::Clone => self.clone_from_upstream(desired).await,
             Step::Rewind => self.rewind(desired).await,
             Step::Configure => self.configure(desired, true).await,
-            Step::Start => self.start().await,
+            Step::Start => self.start(&desired.role).await,
             Step::Promote => {
                 // one step, not two passes: the primary's configuration, then the promotion
                 if self.configured_role().as_ref() != Some(&desired.role)
@@ -322,7 +323,7 @@ impl Agent {
                 self.shared
                     .set_activity(format!("restarting to apply {pending}"));
                 self.stop_server(Shutdown::Fast).await;
-                self.start().await
+                self.start(&desired.role).await
             }
             Step::StopForRewind => {
                 warn!(member = %self.cfg.member, "standby has not streamed for a while: stopping it to rewind from its upstream");

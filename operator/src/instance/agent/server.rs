@@ -16,6 +16,9 @@ use crate::instance::conf_files::{
 use crate::instance::datadir;
 use crate::instance::error::AgentError;
 
+use crate::instance::converge::stuck_after_ms;
+
+use super::recovery::NotReady;
 use super::{Agent, START_TIMEOUT, STOP_PATIENCE};
 
 /// How long a reload may take to reach the agent's own session.
@@ -146,7 +149,7 @@ impl Agent {
         Ok(())
     }
 
-    pub(super) async fn start(&mut self) -> Result<(), AgentError> {
+    pub(super) async fn start(&mut self, role: &DesiredRole) -> Result<(), AgentError> {
         if self.server.is_some() {
             return Err(AgentError::Step("PostgreSQL is already running".into()));
         }
@@ -165,7 +168,17 @@ impl Agent {
         });
         self.shared.set_data_lost(None);
         self.stopping = false;
-        match server.wait_ready(&self.local_params(), START_TIMEOUT).await {
+        let ready = match role {
+            DesiredRole::Standby { upstream, .. } => {
+                self.wait_recovered(&mut server, upstream, stuck_after_ms(role))
+                    .await
+            }
+            _ => server
+                .wait_ready(&self.local_params(), START_TIMEOUT)
+                .await
+                .map_err(NotReady::Failed),
+        };
+        match ready {
             Ok(conn) => {
                 let applied = self.configured_parameters();
                 let now = unix_now_ms();
@@ -180,7 +193,20 @@ impl Agent {
                 info!(member = %self.cfg.member, pid = self.shared.postmaster_pid.load(Ordering::SeqCst), "PostgreSQL accepts connections");
                 Ok(())
             }
-            Err(e) => {
+            Err(NotReady::Stalled(why)) => {
+                self.shared.set_started_on(None, 0);
+                warn!(member = %self.cfg.member, %why, "stopping the standby to repair it");
+                if let Err(e) = server.stop(Shutdown::Fast, STOP_PATIENCE).await {
+                    warn!(member = %self.cfg.member, error = %e, "stopping PostgreSQL failed");
+                }
+                let next = if self.repair.stopped_stuck() {
+                    "a new copy follows"
+                } else {
+                    "a rewind follows"
+                };
+                Err(AgentError::Step(format!("{why}; {next}")))
+            }
+            Err(NotReady::Failed(e)) => {
                 self.shared.set_started_on(None, 0);
                 let _ = server
                     .stop(Shutdown::Immediate, Duration::from_secs(5))

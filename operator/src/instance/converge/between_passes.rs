@@ -40,6 +40,38 @@ impl Unresponsive {
     }
 }
 
+/// A standby on its way to accepting connections: it replays and receives WAL first, and
+/// cannot be asked anything over SQL. How long has it shown no progress (the WAL file its startup
+/// process reads, what its receiver received)? One that never moves needs WAL its upstream does
+/// not have (a rewind after which the upstream had recycled the WAL since the divergence, a
+/// member pointed at a member cloned after its last timeline switch): it is repaired like a
+/// standby that stopped streaming.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryWatch {
+    best: (Option<u64>, Option<Lsn>),
+    since_ms: u64,
+}
+
+impl RecoveryWatch {
+    pub fn new(now_ms: u64) -> RecoveryWatch {
+        RecoveryWatch {
+            best: (None, None),
+            since_ms: now_ms,
+        }
+    }
+
+    /// One look (segment read, position received): how long nothing has moved.
+    pub fn look(&mut self, segment: Option<u64>, received: Option<Lsn>, now_ms: u64) -> u64 {
+        let moved = (segment.is_some() && segment > self.best.0)
+            || (received.is_some() && received > self.best.1);
+        if moved {
+            self.best = (segment.max(self.best.0), received.max(self.best.1));
+            self.since_ms = now_ms;
+        }
+        now_ms.saturating_sub(self.since_ms)
+    }
+}
+
 /// What a look at a standby shows of its progress.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -56,6 +88,8 @@ pub struct Repair {
     last_replayed: Option<Lsn>,
     /// Stops of a stuck standby since it last streamed.
     stuck_stops: u32,
+    /// A rewind ran since the standby last streamed: being stuck again calls for a new copy.
+    rewound_since_streaming: bool,
     /// A rewind failed although the upstream answered: re-clone.
     pub rewind_failed: bool,
     /// A stuck standby was stopped to be rewound.
@@ -84,6 +118,7 @@ impl Repair {
         }
         if seen.streaming {
             self.stuck_stops = 0;
+            self.rewound_since_streaming = false;
         }
         if upstream_changed {
             self.rewind_failed = false;
@@ -115,10 +150,11 @@ impl Repair {
     }
 
     /// A stuck standby was stopped: rewind it the first time; when it is stuck again after a
-    /// rewind, re-clone. True when it is to be re-cloned.
+    /// rewind (this one or any other since it last streamed), re-clone. True when it is to be
+    /// re-cloned.
     pub fn stopped_stuck(&mut self) -> bool {
         self.stuck_stops += 1;
-        if self.stuck_stops > 1 {
+        if self.stuck_stops > 1 || self.rewound_since_streaming {
             self.rewind_failed = true;
         } else {
             self.rewind_requested = true;
@@ -129,6 +165,7 @@ impl Repair {
     /// A rewind ran to its end.
     pub fn rewound(&mut self) {
         self.rewind_requested = false;
+        self.rewound_since_streaming = true;
     }
 
     /// A rewind failed while the upstream answered: only a new copy can help.
@@ -140,6 +177,7 @@ impl Repair {
     pub fn cloned(&mut self) {
         self.rewind_failed = false;
         self.rewind_requested = false;
+        self.rewound_since_streaming = false;
     }
 }
 
@@ -267,6 +305,46 @@ mod tests {
         r.cloned();
         assert_eq!((r.rewind_failed, r.rewind_requested), (false, false));
         assert!(!r.wanted(&DataState::Missing, Running::No, 0, S));
+    }
+
+    /// A former primary is rewound (it diverged), starts, and is stuck: the rewind did not help,
+    /// so the next repair is a new copy, not a second rewind.
+    #[test]
+    fn stuck_after_any_rewind_means_a_new_copy() {
+        let mut r = Repair::default();
+        r.rewound();
+        r.look(Running::Standby, idle(), false, 0, S);
+        assert!(r.stopped_stuck(), "rewound, stuck: re-clone");
+        let mut r = Repair::default();
+        r.rewound();
+        r.look(Running::Standby, streaming(), false, 0, 1_000);
+        assert!(
+            !r.stopped_stuck(),
+            "rewound, streamed, stuck later: rewind first"
+        );
+    }
+
+    #[test]
+    fn a_starting_standby_is_stalled_only_while_nothing_moves() {
+        let mut w = RecoveryWatch::new(0);
+        // (now, segment, received, not moving for)
+        let looks = [
+            (0, None, None, 0),
+            (1_000, None, None, 1_000),
+            (2_000, Some(4), None, 0),
+            (S, Some(4), None, S - 2_000),
+            // its receiver gets WAL: moving
+            (S + 1_000, Some(4), Some(Lsn(100)), 0),
+            (S + 2_000, Some(5), Some(Lsn(100)), 0),
+            // titles that disappear (a receiver restarting) or go back prove nothing
+            (S + 3_000, None, None, 1_000),
+            (S + 4_000, Some(4), Some(Lsn(50)), 2_000),
+            (2 * S + 2_000, Some(5), Some(Lsn(100)), S),
+            (2 * S + 3_000, Some(5), Some(Lsn(101)), 0),
+        ];
+        for (now, segment, received, want) in looks {
+            assert_eq!(w.look(segment, received, now), want, "at {now}");
+        }
     }
 
     /// A delayed member at a timeline switch: its WAL receiver waits at the end of the old
