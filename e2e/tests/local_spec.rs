@@ -80,3 +80,76 @@ fn up_refuses_to_revert_an_applied_spec() {
     let unknown = cluster.run(&["restart", "zz"]).expect_err("no member zz");
     assert!(unknown.contains("zz is not a member"), "{unknown}");
 }
+
+/// When each member's PostgreSQL last read its configuration, and when it started.
+fn load_times(cluster: &LocalCluster) -> Vec<(String, String, String)> {
+    let status = cluster.status().expect("status");
+    let password = cluster.password();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    cluster
+        .member_names()
+        .into_iter()
+        .map(|name| {
+            let port = cluster
+                .member(&status, &name)
+                .and_then(|m| m["port"].as_u64())
+                .expect("a port") as u16;
+            let (load, start) = runtime.block_on(async {
+                let (client, conn) = tokio_postgres::connect(
+                    &pgreplica_e2e::ledger::conninfo(port, &password),
+                    tokio_postgres::NoTls,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("connect to {name}: {e}"));
+                tokio::spawn(conn);
+                let row = client
+                    .query_one(
+                        "SELECT pg_conf_load_time()::text, pg_postmaster_start_time()::text",
+                        &[],
+                    )
+                    .await
+                    .expect("load time");
+                (row.get::<_, String>(0), row.get::<_, String>(1))
+            });
+            (name, load, start)
+        })
+        .collect()
+}
+
+/// `local reload` has one member, then every member, read its configuration again (seen in
+/// PostgreSQL's own `pg_conf_load_time()`), and restarts nobody.
+#[test]
+fn reload_reaches_the_members_asked_without_a_restart() {
+    let cluster = LocalCluster::up(
+        &repo_file("examples/minimal.yaml"),
+        Duration::from_secs(180),
+    )
+    .unwrap_or_else(|e| panic!("local up failed: {e}"));
+    let before = load_times(&cluster);
+    let one = cluster.run(&["reload", "two"]);
+    assert!(
+        one.as_ref().is_ok_and(|o| o.contains("reloaded: two")),
+        "{one:?}"
+    );
+    let after_one = load_times(&cluster);
+    for ((name, load, start), (_, load2, start2)) in before.iter().zip(&after_one) {
+        assert_eq!(start, start2, "{name} restarted");
+        if name == "two" {
+            assert!(load2 > load, "two did not read its configuration again");
+        } else {
+            assert_eq!(load, load2, "{name} was not asked to reload");
+        }
+    }
+    let all = cluster.run(&["reload"]);
+    assert!(
+        all.as_ref().is_ok_and(|o| o.contains("reloaded: one, two")),
+        "{all:?}"
+    );
+    for ((name, load, start), (_, load2, start2)) in after_one.iter().zip(&load_times(&cluster)) {
+        assert_eq!(start, start2, "{name} restarted");
+        assert!(load2 > load, "{name} did not read its configuration again");
+    }
+}

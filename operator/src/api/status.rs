@@ -95,6 +95,10 @@ pub struct MemberStatus {
     /// When the member's PostgreSQL server was started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+    /// When the member's PostgreSQL server last read its configuration (RFC 3339): its start,
+    /// or the last reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloaded_at: Option<String>,
 }
 
 /// The conditions pgreplica sets (`Condition::type_` is their name; the CRD keeps a string so

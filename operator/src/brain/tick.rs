@@ -109,6 +109,7 @@ impl Brain {
             switchover_to: snapshot.switchover_to.as_deref(),
             outdated: &snapshot.outdated,
             restart: snapshot.restart.as_ref(),
+            reload: snapshot.reload.as_ref(),
             now_ms: snapshot.now_ms,
         });
         for (member, why) in &decided.fence {

@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub outdated: BTreeMap<String, String>,
     /// A restart asked for by a person.
     pub restart: Option<crate::plan::RestartRequest>,
+    /// A reload asked for by a person.
+    pub reload: Option<crate::plan::RestartRequest>,
     /// Unix milliseconds.
     pub now_ms: u64,
 }

@@ -1,6 +1,6 @@
 //! The kubectl plugin face (`pgreplica` installed as `kubectl-pgrc`):
 //! `kubectl pgrc status NAME`, `kubectl pgrc switchover NAME --to MEMBER`,
-//! `kubectl pgrc restart NAME [MEMBER]`.
+//! `kubectl pgrc restart NAME [MEMBER]`, `kubectl pgrc reload NAME [MEMBER]`.
 
 use std::time::{Duration, Instant};
 
@@ -9,9 +9,12 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::member_request::Kind;
 use crate::api::PgReplicaCluster;
 use crate::runtime::kube::error::KubeError;
-use crate::runtime::kube::labels::{RESTART_ANNOTATION, SWITCHOVER_TO_ANNOTATION};
+use crate::runtime::kube::labels::{
+    RELOAD_ANNOTATION, RESTART_ANNOTATION, SWITCHOVER_TO_ANNOTATION,
+};
 use crate::runtime::kube::names;
 use crate::runtime::local::status_file::{Endpoints, LocalMember, LocalStatus};
 
@@ -41,6 +44,16 @@ pub enum KubectlCommand {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
         #[arg(long, default_value_t = 300)]
+        timeout_seconds: u64,
+    },
+    /// Have MEMBER's PostgreSQL (or every member's) read its configuration and certificates
+    /// again, without a restart; prints what still waits for one.
+    Reload {
+        name: String,
+        member: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },
 }
@@ -73,7 +86,16 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
             timeout_seconds,
         } => {
             let api = api(namespace.as_deref()).await?;
-            restart(&api, &name, member, timeout_seconds).await
+            member_request(Kind::Restart, &api, &name, member, timeout_seconds).await
+        }
+        KubectlCommand::Reload {
+            name,
+            member,
+            namespace,
+            timeout_seconds,
+        } => {
+            let api = api(namespace.as_deref()).await?;
+            member_request(Kind::Reload, &api, &name, member, timeout_seconds).await
         }
         KubectlCommand::Switchover {
             name,
@@ -116,9 +138,10 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
     }
 }
 
-/// Ask for a restart (an annotation the brain reads) and wait until every member asked has
-/// started again and the cluster is Healthy.
-async fn restart(
+/// Ask for a restart or reload (an annotation the brain reads) and wait until every member asked
+/// has done it.
+async fn member_request(
+    kind: Kind,
     api: &Api<PgReplicaCluster>,
     name: &str,
     member: Option<String>,
@@ -137,42 +160,32 @@ async fn restart(
             names.join(", ")
         )));
     }
-    let request = crate::plan::RestartRequest {
-        members: member.iter().cloned().collect(),
-        at_ms: crate::lease::unix_now_ms(),
-    };
+    let request = Kind::request(member.as_deref());
     let value = serde_json::to_string(&request).map_err(|e| KubeError::Other(e.to_string()))?;
-    let patch = json!({"metadata": {"annotations": {RESTART_ANNOTATION: value}}});
+    let annotation = match kind {
+        Kind::Restart => RESTART_ANNOTATION,
+        Kind::Reload => RELOAD_ANNOTATION,
+    };
+    let patch = json!({"metadata": {"annotations": {annotation: value}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(KubeError::api("annotate", "PgReplicaCluster", name))?;
     let targets = member.map_or(names, |m| vec![m]);
-    println!(
-        "restart of {} requested: one member at a time, standbys first, the primary last after a switchover",
-        targets.join(", ")
-    );
-    let asked = jiff::Timestamp::from_millisecond(request.at_ms as i64)
-        .map_err(|e| KubeError::Other(e.to_string()))?;
+    println!("{}", kind.announce(&targets));
     let began = Instant::now();
     loop {
         let status = get().await?.status.unwrap_or_default();
-        let restarted = |t: &String| {
-            status.members.iter().any(|m| {
-                &m.name == t
-                    && m.started_at
-                        .as_deref()
-                        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-                        .is_some_and(|s| s > asked)
-            })
-        };
-        if targets.iter().all(restarted) && status.phase == Some(crate::api::Phase::Healthy) {
-            println!("restarted: {}", targets.join(", "));
+        let healthy = status.phase == Some(crate::api::Phase::Healthy);
+        if let Some(lines) = kind.finished(&status.members, &targets, request.at_ms, healthy) {
+            for line in lines {
+                println!("{line}");
+            }
             return Ok(());
         }
         if began.elapsed() > Duration::from_secs(timeout_seconds) {
-            return Err(KubeError::Other(format!(
-                "not every member restarted within {timeout_seconds} s (it goes on): see `kubectl describe pgrc {name}`"
-            )));
+            return Err(KubeError::Other(
+                kind.late(timeout_seconds, &format!("kubectl describe pgrc {name}")),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

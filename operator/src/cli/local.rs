@@ -7,6 +7,7 @@ use std::os::unix::process::CommandExt;
 
 use clap::Subcommand;
 
+use super::member_request::Kind;
 use crate::api::validate::parse_and_validate;
 use crate::instance::config::SUPERUSER;
 use crate::runtime::local::brain::{self, progress};
@@ -75,6 +76,15 @@ pub enum LocalCommand {
         #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
     },
+    /// Have MEMBER's PostgreSQL (or every member's) read its configuration and certificates again,
+    /// without a restart; prints what still waits for one.
+    Reload {
+        member: Option<String>,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 60)]
+        timeout_seconds: u64,
+    },
     /// Apply a changed cluster file to a running cluster (members, modes, delays, primary).
     Apply {
         #[arg(short = 'f', long = "file")]
@@ -132,7 +142,28 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             member,
             dir,
             timeout_seconds,
-        } => restart(member.as_deref(), dir.as_deref(), timeout_seconds).await,
+        } => {
+            member_request(
+                Kind::Restart,
+                member.as_deref(),
+                dir.as_deref(),
+                timeout_seconds,
+            )
+            .await
+        }
+        LocalCommand::Reload {
+            member,
+            dir,
+            timeout_seconds,
+        } => {
+            member_request(
+                Kind::Reload,
+                member.as_deref(),
+                dir.as_deref(),
+                timeout_seconds,
+            )
+            .await
+        }
         LocalCommand::Switchover {
             to,
             dir,
@@ -421,7 +452,10 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-async fn restart(
+/// Ask for a restart or reload (a file the brain reads) and wait until every member asked has
+/// done it.
+async fn member_request(
+    kind: Kind,
     member: Option<&str>,
     dir: Option<&Path>,
     timeout_seconds: u64,
@@ -441,19 +475,15 @@ async fn restart(
             names.join(", ")
         )));
     }
-    let request = crate::plan::RestartRequest {
-        members: member.map(|m| vec![m.to_string()]).unwrap_or_default(),
-        at_ms: crate::lease::unix_now_ms(),
-    };
+    let request = Kind::request(member);
     let json = serde_json::to_vec(&request).map_err(|e| LocalError::Failed(e.to_string()))?;
-    crate::runtime::local::layout::write_atomic(&layout.restart_request(), &json)?;
+    let file = match kind {
+        Kind::Restart => layout.restart_request(),
+        Kind::Reload => layout.reload_request(),
+    };
+    crate::runtime::local::layout::write_atomic(&file, &json)?;
     let targets: Vec<String> = member.map_or(names, |m| vec![m.to_string()]);
-    progress(&format!(
-        "restart of {} requested: one member at a time, standbys first, the primary last after a switchover",
-        targets.join(", ")
-    ));
-    let asked = jiff::Timestamp::from_millisecond(request.at_ms as i64)
-        .map_err(|e| LocalError::Failed(e.to_string()))?;
+    progress(&kind.announce(&targets));
     let began = Instant::now();
     let mut seen = LocalStatus::load(&layout)?.map_or(0, |s| s.events.len());
     loop {
@@ -462,24 +492,20 @@ async fn restart(
                 progress(&format!("{} {}", e.reason, e.message));
             }
             seen = status.events.len();
-            let restarted = |name: &String| {
-                status.status.members.iter().any(|m| {
-                    &m.name == name
-                        && m.started_at
-                            .as_deref()
-                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                            .is_some_and(|t| t > asked)
-                })
-            };
-            if targets.iter().all(restarted) && status.phase.as_deref() == Some("Healthy") {
-                progress(&format!("restarted: {}", targets.join(", ")));
+            let healthy = status.phase.as_deref() == Some("Healthy");
+            if let Some(lines) =
+                kind.finished(&status.status.members, &targets, request.at_ms, healthy)
+            {
+                for line in lines {
+                    progress(&line);
+                }
                 return Ok(());
             }
         }
         if began.elapsed() > Duration::from_secs(timeout_seconds) {
-            return Err(LocalError::Failed(format!(
-                "not every member restarted within {timeout_seconds} s (it goes on in the background): see `pgreplica local status`"
-            )));
+            return Err(LocalError::Failed(
+                kind.late(timeout_seconds, "pgreplica local status"),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -3,6 +3,7 @@
 mod crd;
 mod kubectl;
 mod local;
+mod member_request;
 mod status_table;
 mod validate;
 

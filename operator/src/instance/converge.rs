@@ -54,6 +54,8 @@ pub struct Facts {
     pub pending_restart: bool,
     /// When the running server was started (unix milliseconds; 0 when none runs).
     pub started_at_ms: u64,
+    /// When the running server last read its configuration (unix milliseconds; 0: unknown).
+    pub reloaded_at_ms: u64,
     pub holds_lease: bool,
     pub lease_holder: Option<String>,
     /// A standby that has neither streamed nor replayed anything new for this long.
@@ -103,6 +105,8 @@ pub enum Step {
     Rewind,
     /// Write the configuration for the desired role (reload when running).
     Configure,
+    /// Write the configuration again and have the running server read it (a requested reload).
+    Reload,
     Start,
     /// Write the primary's configuration when it is not yet, then promote.
     Promote,
@@ -163,6 +167,7 @@ fn primary(desired: &Desired, bootstrap: bool, facts: &Facts) -> Step {
                 _ if !configured => Step::Configure,
                 Running::No => Step::Start,
                 Running::Primary if !facts.application_ready => Step::EnsureApplication,
+                Running::Primary if desired.reload_due(facts.reloaded_at_ms) => Step::Reload,
                 Running::Primary
                     if desired.restart_due(facts.pending_restart, facts.started_at_ms) =>
                 {
@@ -211,6 +216,8 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
                 Step::Configure
             } else if facts.not_streaming_ms >= stuck_after_ms(&desired.role) {
                 upstream_wait(desired, facts).unwrap_or(Step::StopForRewind)
+            } else if desired.reload_due(facts.reloaded_at_ms) {
+                Step::Reload
             } else if desired.restart_due(facts.pending_restart, facts.started_at_ms) {
                 Step::Restart
             } else {
@@ -270,6 +277,7 @@ mod tests {
             parameters_current: true,
             pending_restart: false,
             started_at_ms: 500,
+            reloaded_at_ms: 500,
             holds_lease: true,
             lease_holder: None,
             not_streaming_ms: 0,
@@ -425,6 +433,69 @@ mod tests {
                 restart,
                 ..Desired::new(role, what.into())
             };
+            assert_eq!(next_step(&desired, &facts), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_requested_reload_happens_once() {
+        let desired = |role: DesiredRole, before: u64| Desired {
+            reload_before_ms: Some(before),
+            ..Desired::new(role, "reload".into())
+        };
+        let running =
+            |role: DesiredRole, running: Running, present: DataState, reloaded: u64| Facts {
+                reloaded_at_ms: reloaded,
+                ..facts(present, running, Some(role))
+            };
+        // (what, desired, facts, step)
+        let cases = [
+            (
+                "standby, asked after its last read → reload",
+                desired(standby_role(0), 1_000),
+                running(standby_role(0), Running::Standby, PRESENT_STANDBY, 500),
+                Step::Reload,
+            ),
+            (
+                "standby, read since → idle",
+                desired(standby_role(0), 1_000),
+                running(standby_role(0), Running::Standby, PRESENT_STANDBY, 1_000),
+                Step::Idle,
+            ),
+            (
+                "primary, asked → reload",
+                desired(primary_role(false), 1_000),
+                running(primary_role(false), Running::Primary, PRESENT_PRIMARY, 500),
+                Step::Reload,
+            ),
+            (
+                "primary, read since → idle",
+                desired(primary_role(false), 1_000),
+                running(
+                    primary_role(false),
+                    Running::Primary,
+                    PRESENT_PRIMARY,
+                    1_500,
+                ),
+                Step::Idle,
+            ),
+            (
+                "stopped standby: it reads everything when it starts",
+                desired(standby_role(0), 1_000),
+                running(standby_role(0), Running::No, PRESENT_STANDBY, 0),
+                Step::Start,
+            ),
+            (
+                "a stuck standby is repaired first",
+                desired(standby_role(0), 1_000),
+                Facts {
+                    not_streaming_ms: STUCK_STANDBY_MS,
+                    ..running(standby_role(0), Running::Standby, PRESENT_STANDBY, 500)
+                },
+                Step::StopForRewind,
+            ),
+        ];
+        for (what, desired, facts, want) in cases {
             assert_eq!(next_step(&desired, &facts), want, "{what}");
         }
     }

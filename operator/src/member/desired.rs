@@ -78,6 +78,10 @@ pub struct Desired {
     /// (unix milliseconds); a server started since has done it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_before_ms: Option<u64>,
+    /// A reload asked for by a person: write the configuration again and have the server read
+    /// it (and its certificates) when it last did so before this (unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_before_ms: Option<u64>,
     pub reason: String,
 }
 
@@ -89,6 +93,7 @@ impl Desired {
             parameters: BTreeMap::new(),
             restart: false,
             restart_before_ms: None,
+            reload_before_ms: None,
             reason,
         }
     }
@@ -98,6 +103,12 @@ impl Desired {
     pub fn restart_due(&self, pending_restart: bool, started_at_ms: u64) -> bool {
         (self.restart && pending_restart)
             || self.restart_before_ms.is_some_and(|t| started_at_ms < t)
+    }
+
+    /// A requested reload the server (which last read its configuration at `reloaded_at_ms`)
+    /// has not had.
+    pub fn reload_due(&self, reloaded_at_ms: u64) -> bool {
+        self.reload_before_ms.is_some_and(|t| reloaded_at_ms < t)
     }
 
     pub fn role_name(&self) -> &'static str {
@@ -115,6 +126,7 @@ impl Desired {
             && self.parameters == other.parameters
             && self.restart == other.restart
             && self.restart_before_ms == other.restart_before_ms
+            && self.reload_before_ms == other.reload_before_ms
     }
 }
 

@@ -163,6 +163,10 @@ pub struct MemberReport {
     /// Unix milliseconds when the running server was started (it accepted connections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<u64>,
+    /// Unix milliseconds when the running server last read its configuration (started with
+    /// it, or reloaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloaded_at_ms: Option<u64>,
     /// The parameters the running server has read (reloaded, or started with): until they are
     /// the spec's, `pending_restart` may not list everything yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +216,7 @@ impl MemberReport {
             pending_restart: Vec::new(),
             applied_parameters: None,
             started_at_ms: None,
+            reloaded_at_ms: None,
             shutdown_checkpoint: None,
             converged: false,
             activity: "starting".into(),

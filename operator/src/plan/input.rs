@@ -95,8 +95,9 @@ mod tests {
     }
 }
 
-/// A restart asked for by a person: every member whose server started before `at_ms` (of
-/// `members`, or all when empty) restarts in its rollout turn.
+/// A restart or reload asked for by a person: every member (of `members`, or all when empty)
+/// whose server started (restart) or last read its configuration (reload) before `at_ms` does it
+/// (a restart in its rollout turn, a reload at once).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestartRequest {
@@ -106,10 +107,11 @@ pub struct RestartRequest {
 }
 
 impl RestartRequest {
-    /// Does it ask `member` (whose server started at `started_at_ms`) to restart still?
-    pub fn wants(&self, member: &str, started_at_ms: Option<u64>) -> bool {
+    /// Does it still ask `member`, whose server started (or read its configuration) at
+    /// `done_at_ms`?
+    pub fn wants(&self, member: &str, done_at_ms: Option<u64>) -> bool {
         (self.members.is_empty() || self.members.iter().any(|m| m == member))
-            && started_at_ms.is_none_or(|t| t < self.at_ms)
+            && done_at_ms.is_none_or(|t| t < self.at_ms)
     }
 }
 
@@ -127,6 +129,8 @@ pub struct Input<'a> {
     pub switchover_to: Option<&'a str>,
     /// A restart asked for by a person (`local restart`, `kubectl pgrc restart`).
     pub restart: Option<&'a RestartRequest>,
+    /// A reload asked for by a person (`local reload`, `kubectl pgrc reload`).
+    pub reload: Option<&'a RestartRequest>,
     /// Members whose running pod differs from the one the runtime would create now, and how
     /// (Kubernetes; none locally): replaced in their rollout turn.
     pub outdated: &'a BTreeMap<String, String>,

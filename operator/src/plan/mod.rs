@@ -34,6 +34,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         None => handover::bootstrap(input, &mut plan),
         Some(current) => handover::steer(input, &current, &mut plan),
     }
+    rollout::reloads(input, &mut plan);
     report::finish(input, &mut plan);
     plan
 }

@@ -82,6 +82,10 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
                 .and_then(|r| r.started_at_ms)
                 .map(rfc3339)
                 .or_else(|| before.and_then(|b| b.started_at.clone())),
+            reloaded_at: report
+                .and_then(|r| r.reloaded_at_ms)
+                .map(rfc3339)
+                .or_else(|| before.and_then(|b| b.reloaded_at.clone())),
         });
     }
     // The declared durability is in effect: with a Sync member streaming, the primary names a

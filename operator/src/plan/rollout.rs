@@ -8,6 +8,7 @@
 //! its pending settings yet is never left behind the primary.
 
 use crate::api::{MemberSpec, Replication};
+use crate::member::DesiredRole;
 
 use super::handover::{caught_up, switch_target_ready};
 use super::input::Input;
@@ -177,6 +178,22 @@ fn allow(input: &Input<'_>, member: &str, what: &str, plan: &mut Plan) {
             Some(member),
             format!("{member} restarts to apply {what}"),
         );
+    }
+}
+
+/// A requested reload reaches every running member asked at once: reading the configuration
+/// again interrupts nothing.
+pub fn reloads(input: &Input<'_>, plan: &mut Plan) {
+    let Some(request) = input.reload else {
+        return;
+    };
+    for (member, desired) in plan.desired.iter_mut() {
+        let running = input.report(member).filter(|r| r.running);
+        if desired.role != DesiredRole::Stopped
+            && running.is_some_and(|r| request.wants(member, r.reloaded_at_ms))
+        {
+            desired.reload_before_ms = Some(request.at_ms);
+        }
     }
 }
 

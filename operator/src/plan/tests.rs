@@ -131,6 +131,7 @@ pub(super) fn standby_status(name: &str, ready: bool) -> MemberStatus {
         fenced: None,
         pending_restart: vec![],
         started_at: None,
+        reloaded_at: None,
     }
 }
 
@@ -142,6 +143,7 @@ struct World {
     switchover: Option<&'static str>,
     outdated: BTreeMap<String, String>,
     restart: Option<RestartRequest>,
+    reload: Option<RestartRequest>,
 }
 
 impl World {
@@ -165,6 +167,7 @@ impl World {
             switchover: None,
             outdated: BTreeMap::new(),
             restart: None,
+            reload: None,
         }
     }
 
@@ -189,6 +192,7 @@ impl World {
             switchover_to: self.switchover,
             outdated: &self.outdated,
             restart: self.restart.as_ref(),
+            reload: self.reload.as_ref(),
             now_ms: 1_800_000_000_000,
         })
     }
@@ -810,6 +814,60 @@ fn switchover_stops_the_old_primary_then_promotes_once_the_checkpoint_arrived() 
         Some("primary(bootstrap=false, sync='')")
     );
     assert_eq!(role(&p3, "a").as_deref(), Some("stopped"));
+}
+
+/// A requested reload reaches every running member asked at once, and only until it has read
+/// its configuration since.
+#[test]
+fn a_requested_reload_reaches_the_members_asked() {
+    let reloaded = |obs: Observation, at: u64| with(obs, |r| r.reloaded_at_ms = Some(at));
+    // (what, members asked, b read at, c read at, b gets it, c gets it, a gets it)
+    let cases = [
+        (
+            "every member, none read since",
+            vec![],
+            500,
+            500,
+            true,
+            true,
+            true,
+        ),
+        ("b only", vec!["b"], 500, 500, true, false, false),
+        ("b read since", vec!["b"], 1_500, 500, false, false, false),
+        (
+            "every member, c read since",
+            vec![],
+            500,
+            1_500,
+            true,
+            false,
+            true,
+        ),
+    ];
+    for (what, members, b_at, c_at, b_wants, c_wants, a_wants) in cases {
+        let mut w = World::new(
+            settled("a", &[("b", "sync"), ("c", "async")]),
+            vec![
+                (
+                    "a",
+                    reloaded(primary("a", 100, &[("b", "sync"), ("c", "async")]), 500),
+                ),
+                ("b", reloaded(standby("b", "a", 100), b_at)),
+                ("c", reloaded(standby("c", "a", 100), c_at)),
+            ],
+        );
+        w.reload = Some(RestartRequest {
+            members: members.iter().map(|m| m.to_string()).collect(),
+            at_ms: 1_000,
+        });
+        let p = w.plan();
+        let asked = |m: &str| p.desired[m].reload_before_ms == Some(1_000);
+        assert_eq!(
+            (asked("a"), asked("b"), asked("c")),
+            (a_wants, b_wants, c_wants),
+            "{what}"
+        );
+    }
 }
 
 /// The CI failure of 9135971: c was pointed at the target while the old primary, stopping, was
@@ -1609,6 +1667,7 @@ fn severing_needs_positive_proof() {
         parameters: Default::default(),
         restart: false,
         restart_before_ms: None,
+        reload_before_ms: None,
         reason: "follow b".into(),
     };
     let no_receiver = |converged: bool, desired: Option<crate::member::Desired>| {

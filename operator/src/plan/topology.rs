@@ -23,6 +23,7 @@ pub fn primary_desired(
         parameters: input.spec.postgres.parameters.clone(),
         restart: false,
         restart_before_ms: None,
+        reload_before_ms: None,
         reason,
     }
 }
@@ -50,6 +51,7 @@ pub fn standby_desired(
         parameters: input.spec.postgres.parameters.clone(),
         restart: false,
         restart_before_ms: None,
+        reload_before_ms: None,
         reason,
     })
 }

@@ -404,6 +404,7 @@ impl Cluster {
             parameters: Default::default(),
             restart: false,
             restart_before_ms: None,
+            reload_before_ms: None,
             reason: format!("test: {name} follows {upstream}"),
         }
     }
@@ -517,6 +518,7 @@ pub fn primary(bootstrap: bool, sync: &[&str], standbys: &[&str]) -> Desired {
         parameters: Default::default(),
         restart: false,
         restart_before_ms: None,
+        reload_before_ms: None,
         reason: format!("test: primary (sync {sync:?})"),
     }
 }
@@ -527,6 +529,7 @@ pub fn stopped() -> Desired {
         parameters: Default::default(),
         restart: false,
         restart_before_ms: None,
+        reload_before_ms: None,
         reason: "test: stop".into(),
     }
 }

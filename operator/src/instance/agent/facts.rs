@@ -111,6 +111,11 @@ impl Agent {
             } else {
                 0
             },
+            reloaded_at_ms: if self.server.is_some() {
+                self.shared.report().reloaded_at_ms.unwrap_or(0)
+            } else {
+                0
+            },
             holds_lease,
             lease_holder,
             not_streaming_ms,

@@ -292,6 +292,11 @@ impl Agent {
             Step::Clone => self.clone_from_upstream(desired).await,
             Step::Rewind => self.rewind(desired).await,
             Step::Configure => self.configure(desired, true).await,
+            Step::Reload => {
+                info!(member = %self.cfg.member, "reloading the configuration, as asked");
+                self.shared.set_activity("reloading the configuration");
+                self.configure(desired, true).await
+            }
             Step::Start => self.start(&desired.role).await,
             Step::Promote => {
                 // one step, not two passes: the primary's configuration, then the promotion

@@ -140,9 +140,11 @@ impl Agent {
             if !pending.is_empty() {
                 info!(member = %self.cfg.member, pending = %pending.join(", "), "settings wait for a restart");
             }
+            let now = unix_now_ms();
             self.shared.update_report(|r| {
                 r.pending_restart = pending;
                 r.applied_parameters = Some(desired.parameters.clone());
+                r.reloaded_at_ms = Some(now);
             });
         }
         info!(member = %self.cfg.member, role = desired.role_name(), "configuration reloaded");
@@ -185,6 +187,7 @@ impl Agent {
                 self.shared.update_report(|r| {
                     r.applied_parameters = applied;
                     r.started_at_ms = Some(now);
+                    r.reloaded_at_ms = Some(now);
                 });
                 self.conn = Some(conn);
                 self.server = Some(server);

@@ -200,6 +200,7 @@ mod tests {
             parameters: Default::default(),
             restart: false,
             restart_before_ms: None,
+            reload_before_ms: None,
             reason: "test".into(),
         }
     }

@@ -55,6 +55,8 @@ pub const MANAGED_BY: &str = "pgreplica-operator";
 pub const SWITCHOVER_TO_ANNOTATION: &str = "pgreplica.io/switchover-to";
 /// On the cluster: a restart asked for by `kubectl pgrc restart` (JSON of `plan::RestartRequest`).
 pub const RESTART_ANNOTATION: &str = "pgreplica.io/restart";
+/// On the cluster: a reload asked for by `kubectl pgrc reload` (JSON of `plan::RestartRequest`).
+pub const RELOAD_ANNOTATION: &str = "pgreplica.io/reload";
 /// On a member pod: the digest of the pod spec it was created from; a pod whose digest differs
 /// from the one the operator would build now is replaced in its rollout turn.
 pub const POD_TEMPLATE_ANNOTATION: &str = "pgreplica.io/pod-template";

@@ -263,6 +263,10 @@ impl World for KubeWorld {
                 .annotations()
                 .get(labels::RESTART_ANNOTATION)
                 .and_then(|t| serde_json::from_str(t).ok()),
+            reload: cluster
+                .annotations()
+                .get(labels::RELOAD_ANNOTATION)
+                .and_then(|t| serde_json::from_str(t).ok()),
             now_ms,
         }))
     }

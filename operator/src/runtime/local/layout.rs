@@ -84,6 +84,11 @@ impl Layout {
         self.dir.join("restart-request.json")
     }
 
+    /// `local reload`: which members, asked when (JSON of `plan::RestartRequest`).
+    pub fn reload_request(&self) -> PathBuf {
+        self.dir.join("reload-request.json")
+    }
+
     /// The pid of a running brain, if any.
     pub fn running_brain(&self) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.brain_pid_file())

@@ -184,9 +184,13 @@ impl World for LocalWorld {
             .await
             .map_err(|e| e.to_string())
             .map(|record| (!record.free(now_ms)).then_some(record.holder).flatten());
-        let restart = std::fs::read_to_string(self.layout.restart_request())
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let request = |path: std::path::PathBuf| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+        };
+        let restart = request(self.layout.restart_request());
+        let reload = request(self.layout.reload_request());
         let switchover_to = std::fs::read_to_string(self.layout.switchover_request())
             .ok()
             .map(|s| s.trim().to_string())
@@ -222,6 +226,7 @@ impl World for LocalWorld {
             // members run from the pgreplica binary that started them; no templates here
             outdated: BTreeMap::new(),
             restart,
+            reload,
             now_ms,
         }))
     }
