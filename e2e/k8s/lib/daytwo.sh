@@ -72,8 +72,27 @@ restart_member() {
   wait_for 120 "back on a, Ready" settled_on_a
 }
 
+# conf_times: per member, when PostgreSQL last read its configuration and when it started
+conf_times() {
+  local m
+  for m in a b c; do
+    echo "$m $(psql_in "$m" "select extract(epoch from pg_conf_load_time())::text || ' ' || extract(epoch from pg_postmaster_start_time())::text" 2>/dev/null)"
+  done
+}
+
+reload_all() {
+  local before after
+  before=$(conf_times)
+  KUBECONFIG=$WORK/admin.kubeconfig innet "$PGR_BIN" kubectl reload lab -n "$LAB_NS" --timeout-seconds 60 2>&1 | sed 's/^/       /'
+  [ "${PIPESTATUS[0]}" = 0 ] || return 1
+  after=$(conf_times)
+  # every member read its configuration again, and none restarted
+  paste -d' ' <(echo "$before") <(echo "$after") \
+    | awk 'NF != 6 || $2 == $5 || $3 != $6 {bad=1; print "       not reloaded, or restarted: " $0} END {exit bad}'
+}
+
 day_two() {
-  stage "day two under the writers: a restart-needing parameter, a new postgres image, an operator upgrade, a restart"
+  stage "day two under the writers: a restart-needing parameter, a new postgres image, an operator upgrade, a restart, a reload"
   DAY_TWO="| step | took | longest gap between acknowledged commits |"$'\n'"|---|---:|---:|"$'\n'
   day_two_step "shared_buffers 128MB → 48MB (rolling restart)" restart_parameter
   check "a restart-needing parameter rolled out" [ $? = 0 ]
@@ -83,5 +102,7 @@ day_two() {
   check "an operator upgrade rolled the agents" [ $? = 0 ]
   day_two_step "kubectl pgrc restart lab c" restart_member
   check "kubectl pgrc restart restarted c" [ $? = 0 ]
+  day_two_step "kubectl pgrc reload lab" reload_all
+  check "kubectl pgrc reload: every member read its configuration, none restarted" [ $? = 0 ]
   printf '%s' "$DAY_TWO" | sed 's/^/       /'
 }
