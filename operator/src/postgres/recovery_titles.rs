@@ -13,6 +13,9 @@ pub struct RecoveryTitles {
     pub segment: Option<u64>,
     /// The WAL file name it reads or waits for, as PostgreSQL wrote it.
     pub file: Option<String>,
+    /// It waits for that file to arrive (`waiting for`), rather than replaying from it
+    /// (`recovering`): only then can the upstream's lack of it be the reason nothing moves.
+    pub waiting: bool,
     /// What the WAL receiver received.
     pub received: Option<Lsn>,
 }
@@ -30,10 +33,14 @@ impl RecoveryTitles {
                     .and_then(|i| words.get(i + 1).copied())
             };
             if words.contains(&"startup") {
-                let file = after("recovering").or_else(|| after("for"));
+                let (file, waiting) = match after("recovering") {
+                    Some(f) => (Some(f), false),
+                    None => (after("for"), true),
+                };
                 if let Some((file, segment)) = file.and_then(|f| segment_of(f).map(|s| (f, s))) {
                     seen.segment = Some(segment);
                     seen.file = Some(file.to_string());
+                    seen.waiting = waiting;
                 }
             } else if words.contains(&"walreceiver") {
                 if let Some(lsn) = after("streaming").and_then(|l| l.parse().ok()) {
@@ -61,8 +68,9 @@ mod tests {
 
     #[test]
     fn titles_as_postgres_15_writes_them() {
-        // (titles, segment, received)
-        let cases: Vec<(Vec<&str>, Option<u64>, Option<Lsn>)> = vec![
+        /// (titles, segment, received, waiting for the segment)
+        type Case<'a> = (Vec<&'a str>, Option<u64>, Option<Lsn>, bool);
+        let cases: Vec<Case> = vec![
             (
                 vec![
                     "postgres: checkpointer ",
@@ -71,11 +79,13 @@ mod tests {
                 ],
                 Some(4),
                 Some(Lsn(0x5012345)),
+                false,
             ),
             (
                 vec!["postgres: startup waiting for 00000003000000010000000A"],
                 Some((1 << 32) | 0xA),
                 None,
+                true,
             ),
             // cluster_name goes before the process name
             (
@@ -85,24 +95,27 @@ mod tests {
                 ],
                 Some(3),
                 None,
+                false,
             ),
             (
                 vec!["postgres: startup ", "postgres: walreceiver restarting"],
                 None,
                 None,
+                false,
             ),
             (
                 vec!["postgres: startup recovering 0000000100000000000000GG"],
                 None,
                 None,
+                false,
             ),
-            (vec![], None, None),
+            (vec![], None, None, false),
         ];
-        for (titles, segment, received) in cases {
+        for (titles, segment, received, waiting) in cases {
             let seen = RecoveryTitles::parse(titles.iter().copied());
             assert_eq!(
-                (seen.segment, seen.received),
-                (segment, received),
+                (seen.segment, seen.received, seen.waiting),
+                (segment, received, waiting),
                 "{titles:?}"
             );
         }

@@ -1,10 +1,12 @@
 //! A standby's start: PostgreSQL replays WAL before it accepts connections, and nothing can be
 //! asked over SQL until then. The agent waits as long as recovery moves (the WAL file the startup
 //! process reads, what the receiver received). When it has not moved for as long as a running
-//! standby may go without streaming, the upstream is asked whether it still has the WAL file
-//! recovery waits for: if it does not, this member cannot recover from it, and the start gives
-//! up so that the repair (rewind, then a new copy) follows. A slow disk or an upstream that does
-//! not answer only makes the agent wait: neither proves anything about the data.
+//! standby may go without streaming and recovery *waits for* a WAL file (it has not got it; one
+//! it is still replaying from is its own), the upstream is asked whether it still has that file:
+//! if it does not, this member cannot recover from it, and the start gives up so that the repair
+//! (rewind, then a new copy) follows. A slow or frozen disk (recovery stuck while replaying) or an
+//! upstream that does not answer only makes the agent wait: neither proves anything about the
+//! data.
 
 use std::time::Duration;
 
@@ -72,7 +74,12 @@ impl Agent {
                 "starting PostgreSQL: recovery has not moved for {} s, at {at}",
                 still_ms / 1_000
             ));
-            let Some(file) = seen.file.as_deref() else {
+            let Some(file) = RecoveryWatch::stalled_on(
+                seen.file.as_deref(),
+                seen.waiting,
+                still_ms,
+                patience_ms,
+            ) else {
                 continue;
             };
             if now.saturating_sub(asked_ms) < ASK_UPSTREAM_EVERY_MS {

@@ -70,6 +70,18 @@ impl RecoveryWatch {
         }
         now_ms.saturating_sub(self.since_ms)
     }
+
+    /// The WAL file to ask the upstream about, if any: recovery has not moved for `patience_ms`
+    /// and waits for `file` to arrive. A file it is replaying from is its own (a slow or frozen
+    /// disk): the upstream's lack of it proves nothing.
+    pub fn stalled_on(
+        file: Option<&str>,
+        waiting: bool,
+        still_ms: u64,
+        patience_ms: u64,
+    ) -> Option<&str> {
+        file.filter(|_| waiting && still_ms >= patience_ms)
+    }
 }
 
 /// What a look at a standby shows of its progress.
@@ -345,6 +357,26 @@ mod tests {
         ];
         for (now, segment, received, want) in looks {
             assert_eq!(w.look(segment, received, now), want, "at {now}");
+        }
+    }
+
+    #[test]
+    fn only_a_start_that_waits_for_wal_asks_the_upstream() {
+        let f = Some("000000020000000000000004");
+        // (file, waiting, still, ask)
+        let cases = [
+            (f, true, S, f),
+            (f, true, S - 1, None),
+            // replaying from a file it has: a slow or frozen disk, never the upstream's fault
+            (f, false, 10 * S, None),
+            (None, true, 10 * S, None),
+        ];
+        for (file, waiting, still, want) in cases {
+            assert_eq!(
+                RecoveryWatch::stalled_on(file, waiting, still, S),
+                want,
+                "{file:?} waiting={waiting} still={still}"
+            );
         }
     }
 
