@@ -261,22 +261,26 @@ async fn lost_primary_data_is_fenced_then_failover_and_reclone() {
     wait_rows(&cluster, "b", &all, Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn diverged_member_is_rewound_and_a_failed_rewind_falls_back_to_reclone() {
-    let cluster = Cluster::start("rewind", &["a", "b"]).await;
-    primary_and_sync_standby(&cluster, false).await;
+/// Row 1 on a and b; b stopped; X (row 2) on a only; a stopped. Both down, a ahead of b.
+async fn a_ahead_of_b(cluster: &Cluster) {
+    primary_and_sync_standby(cluster, false).await;
     let pa = cluster.sql("a").await;
     create_table(&pa).await;
     insert(&pa, 1, "common").await;
-    wait_rows(&cluster, "b", &[1], SETTLE).await;
-
-    // Divergence: X on a after b stopped, Y on b after it was promoted.
+    wait_rows(cluster, "b", &[1], SETTLE).await;
     cluster.put("b", stopped()).await;
-    wait_down(&cluster, "b").await;
+    wait_down(cluster, "b").await;
     insert(&pa, 2, "X: only on the old timeline of a").await;
     drop(pa);
     cluster.put("a", stopped()).await;
-    wait_down(&cluster, "a").await;
+    wait_down(cluster, "a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diverged_member_is_rewound_and_a_failed_rewind_falls_back_to_reclone() {
+    let cluster = Cluster::start("rewind", &["a", "b"]).await;
+    // Divergence: X on a after b stopped, Y on b after it was promoted.
+    a_ahead_of_b(&cluster).await;
     cluster.put("b", primary(false, &[], &["a"])).await;
     cluster.wait_primary("b", SETTLE).await;
     let pb = cluster.sql("b").await;
@@ -380,19 +384,8 @@ async fn diverged_member_is_rewound_and_a_failed_rewind_falls_back_to_reclone() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_that_cannot_recover_from_its_upstream_is_re_cloned() {
     let cluster = Cluster::start("norecover", &["a", "b"]).await;
-    primary_and_sync_standby(&cluster, false).await;
-    let pa = cluster.sql("a").await;
-    create_table(&pa).await;
-    insert(&pa, 1, "common").await;
-    wait_rows(&cluster, "b", &[1], SETTLE).await;
-
     // Divergence: X on a after b stopped; b promoted with no slot for a.
-    cluster.put("b", stopped()).await;
-    wait_down(&cluster, "b").await;
-    insert(&pa, 2, "X: only on the old timeline of a").await;
-    drop(pa);
-    cluster.put("a", stopped()).await;
-    wait_down(&cluster, "a").await;
+    a_ahead_of_b(&cluster).await;
     cluster.put("b", primary(false, &[], &[])).await;
     cluster.wait_primary("b", SETTLE).await;
     // b recycles the WAL of the switch to its timeline: more than wal_keep_size (128 MB) since,
