@@ -87,10 +87,19 @@ recreate_checks() {
   apply_lab
   k wait pgrc/lab --for condition=Ready --timeout 240s >/dev/null || die "re-created lab not Ready in 240s"
   log "re-created lab Ready in $(since "$t0")s"; wide
+  # The file applied again names neither day two's image nor its parameters: the members roll back
+  # to them one at a time (a pod replaced, a server restarted) before the cluster is Healthy.
+  wait_for 300 "every member pod back on $POSTGRES_IMAGE" all_pods "$POSTGRES_IMAGE" \
+    || die "the re-created lab's pods did not return to $POSTGRES_IMAGE"
+  wait_for 240 "re-created lab Healthy" bash -c "[ \"\$(k get pgrc lab -o jsonpath='{.status.phase}')\" = Healthy ]" \
+    || die "the re-created lab did not become Healthy"
+  wide
   local m missing
   for m in a b c; do
     wait_for 30 "ledger complete on $m" bash -c "[ \"\$(psql_in $m 'select count(*) from ledger')\" = $before ]" || true
-    psql_in "$m" "select writer||','||seq from ledger" | sort >"$WORK/found-again-$m.csv"
+    wait_for 60 "ledger of $m read" bash -c "psql_in $m \"select writer||','||seq from ledger\" >'$WORK/found-again-$m.raw'" \
+      || die "cannot read the ledger on $m"
+    sort "$WORK/found-again-$m.raw" >"$WORK/found-again-$m.csv"
     missing=$(comm -23 "$WORK/acked.csv" "$WORK/found-again-$m.csv" | wc -l)
     log "member $m after re-creation: $(wc -l <"$WORK/found-again-$m.csv") rows, $missing acknowledged commits missing"
     check "re-created cluster keeps every acknowledged commit on $m" [ "$missing" = 0 ]
