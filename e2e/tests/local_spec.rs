@@ -143,6 +143,29 @@ fn reload_reaches_the_members_asked_without_a_restart() {
             assert_eq!(load, load2, "{name} was not asked to reload");
         }
     }
+    // a reader that went away (`| head`) ends `logs` and `status` quietly, as it ends any Unix
+    // tool (killed by SIGPIPE), not with a panic on the broken pipe
+    for args in [&["logs", "one"][..], &["status", "-o", "json"][..]] {
+        let (read, write) = nix::unistd::pipe().expect("a pipe");
+        drop(read);
+        let out = std::process::Command::new(pgreplica_e2e::cluster::binary())
+            .arg("local")
+            .args(args)
+            .arg("--dir")
+            .arg(&cluster.dir)
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("pgreplica");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked")
+                && std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(13),
+            "`local {}` with nobody reading: {:?} {stderr}",
+            args.join(" "),
+            out.status
+        );
+    }
     let all = cluster.run(&["reload"]);
     assert!(
         all.as_ref().is_ok_and(|o| o.contains("reloaded: one, two")),

@@ -136,7 +136,10 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             )
             .await
         }
-        LocalCommand::Status { dir, output } => status(dir.as_deref(), &output),
+        LocalCommand::Status { dir, output } => {
+            super::quiet_on_a_closed_pipe();
+            status(dir.as_deref(), &output)
+        }
         LocalCommand::Env { dir, ro, app } => env(dir.as_deref(), ro, app),
         LocalCommand::Restart {
             member,
@@ -170,7 +173,10 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             timeout_seconds,
         } => switchover(&to, dir.as_deref(), timeout_seconds).await,
         LocalCommand::Apply { file, dir } => apply(&file, dir.as_deref()),
-        LocalCommand::Logs { member, dir, lines } => logs(member.as_deref(), dir.as_deref(), lines),
+        LocalCommand::Logs { member, dir, lines } => {
+            super::quiet_on_a_closed_pipe();
+            logs(member.as_deref(), dir.as_deref(), lines)
+        }
         LocalCommand::Down { dir, purge } => down(dir.as_deref(), purge).await,
         LocalCommand::Brain { dir } => brain::run(Layout::new(dir)).await,
     }

@@ -158,3 +158,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::InstallBinary { dest } => install_binary(&dest),
     }
 }
+
+/// For commands that only print: a reader that goes away (`| head`) ends them quietly, as it
+/// ends any Unix tool, instead of a panic on the broken pipe. Never for the brain or an agent:
+/// their sockets must see a closed peer as an error, not die of it.
+fn quiet_on_a_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: the default disposition installs no handler code; setting it is process-wide and
+    // happens before this command prints anything.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        tracing::debug!(error = %e, "could not restore the default SIGPIPE disposition");
+    }
+}
