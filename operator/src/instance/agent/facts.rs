@@ -167,6 +167,18 @@ impl Agent {
         now.saturating_sub(since) < NEW_CONNECTIONS_WITHIN_MS
     }
 
+    /// A connection to the upstream for a look at it (bounded by `UPSTREAM_CHECK_TIMEOUT`), or
+    /// why there is none.
+    pub(super) async fn probe_upstream(&self, upstream: &Upstream) -> Result<Conn, String> {
+        let params = self
+            .upstream_params(upstream)
+            .with_application_name(format!("pgreplica-agent-{}-probe", self.cfg.member));
+        match tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, connect(&params)).await {
+            Ok(connected) => connected.map_err(|e| e.to_string()),
+            Err(_) => Err(silent_upstream()),
+        }
+    }
+
     /// Does the upstream answer? Looked at once a second at most.
     pub(super) async fn check_upstream(&mut self, upstream: &Upstream, now: u64) -> UpstreamCheck {
         if self.upstream_check != UpstreamCheck::NotChecked
@@ -174,13 +186,10 @@ impl Agent {
         {
             return self.upstream_check.clone();
         }
-        let params = self
-            .upstream_params(upstream)
-            .with_application_name(format!("pgreplica-agent-{}-probe", self.cfg.member));
-        let check = match tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, connect(&params)).await {
+        let check = match self.probe_upstream(upstream).await {
             // only a primary proves anything: a standby (a target not yet promoted) has no final
             // timeline to rewind to, and cloning from it could drop WAL this member holds
-            Ok(Ok(conn)) => match conn.is_in_recovery().await {
+            Ok(conn) => match conn.is_in_recovery().await {
                 Ok(false) => UpstreamCheck::Answers,
                 Ok(true) => UpstreamCheck::Unreachable(format!(
                     "{} is still a standby, not a primary to repair from",
@@ -188,11 +197,7 @@ impl Agent {
                 )),
                 Err(e) => UpstreamCheck::Unreachable(e.to_string()),
             },
-            Ok(Err(e)) => UpstreamCheck::Unreachable(e.to_string()),
-            Err(_) => UpstreamCheck::Unreachable(format!(
-                "no answer within {} ms",
-                UPSTREAM_CHECK_TIMEOUT.as_millis()
-            )),
+            Err(why) => UpstreamCheck::Unreachable(why),
         };
         if check != self.upstream_check {
             match &check {
@@ -236,4 +241,9 @@ impl Agent {
         }
         self.conn.as_ref()
     }
+}
+
+/// Why a look at the upstream got nothing.
+pub(super) fn silent_upstream() -> String {
+    format!("no answer within {} ms", UPSTREAM_CHECK_TIMEOUT.as_millis())
 }

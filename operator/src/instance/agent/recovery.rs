@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::lease::unix_now_ms;
 use crate::member::Upstream;
-use crate::postgres::{connect, Conn, PgError, PostgresProcess, RecoveryTitles};
+use crate::postgres::{Conn, PgError, PostgresProcess, RecoveryTitles};
 
 use crate::instance::converge::RecoveryWatch;
 
@@ -106,17 +106,10 @@ impl Agent {
 
     /// Does the upstream's `pg_wal` hold the segment of `file`?
     async fn upstream_has(&self, upstream: &Upstream, file: &str) -> Result<bool, String> {
-        let params = self
-            .upstream_params(upstream)
-            .with_application_name(format!("pgreplica-agent-{}-probe", self.cfg.member));
-        let silent = || format!("no answer within {} ms", UPSTREAM_CHECK_TIMEOUT.as_millis());
-        let conn = tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, connect(&params))
-            .await
-            .map_err(|_| silent())?
-            .map_err(|e| e.to_string())?;
+        let conn = self.probe_upstream(upstream).await?;
         tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, conn.has_wal_segment(file))
             .await
-            .map_err(|_| silent())?
+            .map_err(|_| super::facts::silent_upstream())?
             .map_err(|e| e.to_string())
     }
 }
