@@ -51,6 +51,15 @@ impl Spec {
         }
     }
 
+    /// `e2e/faults/lab-manual.yaml`: the lab with failback Manual.
+    pub fn lab_manual() -> Spec {
+        Spec {
+            file: repo_file("e2e/faults/lab-manual.yaml"),
+            preferred: "a",
+            failback_automatic: false,
+        }
+    }
+
     /// `e2e/faults/two-sync-required.yaml`: a primary, b and d Sync, c Async 3 s, Required.
     pub fn two_sync_required() -> Spec {
         Spec {

@@ -10,7 +10,8 @@
 //! - [`delay`]: a member 20 s behind through a failover and a failback.
 //! - [`disk`]: an asynchronous standby's disk full.
 //! - [`ready`]: readiness means durable.
-//! - [`rollout`]: parameters applied to a running cluster (reload, rolling restart).
+//! - [`rollout`]: parameters applied to a running cluster (reload, rolling restart), members
+//!   added and removed (the primary too: moved by a switchover first).
 
 mod brain;
 mod damaged;

@@ -253,3 +253,93 @@ fn member_added_and_removed() {
         case.conclude(finished);
     });
 }
+
+/// The primary removed from the spec: b is the primary after a switchover (failback Manual) and
+/// the new spec leaves b out. The primary moves back to a by a clean switchover before b's agent
+/// stops; the old runtimes stopped b's agent first, which was a failover (PrimaryLost).
+#[test]
+fn the_primary_removed_from_the_spec() {
+    run(|| async {
+        let (case, load) = loaded("the_primary_removed_from_the_spec", Spec::lab_manual()).await;
+        let out = case
+            .cluster
+            .run(&["switchover", "--to", "b"])
+            .or_fail(&case);
+        case.say(format!("local switchover: {}", out.trim()));
+        let on_b = pgreplica_e2e::poll::until(BOUND, || async {
+            let status = case.status().ok()?;
+            (pgreplica_e2e::faults::files::current_primary(&status).as_deref() == Some("b")
+                && pgreplica_e2e::faults::files::settled(&status, &case.spec))
+            .then_some(())
+        })
+        .await;
+        if on_b.is_none() {
+            case.fail("b is not the settled primary after the switchover");
+        }
+        let text = std::fs::read_to_string(&case.spec.file)
+            .map_err(|e| e.to_string())
+            .or_fail(&case);
+        let without_b = text.replacen("    - name: b\n      replication: Sync\n", "", 1);
+        assert_ne!(without_b, text, "the file has member b");
+        let file = case.dir().join("without-b.yaml");
+        std::fs::write(&file, without_b)
+            .map_err(|e| e.to_string())
+            .or_fail(&case);
+        let injected = Instant::now();
+        let out = case
+            .cluster
+            .run(&["apply", "-f", &file.display().to_string()])
+            .or_fail(&case);
+        case.say(format!("local apply: {}", out.trim()));
+        let moved = pgreplica_e2e::poll::until(BOUND, || async {
+            let status = case.status().ok()?;
+            (pgreplica_e2e::faults::files::current_primary(&status).as_deref() == Some("a")
+                && member_status(&case, "b").is_none())
+            .then(|| injected.elapsed())
+        })
+        .await;
+        let Some(took) = moved else {
+            case.fail("the primary did not move to a, or b is still in status");
+        };
+        case.say(format!(
+            "primary on a, b out of status {:.3} s after the apply",
+            took.as_secs_f64()
+        ));
+        let removed = Instant::now();
+        let mut finished = case.finish(load, injected, removed, BOUND).await;
+        let events = case
+            .status()
+            .map(|s| pgreplica_e2e::faults::files::events(&s))
+            .unwrap_or_default();
+        for (reason, member, message) in &events {
+            if [
+                "SwitchoverStarted",
+                "PrimaryLost",
+                "FailoverStarted",
+                "MemberRetired",
+            ]
+            .contains(&reason.as_str())
+            {
+                case.say(format!("event {reason} [{member}] {message}"));
+            }
+        }
+        let count = |r: &str| events.iter().filter(|(reason, ..)| reason == r).count();
+        if count("PrimaryLost") + count("FailoverStarted") > 0 {
+            finished
+                .failures
+                .push("removing the primary was a failover, not a switchover".into());
+        }
+        if count("SwitchoverStarted") != 2 {
+            finished.failures.push(format!(
+                "{} switchovers, expected 2 (to b asked, back to a for the removal)",
+                count("SwitchoverStarted")
+            ));
+        }
+        if !case.cluster.data_dir("b").join("PG_VERSION").exists() {
+            finished
+                .failures
+                .push("b's data directory was not kept".into());
+        }
+        case.conclude(finished);
+    });
+}

@@ -72,7 +72,7 @@ fn members(old: &[MemberSpec], new: &[MemberSpec], out: &mut Vec<String>) {
     for m in new {
         match old.iter().find(|o| o.name == m.name) {
             None => out.push(format!(
-                "member {} added ({:?}): cloned from the primary",
+                "member {} added ({:?}): cloned from the primary (data kept from an earlier membership is used again when it fits)",
                 m.name, m.replication
             )),
             Some(o) if o != m => out.push(format!("member {}: {}", m.name, member_change(o, m))),
@@ -81,7 +81,7 @@ fn members(old: &[MemberSpec], new: &[MemberSpec], out: &mut Vec<String>) {
     }
     for o in old.iter().filter(|o| !new.iter().any(|m| m.name == o.name)) {
         out.push(format!(
-            "member {} removed: its agent and PostgreSQL stop, its data is kept",
+            "member {} removed: its agent and PostgreSQL stop (a primary only once a switchover has moved it), its slot is dropped; its data is kept (on Kubernetes deleted with volumeReclaim: Delete)",
             o.name
         ));
     }
@@ -180,7 +180,7 @@ mod tests {
             ),
             (
                 vec![("    - {name: b, replication: Sync}\n", "")],
-                vec!["member b removed: its agent and PostgreSQL stop, its data is kept"],
+                vec!["member b removed: its agent and PostgreSQL stop (a primary only once a switchover has moved it), its slot is dropped"],
             ),
             (
                 vec![(

@@ -3,6 +3,7 @@
 pub mod changes;
 pub mod crd;
 pub mod duration;
+pub mod quantity;
 pub mod rules;
 pub mod spec;
 pub mod status;

@@ -117,6 +117,8 @@ pub enum ConditionType {
     LeaseReadable,
     /// The spec passes validation.
     SpecValid,
+    /// Every member's volume has the size the spec asks (Kubernetes; set once a volume differs).
+    VolumesMatchSpec,
 }
 
 impl ConditionType {
@@ -128,6 +130,7 @@ impl ConditionType {
             ConditionType::FailoverBlocked => "FailoverBlocked",
             ConditionType::LeaseReadable => "LeaseReadable",
             ConditionType::SpecValid => "SpecValid",
+            ConditionType::VolumesMatchSpec => "VolumesMatchSpec",
         }
     }
 }

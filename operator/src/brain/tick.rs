@@ -108,6 +108,7 @@ impl Brain {
             lease: &lease,
             switchover_to: snapshot.switchover_to.as_deref(),
             outdated: &snapshot.outdated,
+            volumes: &snapshot.volumes,
             restart: snapshot.restart.as_ref(),
             reload: snapshot.reload.as_ref(),
             now_ms: snapshot.now_ms,

@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub switchover_to: Option<String>,
     /// Members whose pod differs from the one the runtime would create now, and how.
     pub outdated: BTreeMap<String, String>,
+    /// Members whose volume does not have the size the spec asks, and why.
+    pub volumes: BTreeMap<String, crate::plan::VolumeNote>,
     /// A restart asked for by a person.
     pub restart: Option<crate::plan::RestartRequest>,
     /// A reload asked for by a person.

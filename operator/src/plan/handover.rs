@@ -239,16 +239,26 @@ fn move_trigger(
         plan.status.observed_preferred_primary = Some(preferred.to_string());
         return None;
     }
+    // a primary removed from the spec keeps running until a clean switchover has moved it
+    // (stopping it first would be a failover, and could lose what only it acknowledged)
+    let removed = input.spec.member(current).is_none();
     let changed = plan.status.observed_preferred_primary.as_deref() != Some(preferred);
-    if input.spec.failback != Failback::Automatic && !changed {
+    if input.spec.failback != Failback::Automatic && !changed && !removed {
         return None;
     }
     // a preferred member waiting for its restart turn takes it first (as a standby)
     if switch_target_ready(input, current, preferred).is_ok()
         && rollout::pending(input, preferred).is_none()
         && caught_up(input, current, preferred)
-        && (changed || others_settled(input, current, preferred))
+        && (changed || removed || others_settled(input, current, preferred))
     {
+        if removed {
+            return Some((
+                preferred.to_string(),
+                EventReason::SwitchoverStarted,
+                format!("{current} was removed from the spec: the primary moves to {preferred} before {current} stops"),
+            ));
+        }
         let why = if changed {
             format!("spec.primary is now {preferred}")
         } else {

@@ -115,6 +115,23 @@ impl RestartRequest {
     }
 }
 
+/// Why a member's volume does not have the size the spec asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumeNote {
+    /// Asked for; the volume has not grown yet.
+    Resizing(String),
+    /// It cannot have that size (the storage class does not expand, a volume cannot shrink).
+    Refused(String),
+}
+
+impl VolumeNote {
+    pub fn text(&self) -> &str {
+        match self {
+            VolumeNote::Resizing(t) | VolumeNote::Refused(t) => t,
+        }
+    }
+}
+
 /// Everything `plan` decides from. No I/O happens behind any of it.
 #[derive(Clone, Debug)]
 pub struct Input<'a> {
@@ -134,6 +151,9 @@ pub struct Input<'a> {
     /// Members whose running pod differs from the one the runtime would create now, and how
     /// (Kubernetes; none locally): replaced in their rollout turn.
     pub outdated: &'a BTreeMap<String, String>,
+    /// Members whose volume does not have the size the spec asks, and why (Kubernetes: growing,
+    /// or the storage class refuses; none locally).
+    pub volumes: &'a BTreeMap<String, VolumeNote>,
     /// Unix milliseconds.
     pub now_ms: u64,
 }

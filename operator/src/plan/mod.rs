@@ -18,11 +18,29 @@ mod topology;
 #[cfg(test)]
 mod tests;
 
-pub use input::{Address, Input, LeaseView, Observation, RestartRequest};
+pub use input::{Address, Input, LeaseView, Observation, RestartRequest, VolumeNote};
 pub use invalid::{invalid_status, truncate, MAX_MESSAGE};
 pub use output::{EventReason, Plan, PlanEvent, Routes};
 pub use report::material_change;
 pub use silence::{Silence, SilencePolicy};
+
+/// The members a runtime keeps running: those of the spec, and a primary (current or target)
+/// removed from it until the plan has moved the primary to a member of the spec.
+pub fn members_to_run(
+    spec: &crate::api::PgReplicaClusterSpec,
+    status: &crate::api::PgReplicaClusterStatus,
+) -> Vec<String> {
+    let mut names = spec.member_names();
+    for primary in [&status.current_primary, &status.target_primary]
+        .into_iter()
+        .flatten()
+    {
+        if !names.contains(primary) {
+            names.push(primary.clone());
+        }
+    }
+    names
+}
 
 /// Decide what every member should do now.
 pub fn plan(input: &Input<'_>) -> Plan {

@@ -223,7 +223,48 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
                 .unwrap_or_else(|| "failover is possible or not needed".into()),
         ),
     ];
+    let mut conditions = conditions;
+    conditions.extend(volumes_condition(input));
     status.conditions = merge_conditions(&input.status.conditions, conditions, &now, generation);
+}
+
+/// Whether every volume has the size the spec asks: present once one did not, so that a
+/// runtime without volumes (local) never shows it.
+fn volumes_condition(input: &Input<'_>) -> Option<Condition> {
+    let shown = input
+        .status
+        .conditions
+        .iter()
+        .any(|c| c.is(ConditionType::VolumesMatchSpec));
+    if input.volumes.is_empty() {
+        return shown.then(|| {
+            condition(
+                ConditionType::VolumesMatchSpec,
+                true,
+                "VolumesMatchSpec",
+                "every member's volume has the size the spec asks".into(),
+            )
+        });
+    }
+    let refused = input
+        .volumes
+        .values()
+        .any(|v| matches!(v, super::VolumeNote::Refused(_)));
+    Some(condition(
+        ConditionType::VolumesMatchSpec,
+        false,
+        if refused {
+            "VolumeNotExpandable"
+        } else {
+            "VolumeResizing"
+        },
+        input
+            .volumes
+            .iter()
+            .map(|(m, why)| format!("{m}: {}", why.text()))
+            .collect::<Vec<_>>()
+            .join("; "),
+    ))
 }
 
 /// The running handover was asked for (switchover, failback), not forced by a loss.

@@ -142,6 +142,7 @@ struct World {
     lease: Option<&'static str>,
     switchover: Option<&'static str>,
     outdated: BTreeMap<String, String>,
+    volumes: BTreeMap<String, VolumeNote>,
     restart: Option<RestartRequest>,
     reload: Option<RestartRequest>,
 }
@@ -166,6 +167,7 @@ impl World {
             lease,
             switchover: None,
             outdated: BTreeMap::new(),
+            volumes: BTreeMap::new(),
             restart: None,
             reload: None,
         }
@@ -191,6 +193,7 @@ impl World {
             lease,
             switchover_to: self.switchover,
             outdated: &self.outdated,
+            volumes: &self.volumes,
             restart: self.restart.as_ref(),
             reload: self.reload.as_ref(),
             now_ms: 1_800_000_000_000,
@@ -1769,3 +1772,128 @@ fn status_is_news_when_more_than_numbers_change() {
 }
 
 mod rollout;
+
+/// Removing the primary from the spec moves it first with a clean switchover (it was a failover
+/// after its agent had been stopped), and the runtimes keep it running until the move is done.
+#[test]
+fn a_primary_removed_from_the_spec_is_switched_away_before_it_stops() {
+    let mut w = healthy_lab();
+    w.spec = spec(&[
+        ("primary: a", "primary: b"),
+        ("    - {name: a, replication: Sync}\n", ""),
+    ]);
+    w.members.insert("c".into(), standby("c", "a", 100));
+    assert_eq!(
+        members_to_run(&w.spec, &w.status),
+        vec!["b".to_string(), "c".to_string(), "a".to_string()],
+        "the removed primary still runs"
+    );
+    let p = w.plan();
+    assert_eq!(reasons(&p), vec!["SwitchoverStarted"]);
+    assert_eq!(p.status.target_primary.as_deref(), Some("b"));
+    assert_eq!(role(&p, "a").as_deref(), Some("stopped"), "a clean stop");
+    assert_eq!(role(&p, "b").as_deref(), Some("standby(a, 0ms)"));
+
+    // b promoted and holding the lease: a gets nothing more and is no longer run
+    let mut done = World::new(
+        p.status.clone(),
+        vec![
+            (
+                "a",
+                with(primary("a", 150, &[]), |r| {
+                    r.running = false;
+                    r.server_process = false;
+                    r.role = ActualRole::Stopped;
+                    r.holds_lease = false;
+                    r.shutdown_checkpoint = Some(Lsn(150));
+                }),
+            ),
+            (
+                "b",
+                with(primary("b", 200, &[("c", "async")]), |r| {
+                    r.timeline = Some(2)
+                }),
+            ),
+            ("c", standby("c", "b", 200)),
+        ],
+    );
+    done.spec = w.spec.clone();
+    let p2 = done.plan();
+    assert_eq!(p2.status.current_primary.as_deref(), Some("b"));
+    assert_eq!(role(&p2, "a"), None, "a is no longer a member");
+    assert_eq!(
+        members_to_run(&done.spec, &p2.status),
+        vec!["b".to_string(), "c".to_string()]
+    );
+}
+
+/// After a failover b is the primary; with failback Manual, removing b from the spec is what
+/// moves the primary back to the preferred a (the old plan kept b: nothing asked it to move).
+#[test]
+fn a_removed_primary_moves_to_the_preferred_member_even_with_manual_failback() {
+    let mut w = World::new(
+        settled("b", &[("a", "sync"), ("c", "async")]),
+        vec![
+            ("a", standby("a", "b", 100)),
+            ("b", primary("b", 100, &[("a", "sync"), ("c", "async")])),
+            ("c", standby("c", "b", 100)),
+        ],
+    );
+    w.spec = spec(&[
+        ("primary: a", "primary: a\n  failback: Manual"),
+        ("    - {name: b, replication: Sync}\n", ""),
+    ]);
+    let p = w.plan();
+    assert_eq!(reasons(&p), vec!["SwitchoverStarted"]);
+    assert_eq!(p.status.target_primary.as_deref(), Some("a"));
+    assert_eq!(role(&p, "b").as_deref(), Some("stopped"));
+}
+
+/// The volumes condition: absent where no volume ever differed (the local runtime), false with
+/// the reason while one grows or cannot, true again once every volume fits.
+#[test]
+fn volumes_condition_follows_the_notes() {
+    let cond = |p: &Plan| {
+        p.status
+            .conditions
+            .iter()
+            .find(|c| c.is(crate::api::ConditionType::VolumesMatchSpec))
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    let mut w = healthy_lab();
+    assert_eq!(cond(&w.plan()), None, "never shown while every volume fits");
+    let cases = [
+        (
+            VolumeNote::Refused("volume lab-b cannot grow".into()),
+            "VolumeNotExpandable",
+        ),
+        (
+            VolumeNote::Resizing("volume lab-b: asked to grow".into()),
+            "VolumeResizing",
+        ),
+    ];
+    for (note, reason) in cases {
+        w.volumes = BTreeMap::from([("b".to_string(), note)]);
+        let p = w.plan();
+        assert_eq!(cond(&p), Some(("False".into(), reason.into())));
+        let message = &p
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.is(crate::api::ConditionType::VolumesMatchSpec))
+            .map(|c| c.message.clone());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("b: volume lab-b")),
+            "{message:?}"
+        );
+        // resolved: true, and kept true
+        let mut after = healthy_lab();
+        after.status = p.status.clone();
+        assert_eq!(
+            cond(&after.plan()),
+            Some(("True".into(), "VolumesMatchSpec".into()))
+        );
+    }
+}

@@ -180,15 +180,24 @@ pub async fn supporting_objects(
     Ok(())
 }
 
-/// Volumes and pods for every member; pods of removed members are deleted (volumes kept).
+/// What one pass over the members did: pods created, and volumes that do not have the size the
+/// spec asks.
+#[derive(Default)]
+pub struct MembersApplied {
+    pub created: Vec<String>,
+    pub volumes: BTreeMap<String, crate::plan::VolumeNote>,
+}
+
+/// Volumes and pods for every member; pods of removed members are deleted (their volumes kept
+/// unless `volumeReclaim: Delete`); a larger `storage.size` is asked of the volume claim.
 pub async fn members(
     client: &kube::Client,
     cluster: &PgReplicaCluster,
     namespace: &str,
     pods_now: &BTreeMap<String, Pod>,
     operator_image: &str,
-) -> Result<Vec<String>, KubeError> {
-    let mut created = Vec::new();
+) -> Result<MembersApplied, KubeError> {
+    let mut applied = MembersApplied::default();
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     for m in &cluster.spec.members {
@@ -197,15 +206,21 @@ pub async fn members(
             source,
         })?;
         let pvc_name = pvc.name_any();
-        if pvcs
-            .get_opt(&pvc_name)
-            .await
-            .map_err(KubeError::api("get", "PersistentVolumeClaim", &pvc_name))?
-            .is_none()
-        {
-            pvcs.create(&PostParams::default(), &pvc)
-                .await
-                .map_err(KubeError::api("create", "PersistentVolumeClaim", &pvc_name))?;
+        match pvcs.get_opt(&pvc_name).await.map_err(KubeError::api(
+            "get",
+            "PersistentVolumeClaim",
+            &pvc_name,
+        ))? {
+            None => {
+                pvcs.create(&PostParams::default(), &pvc)
+                    .await
+                    .map_err(KubeError::api("create", "PersistentVolumeClaim", &pvc_name))?;
+            }
+            Some(existing) => {
+                if let Some(note) = super::volumes::resize(&pvcs, &existing, m).await? {
+                    applied.volumes.insert(m.name.clone(), note);
+                }
+            }
         }
         match pods_now.get(&m.name) {
             None => {
@@ -219,7 +234,7 @@ pub async fn members(
                 pods.create(&PostParams::default(), &pod)
                     .await
                     .map_err(KubeError::api("create", "Pod", &pod_name))?;
-                created.push(m.name.clone());
+                applied.created.push(m.name.clone());
             }
             Some(pod) => {
                 if pod_failed(pod) {
@@ -231,15 +246,19 @@ pub async fn members(
             }
         }
     }
+    let status = cluster.status.clone().unwrap_or_default();
+    let running = crate::plan::members_to_run(&cluster.spec, &status);
     for (member, pod) in pods_now {
-        if cluster.spec.member(member).is_none() && pod.metadata.deletion_timestamp.is_none() {
+        if !running.contains(member) && pod.metadata.deletion_timestamp.is_none() {
             info!(member = %member, "member removed from the spec: deleting its pod (its volume is kept)");
             pods.delete(&pod.name_any(), &DeleteParams::default())
                 .await
                 .map_err(KubeError::api("delete", "Pod", pod.name_any()))?;
         }
     }
-    Ok(created)
+    let with_pods: Vec<String> = pods_now.keys().cloned().collect();
+    super::volumes::reclaim_removed(&pvcs, cluster, &running, &with_pods).await?;
+    Ok(applied)
 }
 
 /// The pod the operator creates for `member` now (serving nothing: the brain labels it as it

@@ -3,7 +3,7 @@
 //! NetworkPolicy, volumes, pods); the brain (`brain::Brain` over `world::KubeWorld`) ticks on its
 //! own, woken by members' reports, never waiting for the reconciler.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -56,7 +56,13 @@ pub struct Context {
 struct BrainTask {
     wake: Arc<Notify>,
     task: JoinHandle<()>,
+    /// What the reconciler found about the member volumes, for the brain's snapshot.
+    volumes: Volumes,
 }
+
+/// Member volumes that do not have the size the spec asks, shared by a cluster's reconciler and
+/// its brain.
+pub type Volumes = Arc<Mutex<BTreeMap<String, crate::plan::VolumeNote>>>;
 
 /// One brain task per cluster (by UID), started by the first reconcile, ended when the cluster
 /// is gone.
@@ -83,6 +89,7 @@ impl Brains {
             t.wake.notify_one();
             return;
         }
+        let volumes = Volumes::default();
         let mut world = KubeWorld::new(
             ctx.client.clone(),
             ctx.recorder.clone(),
@@ -94,6 +101,7 @@ impl Brains {
             ctx.operator_image.clone(),
             ctx.clusters.clone(),
             ctx.pods.clone(),
+            volumes.clone(),
         );
         let brain = Brain::new(agents, None);
         let wake = Arc::new(Notify::new());
@@ -105,7 +113,33 @@ impl Brains {
                 .await;
             info!(cluster = %name, "brain stopped: the cluster is gone");
         });
-        tasks.insert(key, BrainTask { wake, task });
+        tasks.insert(
+            key,
+            BrainTask {
+                wake,
+                task,
+                volumes,
+            },
+        );
+    }
+
+    /// Hand the reconciler's findings about member volumes to the cluster's brain (woken when
+    /// they changed).
+    fn volumes(
+        &self,
+        cluster: &PgReplicaCluster,
+        namespace: &str,
+        notes: BTreeMap<String, crate::plan::VolumeNote>,
+    ) {
+        let key = super::names::cluster_key(cluster, namespace);
+        let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = tasks.get(&key) {
+            let mut shared = t.volumes.lock().unwrap_or_else(PoisonError::into_inner);
+            if *shared != notes {
+                *shared = notes;
+                t.wake.notify_one();
+            }
+        }
     }
 
     /// Wake the brains of the clusters in `namespace` named `cluster` (a member pod changed).
@@ -256,8 +290,10 @@ pub async fn reconcile(
 
     apply::supporting_objects(client, &cluster, &namespace, &ctx.operator_namespace).await?;
     let pods = apply::member_pods(client, &cluster, &namespace).await?;
-    let created = apply::members(client, &cluster, &namespace, &pods, &ctx.operator_image).await?;
-    let events: Vec<PlanEvent> = created
+    let applied = apply::members(client, &cluster, &namespace, &pods, &ctx.operator_image).await?;
+    ctx.brains.volumes(&cluster, &namespace, applied.volumes);
+    let events: Vec<PlanEvent> = applied
+        .created
         .into_iter()
         .map(|member| PlanEvent {
             reason: EventReason::MemberCreated,

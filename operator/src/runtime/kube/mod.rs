@@ -11,6 +11,7 @@ pub mod labels;
 pub mod metrics;
 pub mod names;
 pub mod report;
+pub mod volumes;
 pub mod world;
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub struct KubeWorld {
     pub operator_image: String,
     pub clusters: Store<PgReplicaCluster>,
     pub pods: Store<Pod>,
+    /// Member volumes that do not have the size the spec asks (found by the reconciler).
+    volumes: super::controller::Volumes,
     /// The cluster as of the last snapshot.
     cluster: Option<Arc<PgReplicaCluster>>,
     /// When status was last written.
@@ -72,6 +74,7 @@ impl KubeWorld {
         operator_image: String,
         clusters: Store<PgReplicaCluster>,
         pods: Store<Pod>,
+        volumes: super::controller::Volumes,
     ) -> KubeWorld {
         let (writes, pending) = mpsc::unbounded_channel();
         tokio::spawn(writer(
@@ -93,6 +96,7 @@ impl KubeWorld {
             operator_image,
             clusters,
             pods,
+            volumes,
             cluster: None,
             written_at: None,
             labelled: BTreeMap::new(),
@@ -219,22 +223,23 @@ impl World for KubeWorld {
         let pods = self.member_pods();
         let mut agents: BTreeMap<String, AgentAddress> = BTreeMap::new();
         let mut addresses = BTreeMap::new();
-        for m in &cluster.spec.members {
-            let ip = pods.get(&m.name).and_then(|p| pod_ip(p));
+        let status = cluster.status.clone().unwrap_or_default();
+        for name in crate::plan::members_to_run(&cluster.spec, &status) {
+            let ip = pods.get(&name).and_then(|p| pod_ip(p));
             let agent = match &ip {
                 None => Err("the member's pod has no IP yet".to_string()),
                 Some(ip) => format!("{ip}:{}", self.agent_port)
                     .parse::<SocketAddr>()
                     .map(|addr| Target {
-                        name: crate::tls::agent_name(&self.name, &m.name),
+                        name: crate::tls::agent_name(&self.name, &name),
                         addr,
                     })
                     .map_err(|e| format!("pod IP {ip}: {e}")),
             };
-            agents.insert(m.name.clone(), agent);
+            agents.insert(name.clone(), agent);
             if let Some(ip) = ip {
                 addresses.insert(
-                    m.name.clone(),
+                    name,
                     Address {
                         host: ip,
                         port: names::POSTGRES_PORT as u16,
@@ -248,7 +253,7 @@ impl World for KubeWorld {
             cluster: self.name.clone(),
             spec: cluster.spec.clone(),
             generation: cluster.metadata.generation.unwrap_or(1),
-            status: cluster.status.clone().unwrap_or_default(),
+            status,
             agents,
             addresses,
             lease,
@@ -259,6 +264,11 @@ impl World for KubeWorld {
                 .cloned()
                 .filter(|s| !s.is_empty()),
             outdated,
+            volumes: self
+                .volumes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
             restart: cluster
                 .annotations()
                 .get(labels::RESTART_ANNOTATION)

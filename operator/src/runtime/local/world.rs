@@ -171,7 +171,7 @@ impl World for LocalWorld {
         if let Err(e) = self.reload_spec() {
             error!(error = %e, "cannot apply the changed spec");
         }
-        let wanted = self.cluster.spec.member_names();
+        let wanted = crate::plan::members_to_run(&self.cluster.spec, &self.status);
         for note in self.supervisor.ensure(&wanted) {
             self.remember(note.reason, Some(&note.member), &note.message);
             progress(&format!("{}: {}", note.member, note.message));
@@ -225,6 +225,8 @@ impl World for LocalWorld {
             switchover_to,
             // members run from the pgreplica binary that started them; no templates here
             outdated: BTreeMap::new(),
+            // a local member's data directory has no size of its own
+            volumes: BTreeMap::new(),
             restart,
             reload,
             now_ms,

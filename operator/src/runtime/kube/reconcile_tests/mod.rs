@@ -415,6 +415,7 @@ async fn tick(api: &FakeApi, brain: &mut Brain, cluster: &PgReplicaCluster, port
         "pgreplica:test".into(),
         cache(vec![cluster.clone()]),
         cache(pods),
+        Default::default(),
     );
     assert!(brain.tick(&mut world).await, "the cluster is there");
 }
