@@ -12,7 +12,7 @@ set -euo pipefail
 TIER=${1:-all}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/e2e/k8s
-for f in common controlplane apichecks images node lab trust daytwo; do source "$HERE/lib/$f.sh"; done
+for f in common controlplane apichecks images node lab trust daytwo previous; do source "$HERE/lib/$f.sh"; done
 [ "$(id -u)" = 0 ] || { echo "run.sh needs root (network namespaces, containerd)"; exit 1; }
 
 stage "prerequisites"
@@ -59,6 +59,8 @@ api_contract_checks
 operator_process_checks
 
 if [ "$TIER" = all ]; then
+  stage "the previous release's operator, for the upgrade (e2e/k8s/previous-release)"
+  build_previous
   stage "images (built here, never pulled)"
   save_sysctls
   build_images

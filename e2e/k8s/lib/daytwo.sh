@@ -56,14 +56,59 @@ new_image() {
   wait_for 120 "back on a, Ready" settled_on_a
 }
 
-operator_upgrade() {
-  local image="${OPERATOR_IMAGE}-day2"
-  CTR images tag --force "$OPERATOR_IMAGE" "$image" >/dev/null || return 1
+# operator_to IMAGE: the Deployment moved to IMAGE (as an upgrade does); every member's agent is
+# rolled to the binary of IMAGE, one member at a time, and the cluster settles on a
+operator_to() {
+  local image=$1
   k -n pgreplica-system set image deploy/pgreplica-operator "operator=$image" >/dev/null || return 1
   k -n pgreplica-system set env deploy/pgreplica-operator "PGREPLICA_OPERATOR_IMAGE=$image" >/dev/null || return 1
   k rollout status -n pgreplica-system deploy/pgreplica-operator --timeout 120s >/dev/null || return 1
   wait_for 300 "every member's agent comes from $image" agents_from "$image" || return 1
   wait_for 120 "back on a, Ready" settled_on_a
+}
+operator_previous() { operator_to "$PREVIOUS_IMAGE"; }
+operator_upgrade() { operator_to "$OPERATOR_IMAGE"; }
+
+pod_gone() { ! k get pod "lab-$1" >/dev/null 2>&1; }
+slot_on_a() { [ "$(psql_in a "select count(*) from pg_replication_slots where slot_name='pgreplica_$1'")" = "$2" ]; }
+in_status() { [ -n "$(jp "{.status.members[?(@.name==\"$1\")].name}")" ]; }
+export -f pod_gone slot_on_a in_status 2>/dev/null || true
+
+# a board joins: d (Async) on the fourth volume, cloned from the primary, streaming
+member_added() {
+  k patch pgrc lab --type json -p '[{"op":"add","path":"/spec/members/-","value":{"name":"d","replication":"Async","nodeSelector":{"kubernetes.io/hostname":"'"$NODE"'"},"storage":{"size":"10Gi"}}}]' >/dev/null || return 1
+  wait_for 240 "d cloned and ready" member_ready d || return 1
+  wait_for 60 "d streams from a" streaming_to a d || return 1
+  wait_for 30 "a keeps a slot for d" slot_on_a d 1
+}
+
+# and is retired: its pod goes, its slot is dropped, its volume claim is kept (volumeReclaim Retain)
+member_removed() {
+  k patch pgrc lab --type json -p '[{"op":"test","path":"/spec/members/3/name","value":"d"},{"op":"remove","path":"/spec/members/3"}]' >/dev/null || return 1
+  wait_for 120 "d's pod deleted" pod_gone d || return 1
+  wait_for 60 "d's slot dropped on a" slot_on_a d 0 || return 1
+  wait_for 30 "d out of status" bash -c '! in_status d' || return 1
+  k get pvc lab-d >/dev/null || { log "d's volume claim was deleted although volumeReclaim is Retain"; return 1; }
+  wait_for 120 "back on a, Ready" settled_on_a
+}
+
+volumes_condition() { # volumes_condition STATUS REASON
+  [ "$(jp '{.status.conditions[?(@.type=="VolumesMatchSpec")].status}')" = "$1" ] \
+    && [ "$(jp '{.status.conditions[?(@.type=="VolumesMatchSpec")].reason}')" = "$2" ]
+}
+export -f volumes_condition 2>/dev/null || true
+
+# c's storage.size raised on volumes that cannot grow (static hostPath, no storage class): the
+# condition says so and names the fix; set back, it clears. Nobody restarts.
+storage_refused() {
+  local started; started=$(conf_times)
+  k patch pgrc lab --type json -p '[{"op":"replace","path":"/spec/members/2/storage/size","value":"20Gi"}]' >/dev/null || return 1
+  wait_for 60 "VolumesMatchSpec False (VolumeNotExpandable)" volumes_condition False VolumeNotExpandable || return 1
+  log "VolumesMatchSpec: $(jp '{.status.conditions[?(@.type=="VolumesMatchSpec")].message}')"
+  k patch pgrc lab --type json -p '[{"op":"replace","path":"/spec/members/2/storage/size","value":"10Gi"}]' >/dev/null || return 1
+  wait_for 60 "VolumesMatchSpec True" volumes_condition True VolumesMatchSpec || return 1
+  [ "$(conf_times | awk '{print $1, $3}')" = "$(echo "$started" | awk '{print $1, $3}')" ] \
+    || { log "a member restarted for a storage change"; return 1; }
 }
 
 restart_member() {
@@ -92,17 +137,25 @@ reload_all() {
 }
 
 day_two() {
-  stage "day two under the writers: a restart-needing parameter, a new postgres image, an operator upgrade, a restart, a reload"
+  stage "day two under the writers: a restart-needing parameter, a new postgres image, an operator rollback and upgrade, a restart, a reload, a member added and removed, storage"
   DAY_TWO="| step | took | longest gap between acknowledged commits |"$'\n'"|---|---:|---:|"$'\n'
   day_two_step "shared_buffers 128MB → 48MB (rolling restart)" restart_parameter
   check "a restart-needing parameter rolled out" [ $? = 0 ]
   day_two_step "postgres image retagged (pods replaced one at a time)" new_image
   check "a new postgres image rolled out" [ $? = 0 ]
-  day_two_step "operator image retagged (agents rolled)" operator_upgrade
-  check "an operator upgrade rolled the agents" [ $? = 0 ]
+  day_two_step "operator rolled back to the previous release ${PREVIOUS_COMMIT:0:7}" operator_previous
+  check "the previous release's operator rolled its agents" [ $? = 0 ]
+  day_two_step "operator upgraded from ${PREVIOUS_COMMIT:0:7} to this build" operator_upgrade
+  check "an operator upgrade from the previous release rolled the agents" [ $? = 0 ]
   day_two_step "kubectl pgrc restart lab c" restart_member
   check "kubectl pgrc restart restarted c" [ $? = 0 ]
   day_two_step "kubectl pgrc reload lab" reload_all
   check "kubectl pgrc reload: every member read its configuration, none restarted" [ $? = 0 ]
+  day_two_step "member d added (clone from the primary)" member_added
+  check "a member added while running is cloned and streams" [ $? = 0 ]
+  day_two_step "member d removed" member_removed
+  check "a member removed: pod deleted, slot dropped, volume kept" [ $? = 0 ]
+  day_two_step "storage.size raised on volumes that cannot grow, then set back" storage_refused
+  check "a volume that cannot grow: VolumesMatchSpec says so, and clears" [ $? = 0 ]
   printf '%s' "$DAY_TWO" | sed 's/^/       /'
 }

@@ -74,18 +74,20 @@ build_postgres() {
   log "postgres image built in $(since "$t0")s"
 }
 
-build_operator_image() { # always rebuilt: the binary changes with the code
-  local out=$WORK/operator-image.tar r=$WORK/rootfs-operator
+# build_operator_image [BINARY NAME OUT]: always rebuilt (the binary changes with the code)
+build_operator_image() {
+  local bin=${1:-$PGR_BIN} name=${2:-$OPERATOR_IMAGE} out=${3:-$WORK/operator-image.tar}
+  local r; r=$(mktemp -d "$WORK/rootfs-operator.XXXX")
   mkdir -p "$r/etc" "$r/tmp"
-  cp "$PGR_BIN" "$r/pgreplica"
+  cp "$bin" "$r/pgreplica"
   local lib
-  for lib in $(ldd "$PGR_BIN" | awk '$2=="=>" && $3 ~ /^\//{print $3} $1 ~ /^\//{print $1}'); do
+  for lib in $(ldd "$bin" | awk '$2=="=>" && $3 ~ /^\//{print $3} $1 ~ /^\//{print $1}'); do
     mkdir -p "$r$(dirname "$lib")"; cp -L "$lib" "$r$lib"
   done
   echo 'nonroot:x:65532:65532::/home/nonroot:/sbin/nologin' >"$r/etc/passwd"
   echo 'nonroot:x:65532:' >"$r/etc/group"
   chmod 1777 "$r/tmp"
-  oci_archive "$r" "$OPERATOR_IMAGE" "$out" '{"Entrypoint":["/pgreplica"],"Cmd":["operator"],"User":"65532:65532"}'
+  oci_archive "$r" "$name" "$out" '{"Entrypoint":["/pgreplica"],"Cmd":["operator"],"User":"65532:65532"}'
   rm -rf "$r"
 }
 
@@ -94,12 +96,13 @@ build_images() {
   build_pause
   build_postgres
   build_operator_image
+  build_operator_image "$PREVIOUS_BIN" "$PREVIOUS_IMAGE" "$WORK/operator-previous.tar"
   log "images ready in $(since "$t0")s: $(du -h "$IMG_CACHE"/pause-3.6.tar "$IMG_CACHE"/postgres-15-bookworm-r1.tar "$WORK/operator-image.tar" | awk '{print $2"="$1}' | xargs -n1 basename | tr '\n' ' ')"
 }
 
 import_images() {
   local t0 f; t0=$(now)
-  for f in "$IMG_CACHE/pause-3.6.tar" "$IMG_CACHE/postgres-15-bookworm-r1.tar" "$WORK/operator-image.tar"; do
+  for f in "$IMG_CACHE/pause-3.6.tar" "$IMG_CACHE/postgres-15-bookworm-r1.tar" "$WORK/operator-image.tar" "$WORK/operator-previous.tar"; do
     innet ctr -a "$WORK/containerd/containerd.sock" -n k8s.io images import --no-unpack=false "$f" >>"$WORK/logs/import.log" 2>&1 \
       || { cat "$WORK/logs/import.log"; die "ctr import $f failed"; }
   done
