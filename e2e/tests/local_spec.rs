@@ -47,6 +47,23 @@ fn up_refuses_to_revert_an_applied_spec() {
         Some(2),
         "the brain reports the applied generation"
     );
+    // and keeps what changed in its event history (`local status` shows it)
+    let recorded = cluster
+        .status()
+        .ok()
+        .and_then(|s| {
+            s["events"].as_array().and_then(|events| {
+                events
+                    .iter()
+                    .find(|e| e["reason"] == "SpecChanged")
+                    .and_then(|e| e["message"].as_str().map(String::from))
+            })
+        })
+        .unwrap_or_default();
+    assert!(
+        recorded.starts_with("generation 2: failback: Automatic → Manual"),
+        "SpecChanged event: {recorded:?}"
+    );
 
     cluster.run(&["down"]).expect("down");
     let refused = cluster

@@ -45,7 +45,9 @@ restart_parameter() {
   check "observedGeneration follows the spec" bash -c \
     "[ \"\$(k get pgrc lab -o jsonpath='{.status.observedGeneration}')\" = \"\$(k get pgrc lab -o jsonpath='{.metadata.generation}')\" ]"
   k get events --field-selector involvedObject.name=lab --sort-by=.lastTimestamp 2>/dev/null \
-    | grep -E "Restarting|SwitchoverStarted|FailbackStarted" | tail -5 | sed 's/^/       /'
+    | grep -E "SpecChanged|Restarting|SwitchoverStarted|FailbackStarted" | tail -6 | sed 's/^/       /'
+  check "a SpecChanged Event says what changed" bash -c \
+    "k get events --field-selector involvedObject.name=lab,reason=SpecChanged -o jsonpath='{.items[*].message}' | grep -q 'shared_buffers = 48MB'"
 }
 
 new_image() {

@@ -12,6 +12,7 @@ mod rollout;
 mod routes;
 mod sever;
 mod silence;
+mod spec_change;
 mod sync;
 mod topology;
 
@@ -23,6 +24,7 @@ pub use invalid::{invalid_status, truncate, MAX_MESSAGE};
 pub use output::{EventReason, Plan, PlanEvent, Routes};
 pub use report::material_change;
 pub use silence::{Silence, SilencePolicy};
+pub use spec_change::spec_changed;
 
 /// The members a runtime keeps running: those of the spec, and a primary (current or target)
 /// removed from it until the plan has moved the primary to a member of the spec.

@@ -45,6 +45,8 @@ pub enum EventReason {
     Rejoined,
     /// A member restarts to apply settings that wait for a restart.
     Restarting,
+    /// A new generation of the spec: what changed and what happens.
+    SpecChanged,
 }
 
 impl EventReason {
@@ -65,6 +67,7 @@ impl EventReason {
             EventReason::Recloning => "Recloning",
             EventReason::Rejoined => "Rejoined",
             EventReason::Restarting => "Restarting",
+            EventReason::SpecChanged => "SpecChanged",
         }
     }
 

@@ -52,6 +52,8 @@ pub struct KubeWorld {
     volumes: super::controller::Volumes,
     /// The cluster as of the last snapshot.
     cluster: Option<Arc<PgReplicaCluster>>,
+    /// The generation and spec this brain last ran with (a newer one is announced as an Event).
+    seen_spec: Option<(i64, crate::api::PgReplicaClusterSpec)>,
     /// When status was last written.
     written_at: Option<Instant>,
     /// Status and Events on their way to the API server (`writer`).
@@ -98,6 +100,7 @@ impl KubeWorld {
             pods,
             volumes,
             cluster: None,
+            seen_spec: None,
             written_at: None,
             labelled: BTreeMap::new(),
         }
@@ -219,6 +222,19 @@ impl World for KubeWorld {
             // the reconciler reports it; the brain waits for a valid spec
             return Next::Idle;
         }
+        let generation = cluster.metadata.generation.unwrap_or(1);
+        match &self.seen_spec {
+            Some((seen, old)) if *seen < generation => {
+                if let Some(event) = crate::plan::spec_changed(old, &cluster.spec, generation) {
+                    let _ = self
+                        .writes
+                        .send(Write::Events(cluster.clone(), vec![event]));
+                }
+                self.seen_spec = Some((generation, cluster.spec.clone()));
+            }
+            Some(_) => {}
+            None => self.seen_spec = Some((generation, cluster.spec.clone())),
+        }
         let now_ms = unix_now_ms();
         let pods = self.member_pods();
         let mut agents: BTreeMap<String, AgentAddress> = BTreeMap::new();
@@ -252,7 +268,7 @@ impl World for KubeWorld {
         Next::Tick(Box::new(Snapshot {
             cluster: self.name.clone(),
             spec: cluster.spec.clone(),
-            generation: cluster.metadata.generation.unwrap_or(1),
+            generation,
             status,
             agents,
             addresses,

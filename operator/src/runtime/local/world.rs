@@ -75,6 +75,11 @@ impl LocalWorld {
                         .write_config(&self.state, &new.spec, &m.name, &self.tls)?;
                 }
                 progress("spec changed: applying");
+                if let Some(event) =
+                    crate::plan::spec_changed(&self.cluster.spec, &new.spec, self.state.generation)
+                {
+                    self.remember(event.reason.as_str(), None, &event.message);
+                }
                 self.cluster = new;
             }
             Err(e) => error!(error = %e, "the changed spec is invalid; keeping the previous one"),
