@@ -635,3 +635,61 @@ async fn clean_switchover_under_writes_loses_no_acknowledged_commit() {
     );
     wait_rows(&cluster, "a", &want, SETTLE).await;
 }
+
+/// A running standby whose WAL goes past the point where its new upstream's timeline forked (c
+/// received X from a, which b never had, then b was promoted) cannot follow b. PostgreSQL says so
+/// at once; the agent rewinds it then, instead of after the stuck rule's 15 s of no progress
+/// (the slow failbacks of the Kubernetes e2e: the failback waits for c).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_standby_that_diverged_is_rewound_as_soon_as_postgresql_says_so() {
+    let cluster = Cluster::start("diverged", &["a", "b", "c"]).await;
+    cluster.put("a", primary(true, &[], &["b", "c"])).await;
+    cluster.wait_primary("a", BOOT).await;
+    cluster.put("b", cluster.standby_of("b", "a", 0)).await;
+    cluster.put("c", cluster.standby_of("c", "a", 0)).await;
+    cluster.wait_streaming("b", "a", CLONE).await;
+    cluster.wait_streaming("c", "a", CLONE).await;
+    let pa = cluster.sql("a").await;
+    create_table(&pa).await;
+    insert(&pa, 1, "common").await;
+    wait_rows(&cluster, "b", &[1], SETTLE).await;
+    cluster.put("b", stopped()).await;
+    wait_down(&cluster, "b").await;
+    insert(&pa, 2, "X: on a and c, never on b").await;
+    wait_rows(&cluster, "c", &[1, 2], SETTLE).await;
+    drop(pa);
+    cluster.put("a", stopped()).await;
+    wait_down(&cluster, "a").await;
+    cluster.put("b", primary(false, &[], &["c"])).await;
+    cluster.wait_primary("b", SETTLE).await;
+    let pb = cluster.sql("b").await;
+    insert(&pb, 3, "Y: on b's new timeline").await;
+
+    let repointed = Instant::now();
+    cluster.put("c", cluster.standby_of("c", "b", 0)).await;
+    let rewound = eventually("c rewound", CLONE, || async {
+        cluster
+            .member("c")
+            .log_text()
+            .contains("rewind finished")
+            .then(|| repointed.elapsed())
+    })
+    .await;
+    cluster.wait_streaming("c", "b", CLONE).await;
+    println!(
+        "diverged: c rewound {:.2}s after it was pointed at b",
+        rewound.as_secs_f64()
+    );
+    let log = cluster.member("c").log_text();
+    assert!(
+        log.contains("diverged): stopping it to rewind"),
+        "c was not stopped because PostgreSQL said it diverged"
+    );
+    assert!(
+        rewound < Duration::from_millis(pgreplica::instance::converge::STUCK_STANDBY_MS),
+        "c was rewound {rewound:?} after the repoint: no sooner than the stuck rule"
+    );
+    wait_rows(&cluster, "c", &[1, 3], SETTLE).await;
+    let on_c = cluster.sql("c").await;
+    assert!(!has_row(&on_c, 2).await, "X survived the rewind on c");
+}

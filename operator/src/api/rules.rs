@@ -20,6 +20,7 @@ pub const MSG_UNIQUE_NAMES: &str =
     "member names must be unique: rename or remove the duplicate member";
 pub const MSG_PRIMARY: &str =
     "must name one of spec.members[].name: set primary to the member that should bootstrap the cluster";
+pub const MSG_PRIMARY_PROMOTABLE: &str = "must name a member that can be promoted and catch up (Sync, or promotable: true, and no applyDelay): the cluster bootstraps and fails back there";
 pub const MSG_DELAY_FORMAT: &str = "must be a non-negative whole number with a unit (ms, s, min, h or d), such as 3s, 500ms or 1min";
 pub const MSG_DELAY_ASYNC: &str = "only Async members may have an apply delay: set replication: Async on this member or remove applyDelay";
 /// Application role and database names: plain lowercase SQL identifiers.
@@ -163,6 +164,12 @@ pub fn cel_rules() -> Vec<CelRule> {
             at: &["spec"],
             rule: "self.members.exists(m, m.name == self.primary)".into(),
             message: MSG_PRIMARY.into(),
+            field_path: Some(".primary"),
+        },
+        CelRule {
+            at: &["spec"],
+            rule: "!self.members.exists(m, m.name == self.primary) || self.members.exists(m, m.name == self.primary && !has(m.applyDelay) && (has(m.promotable) ? m.promotable : m.replication == 'Sync'))".into(),
+            message: MSG_PRIMARY_PROMOTABLE.into(),
             field_path: Some(".primary"),
         },
         CelRule {

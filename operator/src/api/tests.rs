@@ -99,6 +99,24 @@ fn every_rule_in_rust_and_cel() {
             Some(&format!("spec.primary: {MSG_PRIMARY}")),
         ),
         (
+            "primary delayed",
+            "primary: a",
+            "primary: c",
+            Some(&format!("spec.primary: {MSG_PRIMARY_PROMOTABLE}")),
+        ),
+        (
+            "primary not promotable",
+            "{name: a, replication: Sync}",
+            "{name: a, replication: Sync, promotable: false}",
+            Some(&format!("spec.primary: {MSG_PRIMARY_PROMOTABLE}")),
+        ),
+        (
+            "async primary made promotable",
+            "    - {name: a, replication: Sync}",
+            "    - {name: a, replication: Async, promotable: true}",
+            None,
+        ),
+        (
             "duplicate names",
             "{name: c,",
             "{name: b,",

@@ -195,8 +195,12 @@ pub fn validate(cluster: &PgReplicaCluster) -> Result<(), ValidationErrors> {
     if duplicate {
         errors.push(FieldError::new("spec.members", MSG_UNIQUE_NAMES));
     }
-    if spec.member(&spec.primary).is_none() {
-        errors.push(FieldError::new("spec.primary", MSG_PRIMARY));
+    match spec.member(&spec.primary) {
+        None => errors.push(FieldError::new("spec.primary", MSG_PRIMARY)),
+        Some(m) if !m.is_promotable() || m.apply_delay.is_some() => {
+            errors.push(FieldError::new("spec.primary", MSG_PRIMARY_PROMOTABLE))
+        }
+        Some(_) => {}
     }
     if spec.durability == Durability::Required
         && !spec

@@ -104,6 +104,16 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
             timeout_seconds,
         } => {
             let api = api(namespace.as_deref()).await?;
+            let cluster =
+                api.get(&name)
+                    .await
+                    .map_err(KubeError::api("get", "PgReplicaCluster", &name))?;
+            if cluster.spec.member(&to).is_none() {
+                return Err(KubeError::Other(format!(
+                    "{to} is not a member of {name} (members: {})",
+                    cluster.spec.member_names().join(", ")
+                )));
+            }
             let patch = json!({"metadata": {"annotations": {SWITCHOVER_TO_ANNOTATION: to}}});
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await

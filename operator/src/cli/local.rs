@@ -524,6 +524,15 @@ async fn switchover(to: &str, dir: Option<&Path>, timeout_seconds: u64) -> Resul
             "the cluster is not running: `pgreplica local up` first".into(),
         ));
     }
+    let members = crate::runtime::local::brain::load_spec(&layout)?
+        .spec
+        .member_names();
+    if !members.iter().any(|m| m == to) {
+        return Err(LocalError::Failed(format!(
+            "{to} is not a member of this cluster (members: {})",
+            members.join(", ")
+        )));
+    }
     let before = LocalStatus::load(&layout)?
         .map(|s| s.events.len())
         .unwrap_or(0);
@@ -534,10 +543,11 @@ async fn switchover(to: &str, dir: Option<&Path>, timeout_seconds: u64) -> Resul
     loop {
         if let Some(status) = LocalStatus::load(&layout)? {
             for e in status.events.iter().skip(seen.min(status.events.len())) {
-                progress(&format!("{} {}", e.reason, e.message));
+                // the refusal is the command's error, printed once
                 if e.reason == "SwitchoverRefused" {
                     return Err(LocalError::Failed(e.message.clone()));
                 }
+                progress(&format!("{} {}", e.reason, e.message));
             }
             seen = status.events.len();
             if status.current_primary.as_deref() == Some(to)

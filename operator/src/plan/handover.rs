@@ -210,7 +210,12 @@ fn move_trigger(
         plan.switchover_consumed = true;
         let automatic_elsewhere =
             input.spec.failback == Failback::Automatic && to != input.spec.primary;
-        let ready = if automatic_elsewhere {
+        let ready = if input.spec.member(to).is_none() {
+            Err(format!(
+                "{to} is not a member of this cluster (members: {})",
+                input.spec.member_names().join(", ")
+            ))
+        } else if automatic_elsewhere {
             Err(format!(
                 "failback is Automatic, so the primary would move straight back to {}: change spec.primary to {to}, or set failback: Manual",
                 input.spec.primary

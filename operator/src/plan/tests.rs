@@ -1897,3 +1897,21 @@ fn volumes_condition_follows_the_notes() {
         );
     }
 }
+
+/// With failback Automatic a switchover to a name that is no member was answered "change
+/// spec.primary to zz": the membership is checked first.
+#[test]
+fn a_switchover_to_a_stranger_says_it_is_no_member_whatever_failback_says() {
+    let mut w = healthy_lab();
+    w.switchover = Some("zz");
+    let p = w.plan();
+    let refused = p
+        .events
+        .iter()
+        .find(|e| e.reason == EventReason::SwitchoverRefused)
+        .expect("refused event");
+    assert_eq!(
+        refused.message,
+        "switchover to zz refused: zz is not a member of this cluster (members: a, b, c)"
+    );
+}

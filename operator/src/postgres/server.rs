@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -148,25 +149,62 @@ impl Programs {
     }
 }
 
-/// The server's output: every line logged with the member's label, the last ones kept.
+/// What PostgreSQL writes when this standby's WAL goes past the point where its upstream's
+/// timeline forked off its own: the upstream refuses to stream from there ("requested starting
+/// point … on timeline 1 is not in this server's history", relayed by the WAL receiver), or the
+/// startup process finds the new timeline forked before its recovery point.
+pub const DIVERGED_MARKERS: [&str; 2] = [
+    "is not in this server's history",
+    "forked off current database system timeline",
+];
+
+/// The server's output: every line logged with the member's label, the last ones kept, and
+/// whether PostgreSQL said this standby has diverged from its upstream.
 #[derive(Debug)]
 pub struct ServerLog {
     lines: Arc<Mutex<VecDeque<String>>>,
     readers: Vec<JoinHandle<()>>,
+    diverged: Arc<AtomicBool>,
 }
 
 impl ServerLog {
     /// Takes the child's stdout and stderr and reads them until the server closes them.
     pub fn capture(child: &mut Child, label: &str) -> ServerLog {
         let lines = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
+        let diverged = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            readers.push(tokio::spawn(pass_on(out, label.to_string(), lines.clone())));
+            readers.push(tokio::spawn(pass_on(
+                out,
+                label.to_string(),
+                lines.clone(),
+                diverged.clone(),
+            )));
         }
         if let Some(err) = child.stderr.take() {
-            readers.push(tokio::spawn(pass_on(err, label.to_string(), lines.clone())));
+            readers.push(tokio::spawn(pass_on(
+                err,
+                label.to_string(),
+                lines.clone(),
+                diverged.clone(),
+            )));
         }
-        ServerLog { lines, readers }
+        ServerLog {
+            lines,
+            readers,
+            diverged,
+        }
+    }
+
+    /// PostgreSQL said this standby's WAL goes past its upstream's history (since the last
+    /// [`ServerLog::forget_divergence`]).
+    pub fn diverged(&self) -> bool {
+        self.diverged.load(Ordering::Relaxed)
+    }
+
+    /// The upstream changed: what PostgreSQL said about the previous one no longer holds.
+    pub fn forget_divergence(&self) {
+        self.diverged.store(false, Ordering::Relaxed);
     }
 
     /// The last lines the server wrote.
@@ -183,10 +221,18 @@ impl ServerLog {
     }
 }
 
-async fn pass_on(pipe: impl AsyncRead + Unpin, label: String, keep: Arc<Mutex<VecDeque<String>>>) {
+async fn pass_on(
+    pipe: impl AsyncRead + Unpin,
+    label: String,
+    keep: Arc<Mutex<VecDeque<String>>>,
+    diverged: Arc<AtomicBool>,
+) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         info!(target: "postgres", member = %label, "{line}");
+        if DIVERGED_MARKERS.iter().any(|m| line.contains(m)) {
+            diverged.store(true, Ordering::Relaxed);
+        }
         let mut kept = keep.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() == LOG_TAIL {
             kept.pop_front();
@@ -211,6 +257,11 @@ impl PostgresProcess {
     /// The last lines the server wrote.
     pub fn log_tail(&self) -> String {
         self.log.tail()
+    }
+
+    /// The server's output, for what PostgreSQL said about divergence.
+    pub fn log(&self) -> &ServerLog {
+        &self.log
     }
 
     /// Sends the signal of `mode` (without waiting).
