@@ -141,23 +141,21 @@ reload_all() {
 day_two() {
   stage "day two under the writers: a restart-needing parameter, a new postgres image, an operator rollback and upgrade, a restart, a reload, a member added and removed, storage"
   DAY_TWO="| step | took | longest gap between acknowledged commits |"$'\n'"|---|---:|---:|"$'\n'
-  day_two_step "shared_buffers 128MB → 48MB (rolling restart)" restart_parameter
-  check "a restart-needing parameter rolled out" [ $? = 0 ]
-  day_two_step "postgres image retagged (pods replaced one at a time)" new_image
-  check "a new postgres image rolled out" [ $? = 0 ]
-  day_two_step "operator rolled back to the previous release ${PREVIOUS_COMMIT:0:7}" operator_previous
-  check "the previous release's operator rolled its agents" [ $? = 0 ]
-  day_two_step "operator upgraded from ${PREVIOUS_COMMIT:0:7} to this build" operator_upgrade
-  check "an operator upgrade from the previous release rolled the agents" [ $? = 0 ]
-  day_two_step "kubectl pgrc restart lab c" restart_member
-  check "kubectl pgrc restart restarted c" [ $? = 0 ]
-  day_two_step "kubectl pgrc reload lab" reload_all
-  check "kubectl pgrc reload: every member read its configuration, none restarted" [ $? = 0 ]
-  day_two_step "member d added (clone from the primary)" member_added
-  check "a member added while running is cloned and streams" [ $? = 0 ]
-  day_two_step "member d removed" member_removed
-  check "a member removed: pod deleted, slot dropped, volume kept" [ $? = 0 ]
-  day_two_step "storage.size raised on volumes that cannot grow, then set back" storage_refused
-  check "a volume that cannot grow: VolumesMatchSpec says so, and clears" [ $? = 0 ]
+  local fn name what
+  # function | step as printed | what the check says (read on fd 3: the steps use stdin)
+  while IFS='|' read -r fn name what <&3; do
+    day_two_step "$name" "$fn"
+    check "$what" [ $? = 0 ]
+  done 3<<EOS
+restart_parameter|shared_buffers 128MB → 48MB (rolling restart)|a restart-needing parameter rolled out
+new_image|postgres image retagged (pods replaced one at a time)|a new postgres image rolled out
+operator_previous|operator rolled back to the previous release ${PREVIOUS_COMMIT:0:7}|the previous release's operator rolled its agents
+operator_upgrade|operator upgraded from ${PREVIOUS_COMMIT:0:7} to this build|an operator upgrade from the previous release rolled the agents
+restart_member|kubectl pgrc restart lab c|kubectl pgrc restart restarted c
+reload_all|kubectl pgrc reload lab|kubectl pgrc reload: every member read its configuration, none restarted
+member_added|member d added (clone from the primary)|a member added while running is cloned and streams
+member_removed|member d removed|a member removed: pod deleted, slot dropped, volume kept
+storage_refused|storage.size raised on volumes that cannot grow, then set back|a volume that cannot grow: VolumesMatchSpec says so, and clears
+EOS
   printf '%s' "$DAY_TWO" | sed 's/^/       /'
 }
