@@ -183,13 +183,86 @@ fn reload_reaches_the_members_asked_without_a_restart() {
             out.status
         );
     }
+    // `logs -f` prints what is written after it started: one's server reloading
+    let mut follower = std::process::Command::new(pgreplica_e2e::cluster::binary())
+        .args(["local", "logs", "one", "-f", "-n", "0", "--dir"])
+        .arg(&cluster.dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pgreplica local logs -f");
+    let followed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let followed = followed.clone();
+        let mut out = follower.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut text) = followed.lock() {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        })
+    };
     let all = cluster.run(&["reload"]);
     assert!(
         all.as_ref().is_ok_and(|o| o.contains("reloaded: one, two")),
         "{all:?}"
     );
+    let seen = pgreplica_e2e::poll::until_blocking(Duration::from_secs(30), || {
+        followed
+            .lock()
+            .ok()
+            .filter(|t| t.contains("reloading configuration files"))
+            .map(|_| ())
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let _ = reader.join();
+    assert!(
+        seen.is_some(),
+        "`logs -f` did not print the reload: {:?}",
+        followed.lock().map(|t| t.clone()).unwrap_or_default()
+    );
     for ((name, load, start), (_, load2, start2)) in after_one.iter().zip(&load_times(&cluster)) {
         assert_eq!(start, start2, "{name} restarted");
         assert!(load2 > load, "{name} did not read its configuration again");
     }
+}
+
+/// As root, PostgreSQL runs as the `postgres` user: a state directory it cannot reach (under a
+/// `mktemp -d`, or `/root`) was found out after 300 s of initdb failing every 0.2 s. `local up`
+/// now refuses at once and names the directory and the fix.
+#[test]
+fn up_refuses_a_state_directory_postgres_cannot_reach() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: only root runs PostgreSQL as another user");
+        return;
+    }
+    let closed = tempfile::tempdir().expect("tempdir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700))
+        .expect("chmod 700");
+    let state = closed.path().join("state");
+    let out = std::process::Command::new(pgreplica_e2e::cluster::binary())
+        .args(["local", "up", "-f"])
+        .arg(repo_file("examples/minimal.yaml"))
+        .arg("--dir")
+        .arg(&state)
+        .args(["--detach", "--timeout-seconds", "30"])
+        .output()
+        .expect("run pgreplica");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "local up succeeded: {stderr}");
+    assert!(
+        stderr.contains("cannot enter") && stderr.contains(&closed.path().display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        !state.join("members").exists(),
+        "members were set up before the refusal"
+    );
 }

@@ -1,4 +1,5 @@
-use clap::Parser;
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -7,19 +8,11 @@ fn main() {
             EnvFilter::try_from_env("PGREPLICA_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // colour only for a person at a terminal: log files and `kubectl logs` get plain text
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // Installed as `kubectl-pgrc`, the binary is the kubectl plugin: `kubectl pgrc status lab`.
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let invoked_as = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string();
-    if invoked_as == "kubectl-pgrc" {
-        args.insert(1, "kubectl".into());
-    }
-    let cli = pgreplica::cli::Cli::parse_from(args);
+    let cli = pgreplica::cli::Cli::from_args(std::env::args_os().collect());
     let runtime = if cli.wants_single_thread() {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -114,7 +114,9 @@ storage_refused() {
 }
 
 restart_member() {
-  KUBECONFIG=$WORK/admin.kubeconfig innet "$PGR_BIN" kubectl restart lab c -n "$LAB_NS" --timeout-seconds 180 2>&1 | sed 's/^/       /'
+  # through kubectl's plugin mechanism: the binary found on PATH as kubectl-pgrc
+  mkdir -p "$WORK/bin"; ln -sf "$PGR_BIN" "$WORK/bin/kubectl-pgrc"
+  KUBECONFIG=$WORK/admin.kubeconfig PATH="$WORK/bin:$PATH" innet "$BIN/kubectl" pgrc restart lab c -n "$LAB_NS" --timeout-seconds 180 2>&1 | sed 's/^/       /'
   [ "${PIPESTATUS[0]}" = 0 ] || return 1
   wait_for 120 "back on a, Ready" settled_on_a
 }

@@ -21,38 +21,56 @@ use crate::runtime::local::status_file::{Endpoints, LocalMember, LocalStatus};
 #[derive(Debug, Subcommand)]
 pub enum KubectlCommand {
     /// The member table of a cluster (roles, sync state, lag, timeline).
+    #[command(after_help = "Example:\n  kubectl pgrc status lab -n db")]
     Status {
+        /// The PgReplicaCluster.
         name: String,
+        /// The cluster's namespace (default: the kubeconfig context's).
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
     /// Move the primary to MEMBER with a clean switchover.
+    #[command(after_help = "Example:\n  kubectl pgrc switchover lab --to b")]
     Switchover {
+        /// The PgReplicaCluster.
         name: String,
+        /// The member to become the primary.
         #[arg(long)]
         to: String,
+        /// The cluster's namespace (default: the kubeconfig context's).
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+        /// How long to wait before giving up (exit code non-zero).
         #[arg(long, default_value_t = 120)]
         timeout_seconds: u64,
     },
     /// Restart MEMBER's PostgreSQL (or every member's), one member at a time: standbys first, the
     /// primary last after a clean switchover.
+    #[command(after_help = "Example:\n  kubectl pgrc restart lab c")]
     Restart {
+        /// The PgReplicaCluster.
         name: String,
+        /// One member (default: every member).
         member: Option<String>,
+        /// The cluster's namespace (default: the kubeconfig context's).
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+        /// How long to wait before giving up (exit code non-zero).
         #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
     },
     /// Have MEMBER's PostgreSQL (or every member's) read its configuration and certificates
     /// again, without a restart; prints what still waits for one.
+    #[command(after_help = "Example:\n  kubectl pgrc reload lab")]
     Reload {
+        /// The PgReplicaCluster.
         name: String,
+        /// One member (default: every member).
         member: Option<String>,
+        /// The cluster's namespace (default: the kubeconfig context's).
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+        /// How long to wait before giving up (exit code non-zero).
         #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },

@@ -18,7 +18,9 @@ use crate::runtime::local::{secrets, Layout, LocalError, LocalState};
 #[derive(Debug, Subcommand)]
 pub enum LocalCommand {
     /// Start (or resume) the cluster of FILE: one agent per member, the brain, the endpoints.
+    #[command(after_help = "Example:\n  pgreplica local up -f examples/lab.yaml --detach")]
     Up {
+        /// The cluster file (YAML, one PgReplicaCluster).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
         /// State directory (default ./.pgreplica/<cluster>).
@@ -41,14 +43,19 @@ pub enum LocalCommand {
         replace_spec: bool,
     },
     /// Show members, roles, replication and lag (`-o json` for tools).
+    #[command(after_help = "Example:\n  pgreplica local status\n  pgreplica local status -o json")]
     Status {
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
-        #[arg(short = 'o', long = "output", default_value = "table")]
+        /// Output format.
+        #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
     /// Print `export PG...` lines for psql: `eval "$(pgreplica local env)"`.
+    #[command(after_help = "Example:\n  eval \"$(pgreplica local env)\"; psql -c 'select 1'")]
     Env {
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// The read-only endpoint instead of the read-write one.
@@ -59,57 +66,85 @@ pub enum LocalCommand {
         app: bool,
     },
     /// Move the primary to MEMBER with a clean switchover (no acknowledged commit is lost).
+    #[command(
+        after_help = "Example:\n  pgreplica local switchover --to b   (failback: Manual, or b is spec.primary)"
+    )]
     Switchover {
+        /// The member to become the primary.
         #[arg(long)]
         to: String,
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// How long to wait before giving up (exit code non-zero).
         #[arg(long, default_value_t = 120)]
         timeout_seconds: u64,
     },
     /// Restart MEMBER's PostgreSQL (or every member's), one member at a time: standbys first, the
     /// primary last after a clean switchover.
+    #[command(after_help = "Example:\n  pgreplica local restart c\n  pgreplica local restart")]
     Restart {
+        /// One member (default: every member).
         member: Option<String>,
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// How long to wait before giving up (exit code non-zero).
         #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
     },
     /// Have MEMBER's PostgreSQL (or every member's) read its configuration and certificates again,
     /// without a restart; prints what still waits for one.
+    #[command(after_help = "Example:\n  pgreplica local reload")]
     Reload {
+        /// One member (default: every member).
         member: Option<String>,
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// How long to wait before giving up (exit code non-zero).
         #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },
     /// Apply a changed cluster file to a running cluster (members, modes, delays, primary).
+    #[command(after_help = "Example:\n  pgreplica local apply -f examples/lab.yaml")]
     Apply {
+        /// The cluster file (YAML, one PgReplicaCluster).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Print the last lines of a member's log (or the brain's).
+    #[command(after_help = "Example:\n  pgreplica local logs a -f\n  pgreplica local logs -n 500")]
     Logs {
+        /// The member whose log to print (default: the brain's).
         member: Option<String>,
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// How many of the last lines to print.
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: usize,
+        /// Keep printing what is written to the log, until interrupted (Ctrl-C).
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Stop the cluster (PostgreSQL stops cleanly); data is kept unless --purge.
+    #[command(after_help = "Example:\n  pgreplica local down\n  pgreplica local down --purge")]
     Down {
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Also delete the data, logs, passwords and certificates (cannot be undone).
         #[arg(long)]
         purge: bool,
     },
     /// Run the brain in this process (what `up --detach` starts in the background).
     #[command(hide = true)]
     Brain {
+        /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: PathBuf,
     },
@@ -173,9 +208,14 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             timeout_seconds,
         } => switchover(&to, dir.as_deref(), timeout_seconds).await,
         LocalCommand::Apply { file, dir } => apply(&file, dir.as_deref()),
-        LocalCommand::Logs { member, dir, lines } => {
+        LocalCommand::Logs {
+            member,
+            dir,
+            lines,
+            follow,
+        } => {
             super::quiet_on_a_closed_pipe();
-            logs(member.as_deref(), dir.as_deref(), lines)
+            logs(member.as_deref(), dir.as_deref(), lines, follow).await
         }
         LocalCommand::Down { dir, purge } => down(dir.as_deref(), purge).await,
         LocalCommand::Brain { dir } => brain::run(Layout::new(dir)).await,
@@ -235,8 +275,12 @@ async fn up(
     if let Some(pid) = layout.running_brain() {
         return Err(LocalError::AlreadyRunning { cluster: name, pid });
     }
-    // PostgreSQL programs must exist before anything is written
+    // PostgreSQL programs must exist before anything is written, and be able to reach it
     crate::postgres::Programs::detect(None, None)?;
+    crate::runtime::local::preflight::state_dir_reachable(
+        &layout.dir,
+        crate::postgres::RunAs::detect(None)?,
+    )?;
     let host = "127.0.0.1".to_string();
     let state = match existing {
         Some(mut s) => {
@@ -619,14 +663,44 @@ fn bullets(lines: &[String]) -> String {
         .join("\n")
 }
 
-fn logs(member: Option<&str>, dir: Option<&Path>, lines: usize) -> Result<(), LocalError> {
+async fn logs(
+    member: Option<&str>,
+    dir: Option<&Path>,
+    lines: usize,
+    follow: bool,
+) -> Result<(), LocalError> {
     let layout = layout_for(dir)?;
     let path = layout.log_file(member.unwrap_or("brain"));
     if !path.exists() {
         return Err(LocalError::Failed(format!("no log at {}", path.display())));
     }
     print!("{}", tail(&path, lines));
-    Ok(())
+    if !follow {
+        return Ok(());
+    }
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // a log written again from the start (`down --purge` and `up`): follow the new one
+        if len < offset {
+            offset = 0;
+        }
+        if len == offset {
+            continue;
+        }
+        let mut new = Vec::new();
+        if file.seek(SeekFrom::Start(offset)).is_ok() && file.read_to_end(&mut new).is_ok() {
+            offset += new.len() as u64;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&new);
+            let _ = out.flush();
+        }
+    }
 }
 
 fn tail(path: &Path, lines: usize) -> String {

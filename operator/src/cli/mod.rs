@@ -26,6 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the PgReplicaCluster CustomResourceDefinition as YAML.
+    #[command(after_help = "Example:\n  pgreplica crd > crds/pgreplicacluster.yaml")]
     Crd,
     /// Run a cluster as processes on this machine (the embedded runtime).
     Local {
@@ -33,6 +34,9 @@ pub enum Command {
         command: local::LocalCommand,
     },
     /// Run the Kubernetes operator (in the cluster, from manifests/).
+    #[command(
+        after_help = "Example:\n  pgreplica operator --http 0.0.0.0:8080   (the Deployment of manifests/ runs it)"
+    )]
     Operator {
         /// Where /healthz and /metrics are served.
         #[arg(long, default_value = "0.0.0.0:8080")]
@@ -51,16 +55,25 @@ pub enum Command {
         command: kubectl::KubectlCommand,
     },
     /// Copy this binary to DEST (the member pods' init container installs the agent this way).
-    InstallBinary { dest: PathBuf },
+    #[command(
+        after_help = "Example:\n  pgreplica install-binary /pgreplica/bin/pgreplica   (the member pods' init container)"
+    )]
+    InstallBinary {
+        /// Where to write the copy (a shared volume of the member pod).
+        dest: PathBuf,
+    },
     /// Run one member's agent (PostgreSQL as its child).
     Instance {
         #[command(subcommand)]
         command: InstanceCommand,
     },
     /// Check cluster files offline with the same rules the API server enforces.
+    #[command(
+        after_help = "Example:\n  pgreplica validate -f examples/lab.yaml examples/minimal.yaml"
+    )]
     Validate {
-        /// Files to check (YAML, one PgReplicaCluster each).
-        #[arg(short = 'f', long = "file", required = true)]
+        /// Files to check (YAML, one PgReplicaCluster each): `-f a.yaml b.yaml` or `-f a.yaml -f b.yaml`.
+        #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
     },
 }
@@ -68,6 +81,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
     /// Run the agent until SIGTERM: converge PostgreSQL to the desired role, serve /status.
+    #[command(
+        after_help = "Example:\n  pgreplica instance run --config members/a/agent.json   (pgreplica local starts it)"
+    )]
     Run {
         /// The agent configuration (JSON), written by the runtime that starts the agent.
         #[arg(long, required_unless_present = "config_env")]
@@ -78,7 +94,40 @@ pub enum InstanceCommand {
     },
 }
 
+/// The same commands as `pgreplica kubectl ...`, named as kubectl shows them when the binary is
+/// installed as `kubectl-pgrc`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl pgrc",
+    bin_name = "kubectl pgrc",
+    version,
+    about = "pgreplica's kubectl plugin: status, switchover, restart and reload of a PgReplicaCluster"
+)]
+struct Plugin {
+    #[command(subcommand)]
+    command: kubectl::KubectlCommand,
+}
+
 impl Cli {
+    /// The command line of `pgreplica ...`, or of the kubectl plugin when the binary is invoked
+    /// as `kubectl-pgrc` (`kubectl pgrc status lab`). Exits with clap's message on bad input.
+    pub fn from_args(args: Vec<std::ffi::OsString>) -> Cli {
+        let invoked_as = args
+            .first()
+            .and_then(|a| std::path::Path::new(a).file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if invoked_as == "kubectl-pgrc" {
+            let plugin = Plugin::parse_from(args);
+            return Cli {
+                command: Command::Kubectl {
+                    command: plugin.command,
+                },
+            };
+        }
+        Cli::parse_from(args)
+    }
+
     /// The agent runs on one thread: PostgreSQL is its child and must die with that thread.
     pub fn wants_single_thread(&self) -> bool {
         matches!(self.command, Command::Instance { .. })
@@ -168,5 +217,97 @@ fn quiet_on_a_closed_pipe() {
     // happens before this command prints anything.
     if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
         tracing::debug!(error = %e, "could not restore the default SIGPIPE disposition");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every argument a person can pass says what it is (`--help` had empty lines for -f, --dir,
+    /// --to, --purge, MEMBER).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "pgreplica", &mut missing);
+        walk(&Plugin::command(), "kubectl pgrc", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    /// Every command a person runs shows an example in its `--help`.
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let subs: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+                .collect();
+            if subs.is_empty() {
+                let example = cmd
+                    .get_after_help()
+                    .is_some_and(|h| h.to_string().starts_with("Example:"));
+                if !example {
+                    missing.push(path.to_string());
+                }
+            }
+            for sub in subs {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "pgreplica", &mut missing);
+        walk(&Plugin::command(), "kubectl pgrc", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "commands without an example: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn validate_takes_several_files_after_one_flag() {
+        let cli = Cli::try_parse_from(["pgreplica", "validate", "-f", "a.yaml", "b.yaml"])
+            .expect("several files after -f");
+        match cli.command {
+            Command::Validate { files } => assert_eq!(files.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn output_formats_are_checked() {
+        let wide = Cli::try_parse_from(["pgreplica", "local", "status", "-o", "wide"]);
+        assert!(wide.is_err(), "-o wide was accepted");
+        assert!(Cli::try_parse_from(["pgreplica", "local", "status", "-o", "json"]).is_ok());
+    }
+
+    /// Installed as kubectl-pgrc, usage reads as kubectl shows it (it said
+    /// `kubectl-pgrc kubectl <COMMAND>`).
+    #[test]
+    fn the_plugin_names_itself_as_kubectl_shows_it() {
+        let usage = Plugin::command().render_usage().to_string();
+        assert!(usage.contains("kubectl pgrc <COMMAND>"), "{usage}");
+        let cli = Cli::from_args(
+            ["/usr/local/bin/kubectl-pgrc", "status", "lab"]
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        );
+        assert!(matches!(cli.command, Command::Kubectl { .. }));
     }
 }

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::error::{PgError, PgResult};
 use super::programs::{absolute, Programs};
@@ -229,7 +229,12 @@ async fn pass_on(
 ) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        info!(target: "postgres", member = %label, "{line}");
+        match severity(&line) {
+            Severity::Error => error!(target: "postgres", member = %label, "{line}"),
+            Severity::Warning => warn!(target: "postgres", member = %label, "{line}"),
+            Severity::Info => info!(target: "postgres", member = %label, "{line}"),
+            Severity::Debug => debug!(target: "postgres", member = %label, "{line}"),
+        }
         if DIVERGED_MARKERS.iter().any(|m| line.contains(m)) {
             diverged.store(true, Ordering::Relaxed);
         }
@@ -238,6 +243,43 @@ async fn pass_on(
             kept.pop_front();
         }
         kept.push_back(line);
+    }
+}
+
+/// The level a server line is logged at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+/// Refusals our own looks at a starting or stopping server cause (connection attempts every few
+/// hundred milliseconds): expected, not worth a person's attention.
+const OUR_OWN_NOISE: [&str; 3] = [
+    "the database system is starting up",
+    "the database system is not yet accepting connections",
+    "the database system is shutting down",
+];
+
+/// The level of a server line (`%m [%p] SEVERITY:  message`, the prefix pgreplica configures):
+/// PANIC and FATAL are errors, ERROR and WARNING warnings, LOG and the rest information; DEBUG
+/// lines and the refusals of our own polling are debug. A line without a severity (a DETAIL's
+/// continuation, a program's output) is information.
+pub fn severity(line: &str) -> Severity {
+    let word = line
+        .split_once("] ")
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(word, _)| word);
+    match word {
+        Some("PANIC") => Severity::Error,
+        Some("FATAL") if OUR_OWN_NOISE.iter().any(|n| line.contains(n)) => Severity::Debug,
+        Some("FATAL") => Severity::Error,
+        Some("ERROR" | "WARNING") => Severity::Warning,
+        Some(w) if w.starts_with("DEBUG") => Severity::Debug,
+        _ => Severity::Info,
     }
 }
 
@@ -346,4 +388,31 @@ impl PostgresProcess {
 fn is_auth_failure(e: &PgError) -> bool {
     e.sqlstate()
         .is_some_and(|code| code.code().starts_with("28"))
+}
+
+#[cfg(test)]
+mod severity_tests {
+    use super::{severity, Severity};
+
+    /// Every PostgreSQL line was logged at INFO, FATAL included, and each start logged about 15
+    /// FATALs caused by our own polling.
+    #[test]
+    fn levels_of_server_lines() {
+        let p = "2026-12-01 05:00:00.123 UTC [4242] ";
+        let table = [
+            (format!("{p}LOG:  database system is ready to accept connections"), Severity::Info),
+            (format!("{p}FATAL:  the database system is starting up"), Severity::Debug),
+            (format!("{p}FATAL:  the database system is not yet accepting connections"), Severity::Debug),
+            (format!("{p}FATAL:  could not start WAL streaming: ERROR:  requested starting point 0/5000000 on timeline 1 is not in this server's history"), Severity::Error),
+            (format!("{p}PANIC:  could not write to file"), Severity::Error),
+            (format!("{p}ERROR:  relation \"t\" does not exist"), Severity::Warning),
+            (format!("{p}WARNING:  archive_mode enabled"), Severity::Warning),
+            (format!("{p}DEBUG2:  checkpoint"), Severity::Debug),
+            ("This server's history forked from timeline 1 at 0/4FFFFC8.".to_string(), Severity::Info),
+            ("waiting for server to start.... done".to_string(), Severity::Info),
+        ];
+        for (line, want) in table {
+            assert_eq!(severity(&line), want, "{line}");
+        }
+    }
 }

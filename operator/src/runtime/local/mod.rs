@@ -5,6 +5,7 @@ pub mod brain;
 pub mod error;
 pub mod layout;
 pub mod members;
+pub mod preflight;
 pub mod secrets;
 pub mod status_file;
 pub mod world;
