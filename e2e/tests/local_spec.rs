@@ -266,3 +266,50 @@ fn up_refuses_a_state_directory_postgres_cannot_reach() {
         "members were set up before the refusal"
     );
 }
+
+/// A state directory deleted under a running cluster (its data gone with it) left the brain and
+/// the agents running for ever, holding the endpoint ports: the brain now stops, and its agents
+/// with it.
+#[test]
+fn a_deleted_state_directory_stops_the_cluster() {
+    let cluster = LocalCluster::up(
+        &repo_file("examples/minimal.yaml"),
+        Duration::from_secs(180),
+    )
+    .unwrap_or_else(|e| panic!("local up failed: {e}"));
+    let pid = |path: std::path::PathBuf| -> i32 {
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", path.display()))
+    };
+    let mut pids = vec![pid(cluster.dir.join("brain.pid"))];
+    for m in cluster.member_names() {
+        pids.push(pid(cluster.member_dir(&m).join("agent.pid")));
+    }
+    pgreplica_e2e::rm::rm_rf(&cluster.dir).expect("rm -rf the state directory");
+    // running: a process that exists and is not a zombie waiting for its parent to reap it
+    let alive = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(") ")
+                    .map(|(_, rest)| !rest.starts_with('Z'))
+            })
+            .unwrap_or(false)
+    };
+    let stopped = pgreplica_e2e::poll::until_blocking(Duration::from_secs(60), || {
+        (!pids.iter().any(|p| alive(*p))).then_some(())
+    });
+    let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    for p in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        stopped.is_some(),
+        "still running 60 s after the state directory was deleted: {left:?}"
+    );
+}

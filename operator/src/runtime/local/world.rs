@@ -173,6 +173,16 @@ impl LocalWorld {
 
 impl World for LocalWorld {
     async fn snapshot(&mut self) -> Next {
+        // the state directory was deleted under a running cluster (its data with it): there is
+        // nothing left to run, and agents kept running would hold the ports for ever. Agents
+        // writing their files create directories again; the spec and the passwords nobody does.
+        if !self.layout.spec_file().exists() && !self.layout.superuser_password().exists() {
+            progress(&format!(
+                "the state directory {} is gone: stopping",
+                self.layout.dir.display()
+            ));
+            return Next::Gone;
+        }
         if let Err(e) = self.reload_spec() {
             error!(error = %e, "cannot apply the changed spec");
         }
