@@ -60,9 +60,6 @@ pub struct Facts {
     pub lease_holder: Option<String>,
     /// A standby that has neither streamed nor replayed anything new for this long.
     pub not_streaming_ms: u64,
-    /// PostgreSQL said this standby's WAL goes past where its upstream's timeline forked off its
-    /// own: it cannot follow without a rewind, so waiting for the stuck rule is time lost.
-    pub diverged: bool,
     /// A rewind from the current upstream failed although it answered: re-clone instead.
     pub rewind_failed: bool,
     /// Does the upstream answer? Data is rewound or replaced only from an upstream that does.
@@ -217,7 +214,7 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
         (DataState::Present { .. }, Running::Standby) => {
             if !configured {
                 Step::Configure
-            } else if facts.diverged || facts.not_streaming_ms >= stuck_after_ms(&desired.role) {
+            } else if facts.not_streaming_ms >= stuck_after_ms(&desired.role) {
                 upstream_wait(desired, facts).unwrap_or(Step::StopForRewind)
             } else if desired.reload_due(facts.reloaded_at_ms) {
                 Step::Reload
@@ -284,7 +281,6 @@ mod tests {
             holds_lease: true,
             lease_holder: None,
             not_streaming_ms: 0,
-            diverged: false,
             rewind_failed: false,
             upstream: UpstreamCheck::Answers,
             rewind_requested: false,
@@ -343,8 +339,6 @@ mod tests {
             ("running standby, new delay → configure", standby_role(3_000), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Configure),
             ("running standby streaming → idle", standby_role(0), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))), Step::Idle),
             ("stuck standby → stop for rewind", standby_role(0), Facts { not_streaming_ms: STUCK_STANDBY_MS, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::StopForRewind),
-            ("diverged standby → stop for rewind at once", standby_role(3_000), Facts { diverged: true, not_streaming_ms: 1_000, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(3_000))) }, Step::StopForRewind),
-            ("diverged standby, upstream unreachable → keep running", standby_role(0), Facts { diverged: true, upstream: unreachable(), ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, wait_unreachable()),
             ("standby, parameters changed → configure (reload)", standby_role(0), Facts { parameters_current: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Configure),
             ("stopped standby, parameters changed → configure before the start", standby_role(0), Facts { parameters_current: false, ..facts(PRESENT_STANDBY, Running::No, Some(standby_role(0))) }, Step::Configure),
             ("standby, restart pending, not its turn → idle", standby_role(0), Facts { pending_restart: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Idle),

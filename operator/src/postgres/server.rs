@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -149,62 +148,25 @@ impl Programs {
     }
 }
 
-/// What PostgreSQL writes when this standby's WAL goes past the point where its upstream's
-/// timeline forked off its own: the upstream refuses to stream from there ("requested starting
-/// point … on timeline 1 is not in this server's history", relayed by the WAL receiver), or the
-/// startup process finds the new timeline forked before its recovery point.
-pub const DIVERGED_MARKERS: [&str; 2] = [
-    "is not in this server's history",
-    "forked off current database system timeline",
-];
-
-/// The server's output: every line logged with the member's label, the last ones kept, and
-/// whether PostgreSQL said this standby has diverged from its upstream.
+/// The server's output: every line logged with the member's label, the last ones kept.
 #[derive(Debug)]
 pub struct ServerLog {
     lines: Arc<Mutex<VecDeque<String>>>,
     readers: Vec<JoinHandle<()>>,
-    diverged: Arc<AtomicBool>,
 }
 
 impl ServerLog {
     /// Takes the child's stdout and stderr and reads them until the server closes them.
     pub fn capture(child: &mut Child, label: &str) -> ServerLog {
         let lines = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
-        let diverged = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            readers.push(tokio::spawn(pass_on(
-                out,
-                label.to_string(),
-                lines.clone(),
-                diverged.clone(),
-            )));
+            readers.push(tokio::spawn(pass_on(out, label.to_string(), lines.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            readers.push(tokio::spawn(pass_on(
-                err,
-                label.to_string(),
-                lines.clone(),
-                diverged.clone(),
-            )));
+            readers.push(tokio::spawn(pass_on(err, label.to_string(), lines.clone())));
         }
-        ServerLog {
-            lines,
-            readers,
-            diverged,
-        }
-    }
-
-    /// PostgreSQL said this standby's WAL goes past its upstream's history (since the last
-    /// [`ServerLog::forget_divergence`]).
-    pub fn diverged(&self) -> bool {
-        self.diverged.load(Ordering::Relaxed)
-    }
-
-    /// The upstream changed: what PostgreSQL said about the previous one no longer holds.
-    pub fn forget_divergence(&self) {
-        self.diverged.store(false, Ordering::Relaxed);
+        ServerLog { lines, readers }
     }
 
     /// The last lines the server wrote.
@@ -221,12 +183,7 @@ impl ServerLog {
     }
 }
 
-async fn pass_on(
-    pipe: impl AsyncRead + Unpin,
-    label: String,
-    keep: Arc<Mutex<VecDeque<String>>>,
-    diverged: Arc<AtomicBool>,
-) {
+async fn pass_on(pipe: impl AsyncRead + Unpin, label: String, keep: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         match severity(&line) {
@@ -234,9 +191,6 @@ async fn pass_on(
             Severity::Warning => warn!(target: "postgres", member = %label, "{line}"),
             Severity::Info => info!(target: "postgres", member = %label, "{line}"),
             Severity::Debug => debug!(target: "postgres", member = %label, "{line}"),
-        }
-        if DIVERGED_MARKERS.iter().any(|m| line.contains(m)) {
-            diverged.store(true, Ordering::Relaxed);
         }
         let mut kept = keep.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() == LOG_TAIL {
@@ -299,11 +253,6 @@ impl PostgresProcess {
     /// The last lines the server wrote.
     pub fn log_tail(&self) -> String {
         self.log.tail()
-    }
-
-    /// The server's output, for what PostgreSQL said about divergence.
-    pub fn log(&self) -> &ServerLog {
-        &self.log
     }
 
     /// Sends the signal of `mode` (without waiting).

@@ -90,23 +90,11 @@ impl Agent {
         let not_streaming_ms =
             self.repair
                 .look(running, seen, upstream_changed, self.started_ms, now);
-        let diverged = match &self.server {
-            Some(server) if upstream_changed => {
-                server.log().forget_divergence();
-                false
-            }
-            Some(server) => running == Running::Standby && server.log().diverged(),
-            None => false,
-        };
         let upstream = match desired.map(|d| &d.role) {
             Some(role @ DesiredRole::Standby { upstream, .. })
-                if self.repair.wanted(
-                    &data,
-                    running,
-                    not_streaming_ms,
-                    stuck_after_ms(role),
-                    diverged,
-                ) =>
+                if self
+                    .repair
+                    .wanted(&data, running, not_streaming_ms, stuck_after_ms(role)) =>
             {
                 self.check_upstream(upstream, now).await
             }
@@ -131,7 +119,6 @@ impl Agent {
             holds_lease,
             lease_holder,
             not_streaming_ms,
-            diverged,
             rewind_failed: self.repair.rewind_failed,
             upstream,
             rewind_requested: self.repair.rewind_requested,

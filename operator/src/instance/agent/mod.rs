@@ -331,11 +331,7 @@ impl Agent {
                 self.start(&desired.role).await
             }
             Step::StopForRewind => {
-                if self.server.as_ref().is_some_and(|s| s.log().diverged()) {
-                    warn!(member = %self.cfg.member, "PostgreSQL says this standby's WAL goes past where its upstream's timeline forked (diverged): stopping it to rewind from its upstream");
-                } else {
-                    warn!(member = %self.cfg.member, "standby has not streamed for a while: stopping it to rewind from its upstream");
-                }
+                warn!(member = %self.cfg.member, "standby has not streamed for a while: stopping it to rewind from its upstream");
                 self.stop_server(Shutdown::Fast).await;
                 if self.repair.stopped_stuck() {
                     warn!(member = %self.cfg.member, "a rewind did not make it stream again: re-cloning");

@@ -150,11 +150,10 @@ impl Repair {
         running: Running,
         not_streaming_ms: u64,
         stuck_after_ms: u64,
-        diverged: bool,
     ) -> bool {
         match data {
             DataState::Present { standby_signal } => {
-                (running == Running::Standby && (diverged || not_streaming_ms >= stuck_after_ms))
+                (running == Running::Standby && not_streaming_ms >= stuck_after_ms)
                     || (running == Running::No
                         && (!standby_signal || self.rewind_requested || self.rewind_failed))
             }
@@ -291,13 +290,13 @@ mod tests {
         assert_eq!(r.look(Running::Standby, streaming(), false, 0, 1_000), 0);
         let stuck = r.look(Running::Standby, idle(), false, 0, 1_000 + S);
         assert_eq!(stuck, S);
-        assert!(r.wanted(&present, Running::Standby, stuck, S, false));
+        assert!(r.wanted(&present, Running::Standby, stuck, S));
         assert!(!r.stopped_stuck(), "first: rewind");
         assert!(r.rewind_requested && !r.rewind_failed);
-        assert!(r.wanted(&present, Running::No, 0, S, false));
+        assert!(r.wanted(&present, Running::No, 0, S));
         r.rewound();
         assert!(
-            !r.wanted(&present, Running::No, 0, S, false),
+            !r.wanted(&present, Running::No, 0, S),
             "rewound: start again"
         );
         // started again, still not streaming: stuck again → re-clone
@@ -305,7 +304,7 @@ mod tests {
         let again = r.look(Running::Standby, idle(), false, 20_000, 20_000 + S);
         assert_eq!(again, S);
         assert!(r.stopped_stuck(), "second: re-clone");
-        assert!(r.wanted(&present, Running::No, 0, S, false));
+        assert!(r.wanted(&present, Running::No, 0, S));
         // a new upstream deserves a new rewind attempt
         r.look(Running::No, idle(), true, 0, 40_000);
         assert!(!r.rewind_failed);
@@ -318,7 +317,7 @@ mod tests {
         );
         r.cloned();
         assert_eq!((r.rewind_failed, r.rewind_requested), (false, false));
-        assert!(!r.wanted(&DataState::Missing, Running::No, 0, S, false));
+        assert!(!r.wanted(&DataState::Missing, Running::No, 0, S));
     }
 
     /// A former primary is rewound (it diverged), starts, and is stuck: the rewind did not help,
@@ -411,9 +410,7 @@ mod tests {
                 "at {now}: {seen:?}"
             );
         }
-        assert!(!r.wanted(&present, Running::Standby, S - 1, S, false));
-        assert!(r.wanted(&present, Running::Standby, S, S, false));
-        // PostgreSQL said the standby diverged: at once
-        assert!(r.wanted(&present, Running::Standby, 0, S, true));
+        assert!(!r.wanted(&present, Running::Standby, S - 1, S));
+        assert!(r.wanted(&present, Running::Standby, S, S));
     }
 }
