@@ -277,15 +277,10 @@ fn a_deleted_state_directory_stops_the_cluster() {
         Duration::from_secs(180),
     )
     .unwrap_or_else(|e| panic!("local up failed: {e}"));
-    let pid = |path: std::path::PathBuf| -> i32 {
-        std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {}", path.display()))
-    };
-    let mut pids = vec![pid(cluster.dir.join("brain.pid"))];
+    use pgreplica_e2e::faults::procs;
+    let mut pids = vec![procs::brain_pid(&cluster.dir).expect("the brain's pid") as i32];
     for m in cluster.member_names() {
-        pids.push(pid(cluster.member_dir(&m).join("agent.pid")));
+        pids.push(procs::agent_pid(&cluster.dir, &m).expect("an agent's pid") as i32);
     }
     pgreplica_e2e::rm::rm_rf(&cluster.dir).expect("rm -rf the state directory");
     // running: a process that exists and is not a zombie waiting for its parent to reap it
