@@ -114,6 +114,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             target.as_deref().and_then(|t| input.report(t)),
         ),
         &members,
+        &|name| input.report(name),
     );
 
     let status = &mut plan.status;

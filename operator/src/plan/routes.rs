@@ -5,26 +5,42 @@
 //!   primary, so that reads keep working (never stale);
 //! - `standbys`: every ready standby, delayed or not (the `-r` endpoint adds the primary); the
 //!   member being promoted counts as one while its server runs (it still answers reads, and the
-//!   read-only endpoint need not change twice during a failover);
+//!   read-only endpoint need not change twice during a failover); so does, while a handover
+//!   runs, every standby whose server still runs in recovery (its upstream is gone or being
+//!   replaced, but it answers reads): a Kubernetes Service that changed just before the new
+//!   primary's label would hold that label back by kube-proxy's `minSyncPeriod` (ADR 0008);
 //! - `rw_keep`: while no member accepts writes, the primary of record if it provably runs no
 //!   server (see [`Routes::rw_keep`]).
 
 use crate::api::{MemberStatus, PgReplicaClusterSpec};
-use crate::member::MemberReport;
+use crate::member::{ActualRole, DataHealth, MemberReport};
 
 use super::output::Routes;
 
 /// `current` and `target`: the primary of record and the member a handover promotes (if one
-/// runs), each with its report.
-pub fn routes(
+/// runs), each with its report; `report`: any member's report.
+pub fn routes<'a>(
     spec: &PgReplicaClusterSpec,
     (current, current_report): (Option<&str>, Option<&MemberReport>),
     (target, target_report): (Option<&str>, Option<&MemberReport>),
     members: &[MemberStatus],
+    report: &dyn Fn(&str) -> Option<&'a MemberReport>,
 ) -> Routes {
     let promoting = target.filter(|_| target_report.is_some_and(|r| r.running));
-    let ready =
-        |name: &str| members.iter().any(|m| m.name == name && m.ready) || promoting == Some(name);
+    let handing_over = target.is_some();
+    let still_a_standby = |name: &str| {
+        report(name).is_some_and(|r| {
+            r.running
+                && r.role == ActualRole::Standby
+                && r.data == DataHealth::Healthy
+                && r.fenced.is_none()
+        })
+    };
+    let ready = |name: &str| {
+        members.iter().any(|m| m.name == name && m.ready)
+            || promoting == Some(name)
+            || (handing_over && still_a_standby(name))
+    };
     let rw = current.filter(|c| ready(c)).map(String::from);
     let standbys: Vec<String> = spec
         .members
@@ -118,7 +134,13 @@ mod tests {
             (None, &[], None, &[], &[], false),
         ];
         for (current, ready, rw, ro, standbys, fallback) in cases {
-            let r = routes(&spec, (current, None), (None, None), &status(ready));
+            let r = routes(
+                &spec,
+                (current, None),
+                (None, None),
+                &status(ready),
+                &|_| None,
+            );
             assert_eq!(r.rw.as_deref(), rw, "{current:?} {ready:?}");
             assert_eq!(r.ro, ro, "{current:?} {ready:?}");
             assert_eq!(r.standbys, standbys, "{current:?} {ready:?}");
@@ -139,7 +161,13 @@ mod tests {
             (None, vec![], vec![]),
         ];
         for (report, ro, standbys) in cases {
-            let r = routes(&spec, (Some("a"), None), (Some("b"), report), &status(&[]));
+            let r = routes(
+                &spec,
+                (Some("a"), None),
+                (Some("b"), report),
+                &status(&[]),
+                &|_| None,
+            );
             assert_eq!(r.ro, ro, "{report:?}");
             assert_eq!(r.standbys, standbys, "{report:?}");
             assert_eq!(r.rw, None);
@@ -180,9 +208,77 @@ mod tests {
                 (Some("a"), report),
                 (None, None),
                 &status(ready_members),
+                &|_| None,
             );
             assert_eq!(r.rw_keep.as_deref(), keep, "{report:?}");
             assert_eq!(r.rw.is_some(), ready);
+        }
+    }
+
+    /// A failover's routes change once: c, whose upstream a was lost, still answers reads and
+    /// keeps serving until the handover ends; before, it left `-r` at the loss and kube-proxy
+    /// applied b's `-rw` label a second late (k8s e2e, failover 2 on 5ebd5e0's parent).
+    #[test]
+    fn during_a_handover_a_standby_that_still_runs_keeps_serving() {
+        let spec = lab();
+        let standby = |running: bool, fenced: bool, data: DataHealth| {
+            let mut r = MemberReport::new("c");
+            r.running = running;
+            r.role = if running {
+                ActualRole::Standby
+            } else {
+                ActualRole::Stopped
+            };
+            r.data = data;
+            r.fenced = fenced.then_some(crate::member::FenceReason::DataDirectoryLost);
+            r
+        };
+        let lost = DataHealth::Lost {
+            reason: "gone".into(),
+        };
+        let mut b = MemberReport::new("b");
+        b.running = true;
+        // (what, c's report, a handover runs, c serves)
+        let cases = [
+            (
+                "running standby, handover",
+                standby(true, false, DataHealth::Healthy),
+                true,
+                true,
+            ),
+            (
+                "running standby, no handover",
+                standby(true, false, DataHealth::Healthy),
+                false,
+                false,
+            ),
+            (
+                "stopped",
+                standby(false, false, DataHealth::Healthy),
+                true,
+                false,
+            ),
+            (
+                "fenced",
+                standby(true, true, DataHealth::Healthy),
+                true,
+                false,
+            ),
+            ("data lost", standby(true, false, lost), true, false),
+        ];
+        for (what, c, handover, serves) in cases {
+            let target = if handover {
+                (Some("b"), Some(&b))
+            } else {
+                (None, None)
+            };
+            // nobody streams from a: nobody is ready by the status
+            let r = routes(&spec, (Some("a"), None), target, &status(&[]), &|name| {
+                (name == "c").then_some(&c)
+            });
+            assert_eq!(r.standbys.contains(&"c".to_string()), serves, "{what}");
+            // delayed: never read-only, handover or not
+            assert!(!r.ro.contains(&"c".to_string()), "{what}");
         }
     }
 }

@@ -314,14 +314,11 @@ mod tests {
 
     use super::Agent;
 
-    /// The watchdog fences (marks the loss, kills the server, releases the lease) between a
-    /// pass's look and its AcquireLease step: the step must not take the lease back.
-    #[tokio::test]
-    async fn a_member_whose_data_was_lost_never_takes_the_lease() {
+    /// An agent of member `a` of the lab whose files live in `dir` (no server started).
+    fn lab_agent(dir: &tempfile::TempDir) -> (Agent, Arc<Shared>) {
         let Ok(programs) = Programs::detect(None, None) else {
             panic!("PostgreSQL server programs are needed (apt-get install postgresql-15)");
         };
-        let dir = tempfile::tempdir().expect("tempdir");
         let file = |name: &str| {
             let path = dir.path().join(name);
             std::fs::write(&path, "secret").expect("write");
@@ -353,7 +350,16 @@ mod tests {
         let lease = AnyLease::File(FileLease::new(cfg.lease_file.clone()));
         let (desired, _) = tokio::sync::watch::channel(None);
         let shared = Arc::new(Shared::new("a", cfg.data_dir(), lease, 4_000, desired));
-        let mut agent = Agent::new(cfg, shared.clone(), programs, Instant::now()).expect("agent");
+        let agent = Agent::new(cfg, shared.clone(), programs, Instant::now()).expect("agent");
+        (agent, shared)
+    }
+
+    /// The watchdog fences (marks the loss, kills the server, releases the lease) between a
+    /// pass's look and its AcquireLease step: the step must not take the lease back.
+    #[tokio::test]
+    async fn a_member_whose_data_was_lost_never_takes_the_lease() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut agent, shared) = lab_agent(&dir);
 
         shared.set_data_lost(Some("PG_VERSION is gone".into()));
         let refused = agent.acquire_lease().await;
@@ -366,5 +372,42 @@ mod tests {
         shared.set_data_lost(None);
         agent.acquire_lease().await.expect("acquire");
         assert!(shared.holds_lease());
+    }
+
+    /// The k8s e2e's first failover: the data went between a pass's look and its report, which
+    /// said "unusable data" with the server still there and not fenced; the brain took -rw from
+    /// a at once instead of keeping it until b had it, and kube-proxy applied b's label a second
+    /// late. The report that sees the loss fences first.
+    #[tokio::test]
+    async fn a_report_that_sees_the_data_gone_says_fenced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut agent, shared) = lab_agent(&dir);
+        let data = agent.data();
+        for sub in ["base", "global", "pg_wal"] {
+            std::fs::create_dir_all(data.join(sub)).expect("mkdir");
+        }
+        std::fs::write(data.join("PG_VERSION"), "15\n").expect("PG_VERSION");
+        std::fs::write(data.join("global/pg_control"), [0u8; 64]).expect("pg_control");
+        // a stand-in for the postmaster: the fence kills it
+        let mut server = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let identity = crate::instance::datadir::identity(&data).expect("identity");
+        shared.set_started_on(Some(identity), server.id());
+
+        std::fs::remove_dir_all(&data).expect("rm -rf");
+        agent
+            .refresh_report(None, &crate::instance::converge::Step::Idle)
+            .await;
+        let report = shared.report();
+        assert_eq!(
+            report.fenced,
+            Some(crate::member::FenceReason::DataDirectoryLost),
+            "{report:?}"
+        );
+        assert!(report.data_lost().is_some(), "{report:?}");
+        let status = server.wait().expect("wait");
+        assert!(!status.success(), "the stand-in was not killed: {status:?}");
     }
 }

@@ -111,6 +111,10 @@ impl Agent {
     }
 
     pub(super) async fn refresh_report(&mut self, desired: Option<&Desired>, step: &Step) {
+        // the data may have gone since this pass looked: a report that says so says fenced too
+        // (the brain keeps a fenced primary's routes until another member takes them, and one
+        // that might still run loses them at once, ADR 0008)
+        crate::instance::watchdog::check(&self.shared).await;
         let data_health = match self.shared.data_lost() {
             Some(reason) => DataHealth::Lost { reason },
             None => match datadir::inspect(&self.data()) {

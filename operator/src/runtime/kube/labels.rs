@@ -1,8 +1,10 @@
 //! Label and annotation keys the operator puts on (and reads from) a cluster's objects.
 //!
-//! Services select pods by `pgreplica.io/cluster` and `pgreplica.io/role` (`-rw`) or
-//! `pgreplica.io/ro` (`-ro`), so moving the primary is a relabel of two pods, not a change to any
-//! Service. The labels follow `plan::Routes` (the routing policy is the plan's, not ours).
+//! Services select pods by `pgreplica.io/cluster` and `pgreplica.io/role` (`-rw`),
+//! `pgreplica.io/ro` (`-ro`) or `pgreplica.io/serving` (`-r`), so moving the primary is a relabel
+//! of two pods, not a change to any Service. The labels follow `plan::Routes` (the routing policy
+//! is the plan's, not ours) and are the only thing the Services follow: they publish pods whatever
+//! the kubelet's readiness probe says (ADR 0008), so that a failover changes them once.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,10 @@ pub const ROLE_NONE: &str = "none";
 /// `"true"` on the members reads go to (`plan::Routes::ro`): the `<cluster>-ro` Service selects it.
 pub const RO_LABEL: &str = "pgreplica.io/ro";
 
+/// `"true"` on every member that serves its role (`plan::Routes::rw` and `standbys`): the
+/// `<cluster>-r` Service selects it.
+pub const SERVING_LABEL: &str = "pgreplica.io/serving";
+
 /// A label value for a yes/no.
 pub fn flag(yes: bool) -> &'static str {
     if yes {
@@ -32,16 +38,45 @@ pub fn flag(yes: bool) -> &'static str {
     }
 }
 
-/// The role label and whether reads go to `member`, as the plan routes.
-pub fn routing(member: &str, routes: &crate::plan::Routes) -> (&'static str, bool) {
-    let role = if routes.rw.as_deref() == Some(member) {
+/// The routing labels of one member pod: its role, whether reads go to it, whether `-r` selects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routing {
+    pub role: &'static str,
+    pub ro: bool,
+    pub serving: bool,
+}
+
+impl Routing {
+    /// Serving nothing: how a pod is created, and what a pod on its way out is labelled.
+    pub const NONE: Routing = Routing {
+        role: ROLE_NONE,
+        ro: false,
+        serving: false,
+    };
+}
+
+/// The routing labels of `member` as the plan routes, given the role label it shows now.
+///
+/// A primary that provably runs nothing (`Routes::rw_keep`) keeps its labels until another member
+/// takes the primary's: every Service then changes once per failover, in one burst, which is what
+/// kube-proxy applies at once (a second change within `minSyncPeriod`, 1 s by default, waits).
+/// Connections to it are refused meanwhile (it runs no server), so clients retry at once.
+pub fn routing(member: &str, routes: &crate::plan::Routes, shown_role: Option<&str>) -> Routing {
+    let keeps = routes.rw.is_none()
+        && routes.rw_keep.as_deref() == Some(member)
+        && shown_role == Some(ROLE_PRIMARY);
+    let role = if routes.rw.as_deref() == Some(member) || keeps {
         ROLE_PRIMARY
     } else if routes.standbys.iter().any(|s| s == member) {
         ROLE_STANDBY
     } else {
         ROLE_NONE
     };
-    (role, routes.ro.iter().any(|r| r == member))
+    Routing {
+        role,
+        ro: routes.ro.iter().any(|r| r == member),
+        serving: role != ROLE_NONE,
+    }
 }
 
 /// Recommended Kubernetes labels (`app.kubernetes.io/*`).
@@ -86,6 +121,7 @@ pub fn pod_labels(cluster: &str, member: &str, role: &str) -> BTreeMap<String, S
     let mut labels = member_labels(cluster, member);
     labels.insert(ROLE_LABEL.to_string(), role.to_string());
     labels.insert(RO_LABEL.to_string(), flag(false).to_string());
+    labels.insert(SERVING_LABEL.to_string(), flag(false).to_string());
     labels
 }
 
@@ -93,6 +129,13 @@ pub fn pod_labels(cluster: &str, member: &str, role: &str) -> BTreeMap<String, S
 pub fn ro_selector(cluster: &str) -> BTreeMap<String, String> {
     let mut selector = cluster_selector(cluster);
     selector.insert(RO_LABEL.to_string(), flag(true).to_string());
+    selector
+}
+
+/// Selects the pods that serve their role (`<cluster>-r`).
+pub fn serving_selector(cluster: &str) -> BTreeMap<String, String> {
+    let mut selector = cluster_selector(cluster);
+    selector.insert(SERVING_LABEL.to_string(), flag(true).to_string());
     selector
 }
 
@@ -132,11 +175,100 @@ mod tests {
             ("pgreplica.io/member", "c"),
             ("pgreplica.io/role", "standby"),
             ("pgreplica.io/ro", "false"),
+            ("pgreplica.io/serving", "false"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(labels, want);
+    }
+
+    #[test]
+    fn routing_labels_follow_the_plan_and_a_dead_primary_keeps_its_own() {
+        let routes = |rw: Option<&str>, ro: &[&str], standbys: &[&str], keep: Option<&str>| {
+            crate::plan::Routes {
+                rw: rw.map(String::from),
+                ro: ro.iter().map(|s| s.to_string()).collect(),
+                standbys: standbys.iter().map(|s| s.to_string()).collect(),
+                ro_is_primary: false,
+                rw_keep: keep.map(String::from),
+            }
+        };
+        let r = |role, ro, serving| Routing { role, ro, serving };
+        let settled = routes(Some("a"), &["b"], &["b", "c"], None);
+        let lost = routes(None, &["b"], &["b", "c"], Some("a"));
+        let promoted = routes(Some("b"), &["b"], &["b", "c"], Some("a"));
+        // (what, routes, member, role label it shows, wanted)
+        let cases = [
+            (
+                "the primary",
+                &settled,
+                "a",
+                Some(ROLE_PRIMARY),
+                r(ROLE_PRIMARY, false, true),
+            ),
+            (
+                "a standby serving reads",
+                &settled,
+                "b",
+                Some(ROLE_STANDBY),
+                r(ROLE_STANDBY, true, true),
+            ),
+            (
+                "the delayed standby",
+                &settled,
+                "c",
+                Some(ROLE_STANDBY),
+                r(ROLE_STANDBY, false, true),
+            ),
+            (
+                "a member not routed to",
+                &settled,
+                "d",
+                Some(ROLE_STANDBY),
+                Routing::NONE,
+            ),
+            // a lost primary that runs nothing: nothing moves until b takes -rw
+            (
+                "a dead primary keeps its labels",
+                &lost,
+                "a",
+                Some(ROLE_PRIMARY),
+                r(ROLE_PRIMARY, false, true),
+            ),
+            (
+                "the member being promoted",
+                &lost,
+                "b",
+                Some(ROLE_STANDBY),
+                r(ROLE_STANDBY, true, true),
+            ),
+            // ... but never gains -rw back once it lost it
+            (
+                "keeping is not gaining",
+                &lost,
+                "a",
+                Some(ROLE_NONE),
+                Routing::NONE,
+            ),
+            (
+                "b promoted",
+                &promoted,
+                "b",
+                Some(ROLE_STANDBY),
+                r(ROLE_PRIMARY, true, true),
+            ),
+            (
+                "then a serves nothing",
+                &promoted,
+                "a",
+                Some(ROLE_PRIMARY),
+                Routing::NONE,
+            ),
+        ];
+        for (what, routes, member, shown, want) in cases {
+            assert_eq!(routing(member, routes, shown), want, "{what}");
+        }
     }
 
     #[test]
@@ -150,6 +282,10 @@ mod tests {
             (
                 role_selector("shop", ROLE_STANDBY),
                 "pgreplica.io/cluster=shop,pgreplica.io/role=standby",
+            ),
+            (
+                serving_selector("lab"),
+                "pgreplica.io/cluster=lab,pgreplica.io/serving=true",
             ),
         ];
         for (selector, want) in table {

@@ -60,7 +60,7 @@ pub struct KubeWorld {
     writes: mpsc::UnboundedSender<Write>,
     /// Labels this brain set lately, by member: pod UID, role, ro and when (the watch cache may
     /// not show them yet; after a while the cache is believed again).
-    labelled: BTreeMap<String, (String, &'static str, bool, Instant)>,
+    labelled: BTreeMap<String, (String, labels::Routing, Instant)>,
 }
 
 impl KubeWorld {
@@ -349,38 +349,44 @@ impl World for KubeWorld {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut moves = Vec::new();
         for (member, pod) in self.member_pods() {
-            if pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let (mut role, ro) = labels::routing(&member, &plan.routes);
             let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let label = |key: &str| pod.labels().get(key).map(String::as_str);
             let shown = (
-                pod.labels().get(labels::ROLE_LABEL).map(String::as_str),
-                pod.labels().get(labels::RO_LABEL).map(String::as_str),
+                label(labels::ROLE_LABEL),
+                label(labels::RO_LABEL),
+                label(labels::SERVING_LABEL),
             );
-            // a primary that provably runs nothing keeps the label until another member takes
-            // it: -rw changes once (kube-proxy applies a second change only a second later)
-            let keeps =
-                plan.routes.rw.is_none() && plan.routes.rw_keep.as_deref() == Some(member.as_str());
-            if keeps && shown.0 == Some(labels::ROLE_PRIMARY) {
-                role = labels::ROLE_PRIMARY;
-            }
-            let wanted = (Some(role), Some(labels::flag(ro)));
-            let ours = self.labelled.get(&member).is_some_and(|(u, r, o, at)| {
-                (u, *r, *o) == (&uid, role, ro) && at.elapsed() < timing::STATUS_REFRESH
+            // the Services publish pods whatever their readiness (ADR 0008): a pod on its way out
+            // serves nothing from now on
+            let wanted = if pod.metadata.deletion_timestamp.is_some() {
+                labels::Routing::NONE
+            } else {
+                labels::routing(&member, &plan.routes, shown.0)
+            };
+            let as_labels = (
+                Some(wanted.role),
+                Some(labels::flag(wanted.ro)),
+                Some(labels::flag(wanted.serving)),
+            );
+            let ours = self.labelled.get(&member).is_some_and(|(u, r, at)| {
+                (u, *r) == (&uid, wanted) && at.elapsed() < timing::STATUS_REFRESH
             });
-            if shown != wanted && !ours {
-                moves.push((member, pod.name_any(), uid, role, ro));
+            if shown != as_labels && !ours {
+                moves.push((member, pod.name_any(), uid, wanted));
             }
         }
         // the new primary first, then the rest: -rw never selects nothing in between
-        moves.sort_by_key(|(_, _, _, role, _)| *role != labels::ROLE_PRIMARY);
+        moves.sort_by_key(|(_, _, _, r)| r.role != labels::ROLE_PRIMARY);
         let gains = moves
             .iter()
-            .take_while(|(_, _, _, role, _)| *role == labels::ROLE_PRIMARY)
+            .take_while(|(_, _, _, r)| r.role == labels::ROLE_PRIMARY)
             .count();
-        let patch = |(_, pod, _, role, ro): &(String, String, String, &'static str, bool)| {
-            let body = json!({"metadata": {"labels": {labels::ROLE_LABEL: role, labels::RO_LABEL: labels::flag(*ro)}}});
+        let patch = |(_, pod, _, r): &(String, String, String, labels::Routing)| {
+            let body = json!({"metadata": {"labels": {
+                labels::ROLE_LABEL: r.role,
+                labels::RO_LABEL: labels::flag(r.ro),
+                labels::SERVING_LABEL: labels::flag(r.serving),
+            }}});
             let (pods, pod) = (&pods, pod.clone());
             async move {
                 pods.patch(&pod, &PatchParams::default(), &Patch::Merge(&body))
@@ -389,12 +395,11 @@ impl World for KubeWorld {
         };
         let mut results = join_all(moves[..gains].iter().map(patch)).await;
         results.extend(join_all(moves[gains..].iter().map(patch)).await);
-        for ((member, _, uid, role, ro), result) in moves.into_iter().zip(results) {
+        for ((member, _, uid, r), result) in moves.into_iter().zip(results) {
             match result {
                 Ok(_) => {
-                    info!(member = %member, role, ro, "moved the routing labels");
-                    self.labelled
-                        .insert(member, (uid, role, ro, Instant::now()));
+                    info!(member = %member, role = r.role, ro = r.ro, serving = r.serving, "moved the routing labels");
+                    self.labelled.insert(member, (uid, r, Instant::now()));
                 }
                 Err(e) => warn!(member = %member, error = %e, "could not move the routing labels"),
             }

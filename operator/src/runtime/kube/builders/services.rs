@@ -12,7 +12,8 @@ use crate::api::PgReplicaCluster;
 use crate::runtime::kube::{labels, names};
 
 /// `<cluster>-rw` (the primary), `<cluster>-ro` (standbys without an apply delay, else the
-/// primary), `<cluster>-r` (every member), in that order. Only ready pods receive connections.
+/// primary), `<cluster>-r` (every member that serves its role), in that order. The brain's labels
+/// alone decide which pods they lead to (ADR 0008).
 pub fn services(cluster: &PgReplicaCluster) -> Result<Vec<Service>, BuildError> {
     let owner = Owner::of(cluster)?;
     let name = owner.name;
@@ -26,7 +27,7 @@ pub fn services(cluster: &PgReplicaCluster) -> Result<Vec<Service>, BuildError> 
         service(
             &owner,
             names::r_service(name),
-            labels::cluster_selector(name),
+            labels::serving_selector(name),
         ),
     ])
 }
@@ -44,8 +45,12 @@ fn service(owner: &Owner<'_>, name: String, selector: BTreeMap<String, String>) 
                 protocol: Some("TCP".to_string()),
                 ..ServicePort::default()
             }]),
-            // A member that is not ready must not receive clients, whatever its label says.
-            publish_not_ready_addresses: Some(false),
+            // The labels follow the brain, which hears of a loss or a promotion before any probe
+            // does. Following the kubelet's readiness too would change the endpoints at moments
+            // of its choosing, and kube-proxy applies a change that follows another within its
+            // `minSyncPeriod` (1 s) only when that second has passed: the new primary's label
+            // would wait behind the old primary's failed probe (ADR 0008).
+            publish_not_ready_addresses: Some(true),
             ..ServiceSpec::default()
         }),
         status: None,

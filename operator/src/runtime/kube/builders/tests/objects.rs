@@ -55,7 +55,10 @@ fn services_table() {
             "lab-ro",
             json!({"pgreplica.io/cluster": "lab", "pgreplica.io/ro": "true"}),
         ),
-        ("lab-r", json!({"pgreplica.io/cluster": "lab"})),
+        (
+            "lab-r",
+            json!({"pgreplica.io/cluster": "lab", "pgreplica.io/serving": "true"}),
+        ),
     ];
     assert_eq!(names.len(), want_selectors.len(), "{names:?}");
     for (service, (name, selector)) in built.iter().zip(want_selectors) {
@@ -69,7 +72,7 @@ fn services_table() {
                     "/spec/ports",
                     json!([{"name": "postgres", "port": 5432, "targetPort": "postgres", "protocol": "TCP"}]),
                 ),
-                ("/spec/publishNotReadyAddresses", json!(false)),
+                ("/spec/publishNotReadyAddresses", json!(true)),
             ],
         );
     }
