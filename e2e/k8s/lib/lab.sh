@@ -69,7 +69,7 @@ lab_scenario() {
   local rw pw; rw=$(k get svc lab-rw -o jsonpath='{.spec.clusterIP}')
   pw=$(k get secret lab-superuser -o jsonpath='{.data.password}' | base64 -d)
   log "lab-rw ClusterIP $rw"
-  rm -f "$WORK/stop" "$WORK"/acked-* "$WORK"/failed-* "$WORK"/failover-*
+  rm -f "$WORK/stop" "$WORK"/acked-* "$WORK"/failed-* "$WORK"/failover-* "$WORK/outages" "$WORK/failback-gaps"
   observe_timeline
   local i wpids=()
   for i in $(seq 1 "$WRITERS"); do writer "$i" "$rw" "$pw" & wpids+=($!); echo "$! writer-$i" >>"$WORK/pids"; done
@@ -157,8 +157,8 @@ failover_report() {
     | grep -E 'PrimaryLost|Promoted|moved the routing labels' \
     | while read -r ts rest; do echo "$(date -d "$ts" +%s.%N) $rest"; done >"$WORK/tl-operator" || true
   stage "lab timings ($FAILOVERS failovers; times after the failure: rm -rf of the primary's PGDATA)"
-  printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "#" lost-log lost-stat promoted labels slice iptables 1st-ack outage restream failback all-ready
-  local n t a b seen lost prom lab sl ipt ack out res fb all next
+  printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "#" lost-log lost-stat promoted labels slice iptables 1st-ack outage restream failback fb-gap all-ready
+  local n t a b seen lost prom lab sl ipt ack out res fb fbgap all next
   for n in $(seq 1 "$FAILOVERS"); do
     read -r t a b <"$WORK/failover-$n"
     next=$( [ -f "$WORK/failover-$((n + 1))" ] && awk '{print $1}' "$WORK/failover-$((n + 1))" || echo 9999999999)
@@ -169,20 +169,33 @@ failover_report() {
     sl=$(first_after "$t" "$WORK/tl-slices" "index(\$0, \"$b=true\") && !index(\$0, \"$a=true\")")
     ipt=$(first_after "$t" "$WORK/tl-iptables" "\$2==\"$b\" && NF==2")
     ack=$(cat "$WORK"/acked-* | awk -v t="$t" '$2>t && (m=="" || $2<m){m=$2} END{print m}')
-    out=$(cat "$WORK"/acked-* | awk '{print $2}' | sort -n | awk -v t="$t" -v e="$next" '$1>t-1 && $1<e && NR>1 && p>t-1 && $1-p>m{m=$1-p} {p=$1} END{printf "%.2f", m}')
     res=$(first_after "${prom:-$t}" "$WORK/tl-status" '$2=="b" && $4=="true"')
     fb=$(first_after "${res:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true"')
     all=$(first_after "${fb:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true" && $5=="true" && $6=="true"')
-    printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "$n" "$(rel "$t" "$lost")" "$(rel "$t" "$seen")" "$(rel "$t" "$prom")" "$(rel "$t" "$lab")" \
-      "$(rel "$t" "$sl")" "$(rel "$t" "$ipt")" "$(rel "$t" "$ack")" "${out}s" "$(rel "$t" "$res")" "$(rel "${res:-$t}" "$fb")" "$(rel "${res:-$t}" "$all")"
+    # the failover's outage ends when a streams again (the failback starts after that), the
+    # failback's gap is the longest one from then until a is primary again and a second more
+    out=$(longest_gap "$(awk -v t="$t" 'BEGIN{printf "%.9f", t-1}')" "${res:-$next}")
+    fbgap=$(longest_gap "${res:-$next}" "$(awk -v f="${fb:-$next}" -v e="$next" 'BEGIN{x=f+1; printf "%.9f", (x<e ? x : e)}')")
+    printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "$n" "$(rel "$t" "$lost")" "$(rel "$t" "$seen")" "$(rel "$t" "$prom")" "$(rel "$t" "$lab")" \
+      "$(rel "$t" "$sl")" "$(rel "$t" "$ipt")" "$(rel "$t" "$ack")" "${out}s" "$(rel "$t" "$res")" "$(rel "${res:-$t}" "$fb")" "${fbgap}s" "$(rel "${res:-$t}" "$all")"
     echo "$out" >>"$WORK/outages"
+    echo "$fbgap" >>"$WORK/failback-gaps"
   done
   log "acknowledged commits: $1 (writers: $WRITERS; failed attempts: $(cat "$WORK"/failed-* 2>/dev/null | wc -l))"
-  log "write outage through lab-rw, median of $FAILOVERS: $(sort -n "$WORK/outages" | awk '{v[NR]=$1} END{printf "%.2fs", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}')"
+  log "write outage through lab-rw, median of $FAILOVERS: $(median "$WORK/outages")s"
+  log "longest gap between acknowledged commits during the failbacks, median of $FAILOVERS: $(median "$WORK/failback-gaps")s"
   log "columns: lost-log = PrimaryLost logged by the operator; lost-stat = a not ready in status (a watch); promoted = Promoted (b runs as primary and holds the Lease);"
   log "  labels = b labelled primary; slice = lab-rw EndpointSlice has only b ready; iptables = kube-proxy DNATs lab-rw to b only;"
-  log "  1st-ack = first commit acknowledged through lab-rw; outage = longest gap between acknowledgements;"
+  log "  1st-ack = first commit acknowledged through lab-rw; outage = longest gap between acknowledgements from 1 s before the failure until restream;"
   log "  restream = a ready again as b's standby (status); failback = after restream, a primary and ready (status);"
+  log "  fb-gap = longest gap between acknowledgements from restream until 1 s after failback;"
   log "  all-ready = after restream, every member ready (c follows the new timeline only once its 3 s apply delay has passed)"
 }
+# longest_gap FROM UNTIL: the longest gap between acknowledged commits (any writer) that ends
+# after FROM and starts before UNTIL, in seconds
+longest_gap() {
+  cat "$WORK"/acked-* | awk '{print $2}' | sort -n \
+    | awk -v f="$1" -v e="$2" 'NR>1 && $1>f && p<e && $1-p>m{m=$1-p} {p=$1} END{printf "%.2f", m}'
+}
+median() { sort -n "$1" | awk '{v[NR]=$1} END{printf "%.2f", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 rel() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN{printf "+%.2f", b-a}' || echo "-"; }

@@ -18,10 +18,11 @@ pub struct Routes {
     /// No standby qualifies for reads: `ro` is the primary.
     pub ro_is_primary: bool,
     /// No member accepts writes, and the primary of record provably runs no server (its agent
-    /// reports none, or fenced it with SIGKILL): an endpoint that cannot hold connections (a Kubernetes Service) may keep
+    /// reports none, or fenced it with SIGKILL) or is shutting down because a switchover asked
+    /// it to: an endpoint that cannot hold connections (a Kubernetes Service) may keep
     /// selecting it until another member takes over, so that the endpoint changes once, not
     /// twice; connections to it are refused meanwhile. Never set for a primary that cannot be
-    /// seen or whose server hangs: it might still accept writes.
+    /// seen or whose server hangs unasked: it might still accept writes.
     pub rw_keep: Option<String>,
 }
 

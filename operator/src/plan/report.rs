@@ -106,9 +106,14 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
         .target_primary
         .clone()
         .filter(|t| Some(t) != current.as_ref());
+    let stopped_for_handover = planned_handover(&plan.status)
+        && current
+            .as_deref()
+            .and_then(|c| plan.desired.get(c))
+            .is_some_and(|d| d.role == DesiredRole::Stopped);
     plan.routes = super::routes::routes(
         input.spec,
-        (current.as_deref(), primary_report),
+        (current.as_deref(), primary_report, stopped_for_handover),
         (
             target.as_deref(),
             target.as_deref().and_then(|t| input.report(t)),

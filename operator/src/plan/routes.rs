@@ -10,7 +10,7 @@
 //!   replaced, but it answers reads): a Kubernetes Service that changed just before the new
 //!   primary's label would hold that label back by kube-proxy's `minSyncPeriod` (ADR 0008);
 //! - `rw_keep`: while no member accepts writes, the primary of record if it provably runs no
-//!   server (see [`Routes::rw_keep`]).
+//!   server, or if it is shutting down because a switchover asked it to (see [`Routes::rw_keep`]).
 
 use crate::api::{MemberStatus, PgReplicaClusterSpec};
 use crate::member::{ActualRole, DataHealth, MemberReport};
@@ -18,10 +18,11 @@ use crate::member::{ActualRole, DataHealth, MemberReport};
 use super::output::Routes;
 
 /// `current` and `target`: the primary of record and the member a handover promotes (if one
-/// runs), each with its report; `report`: any member's report.
+/// runs), each with its report; `report`: any member's report; `stopped_for_handover`: a
+/// switchover or failback has asked `current` to stop.
 pub fn routes<'a>(
     spec: &PgReplicaClusterSpec,
-    (current, current_report): (Option<&str>, Option<&MemberReport>),
+    (current, current_report, stopped_for_handover): (Option<&str>, Option<&MemberReport>, bool),
     (target, target_report): (Option<&str>, Option<&MemberReport>),
     members: &[MemberStatus],
     report: &dyn Fn(&str) -> Option<&'a MemberReport>,
@@ -61,8 +62,12 @@ pub fn routes<'a>(
     // no server process, or one its agent killed with SIGKILL (a fence): it accepts nothing again
     let no_server =
         current_report.is_some_and(|r| (!r.running && !r.server_process) || r.fenced.is_some());
+    // asked to stop by a switchover and no longer answering: it refuses new connections while it
+    // shuts down, and the plan promotes the target only once it is down (its shutdown checkpoint
+    // received, or its server killed), so a connection routed to it cannot commit for it then
+    let shutting_down = stopped_for_handover && current_report.is_some_and(|r| !r.running);
     let rw_keep = current
-        .filter(|_| rw.is_none() && no_server)
+        .filter(|_| rw.is_none() && (no_server || shutting_down))
         .map(String::from);
     Routes {
         rw,
@@ -136,7 +141,7 @@ mod tests {
         for (current, ready, rw, ro, standbys, fallback) in cases {
             let r = routes(
                 &spec,
-                (current, None),
+                (current, None, false),
                 (None, None),
                 &status(ready),
                 &|_| None,
@@ -163,7 +168,7 @@ mod tests {
         for (report, ro, standbys) in cases {
             let r = routes(
                 &spec,
-                (Some("a"), None),
+                (Some("a"), None, false),
                 (Some("b"), report),
                 &status(&[]),
                 &|_| None,
@@ -205,7 +210,7 @@ mod tests {
             let ready_members: &[&str] = if ready { &["a", "b"] } else { &["b"] };
             let r = routes(
                 &spec,
-                (Some("a"), report),
+                (Some("a"), report, false),
                 (None, None),
                 &status(ready_members),
                 &|_| None,
@@ -273,12 +278,62 @@ mod tests {
                 (None, None)
             };
             // nobody streams from a: nobody is ready by the status
-            let r = routes(&spec, (Some("a"), None), target, &status(&[]), &|name| {
-                (name == "c").then_some(&c)
-            });
+            let r = routes(
+                &spec,
+                (Some("a"), None, false),
+                target,
+                &status(&[]),
+                &|name| (name == "c").then_some(&c),
+            );
             assert_eq!(r.standbys.contains(&"c".to_string()), serves, "{what}");
             // delayed: never read-only, handover or not
             assert!(!r.ro.contains(&"c".to_string()), "{what}");
+        }
+    }
+
+    /// A failback's write outage through `lab-rw` was 0.76–1.35 s on the k8s e2e: b left `-rw`
+    /// the moment it stopped answering (shutting down for the switchover), a took it 0.35 s
+    /// later, and kube-proxy applied that second change only a second after the first.
+    #[test]
+    fn a_primary_stopping_for_a_switchover_keeps_its_write_endpoint_until_the_target_has_it() {
+        let spec = lab();
+        let report = |running: bool| {
+            let mut r = MemberReport::new("b");
+            r.running = running;
+            r.server_process = true;
+            r
+        };
+        let (stopping, answering) = (report(false), report(true));
+        // (what, b's report, a switchover asked b to stop, b ready) → rw_keep
+        let cases = [
+            (
+                "shutting down for a switchover",
+                &stopping,
+                true,
+                false,
+                Some("b"),
+            ),
+            // not asked to stop: a server that does not answer may be hung, not shutting down
+            (
+                "not answering, nobody asked it to stop",
+                &stopping,
+                false,
+                false,
+                None,
+            ),
+            // still answering: still the primary
+            ("asked, still answering", &answering, true, true, None),
+        ];
+        for (what, b, asked, ready, keep) in cases {
+            let ready_members: &[&str] = if ready { &["b"] } else { &[] };
+            let r = routes(
+                &spec,
+                (Some("b"), Some(b), asked),
+                (Some("a"), None),
+                &status(ready_members),
+                &|_| None,
+            );
+            assert_eq!(r.rw_keep.as_deref(), keep, "{what}");
         }
     }
 }
