@@ -154,11 +154,11 @@ failover_report() {
   k logs lab-a -c postgres 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >"$WORK/logs/lab-a.log" || true
   k logs -n pgreplica-system deploy/pgreplica-operator 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' >"$WORK/logs/operator-pod.log" || true
   cat "$WORK/logs/operator-pod.log" \
-    | grep -E 'PrimaryLost|Promoted|moved the routing labels' \
+    | grep -E 'PrimaryLost|Promoted|FailbackStarted|moved the routing labels' \
     | while read -r ts rest; do echo "$(date -d "$ts" +%s.%N) $rest"; done >"$WORK/tl-operator" || true
   stage "lab timings ($FAILOVERS failovers; times after the failure: rm -rf of the primary's PGDATA)"
   printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "#" lost-log lost-stat promoted labels slice iptables 1st-ack outage restream failback fb-gap all-ready
-  local n t a b seen lost prom lab sl ipt ack out res fb fbgap all next
+  local n t a b seen lost prom lab sl ipt ack out res fb fbs fbgap all next
   for n in $(seq 1 "$FAILOVERS"); do
     read -r t a b <"$WORK/failover-$n"
     next=$( [ -f "$WORK/failover-$((n + 1))" ] && awk '{print $1}' "$WORK/failover-$((n + 1))" || echo 9999999999)
@@ -172,10 +172,14 @@ failover_report() {
     res=$(first_after "${prom:-$t}" "$WORK/tl-status" '$2=="b" && $4=="true"')
     fb=$(first_after "${res:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true"')
     all=$(first_after "${fb:-$t}" "$WORK/tl-status" '$2=="a" && $3=="a" && $4=="true" && $5=="true" && $6=="true"')
-    # the failover's outage ends when a streams again (the failback starts after that), the
-    # failback's gap is the longest one from then until a is primary again and a second more
-    out=$(longest_gap "$(awk -v t="$t" 'BEGIN{printf "%.9f", t-1}')" "${res:-$next}")
-    fbgap=$(longest_gap "${res:-$next}" "$(awk -v f="${fb:-$next}" -v e="$next" 'BEGIN{x=f+1; printf "%.9f", (x<e ? x : e)}')")
+    # the failover's outage is the longest gap that starts between 1 s before the failure and
+    # the promotion; the failback's, the longest that starts between half a second before
+    # FailbackStarted is logged (the handover is handed out in the tick before the line) and a
+    # second after a is primary again
+    fbs=$(first_after "${prom:-$t}" "$WORK/tl-operator" '/FailbackStarted/')
+    fbs=${fbs:-${res:-$next}}
+    out=$(longest_gap "$(awk -v t="$t" 'BEGIN{printf "%.9f", t-1}')" "${prom:-$fbs}")
+    fbgap=$(longest_gap "$(awk -v f="$fbs" 'BEGIN{printf "%.9f", f-0.5}')" "$(awk -v f="${fb:-$next}" -v e="$next" 'BEGIN{x=f+1; printf "%.9f", (x<e ? x : e)}')")
     printf '  %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' "$n" "$(rel "$t" "$lost")" "$(rel "$t" "$seen")" "$(rel "$t" "$prom")" "$(rel "$t" "$lab")" \
       "$(rel "$t" "$sl")" "$(rel "$t" "$ipt")" "$(rel "$t" "$ack")" "${out}s" "$(rel "$t" "$res")" "$(rel "${res:-$t}" "$fb")" "${fbgap}s" "$(rel "${res:-$t}" "$all")"
     echo "$out" >>"$WORK/outages"
@@ -186,16 +190,16 @@ failover_report() {
   log "longest gap between acknowledged commits during the failbacks, median of $FAILOVERS: $(median "$WORK/failback-gaps")s"
   log "columns: lost-log = PrimaryLost logged by the operator; lost-stat = a not ready in status (a watch); promoted = Promoted (b runs as primary and holds the Lease);"
   log "  labels = b labelled primary; slice = lab-rw EndpointSlice has only b ready; iptables = kube-proxy DNATs lab-rw to b only;"
-  log "  1st-ack = first commit acknowledged through lab-rw; outage = longest gap between acknowledgements from 1 s before the failure until restream;"
+  log "  1st-ack = first commit acknowledged through lab-rw; outage = longest gap between acknowledgements that starts between 1 s before the failure and promoted;"
   log "  restream = a ready again as b's standby (status); failback = after restream, a primary and ready (status);"
-  log "  fb-gap = longest gap between acknowledgements from restream until 1 s after failback;"
+  log "  fb-gap = longest gap between acknowledgements that starts between FailbackStarted (less 0.5 s) and 1 s after failback;"
   log "  all-ready = after restream, every member ready (c follows the new timeline only once its 3 s apply delay has passed)"
 }
-# longest_gap FROM UNTIL: the longest gap between acknowledged commits (any writer) that ends
-# after FROM and starts before UNTIL, in seconds
+# longest_gap FROM UNTIL: the longest gap between acknowledged commits (any writer) that starts
+# between FROM and UNTIL, in seconds
 longest_gap() {
   cat "$WORK"/acked-* | awk '{print $2}' | sort -n \
-    | awk -v f="$1" -v e="$2" 'NR>1 && $1>f && p<e && $1-p>m{m=$1-p} {p=$1} END{printf "%.2f", m}'
+    | awk -v f="$1" -v e="$2" 'NR>1 && p>=f && p<e && $1-p>m{m=$1-p} {p=$1} END{printf "%.2f", m}'
 }
 median() { sort -n "$1" | awk '{v[NR]=$1} END{printf "%.2f", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 rel() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN{printf "+%.2f", b-a}' || echo "-"; }

@@ -222,7 +222,7 @@ mod tests {
     fn only_news_wakes_the_brain() {
         let base = MemberReport::new("a");
         let mut moved = base.clone();
-        moved.received_lsn = Some(crate::postgres::Lsn(42));
+        moved.received_lsn = Some(crate::member::Lsn(42));
         moved.at_ms = 99;
         let mut promoted = base.clone();
         promoted.role = crate::member::ActualRole::Primary;

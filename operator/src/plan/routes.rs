@@ -9,10 +9,12 @@
 //!   runs, every standby whose server still runs in recovery (its upstream is gone or being
 //!   replaced, but it answers reads): a Kubernetes Service that changed just before the new
 //!   primary's label would hold that label back by kube-proxy's `minSyncPeriod` (ADR 0008);
+//! - the preferred primary serves no reads while an automatic failback will make it primary
+//!   again (it would move twice within a second);
 //! - `rw_keep`: while no member accepts writes, the primary of record if it provably runs no
 //!   server, or if it is shutting down because a switchover asked it to (see [`Routes::rw_keep`]).
 
-use crate::api::{MemberStatus, PgReplicaClusterSpec};
+use crate::api::{Failback, MemberStatus, PgReplicaClusterSpec};
 use crate::member::{ActualRole, DataHealth, MemberReport};
 
 use super::output::Routes;
@@ -37,7 +39,17 @@ pub fn routes<'a>(
                 && r.fenced.is_none()
         })
     };
+    // running elsewhere with automatic failback: the preferred member serves no reads until it
+    // is primary again. It would serve them from the moment it streams until the failback moves
+    // it a few hundred milliseconds later, and a Service changed in the second before the
+    // failback's label holds that label back by kube-proxy's minSyncPeriod (ADR 0008).
+    let failback_pending = spec.failback == Failback::Automatic
+        && current.is_some_and(|c| c != spec.primary)
+        && spec.members.iter().any(|m| m.name == spec.primary);
     let ready = |name: &str| {
+        if failback_pending && name == spec.primary && promoting != Some(name) {
+            return false;
+        }
         members.iter().any(|m| m.name == name && m.ready)
             || promoting == Some(name)
             || (handing_over && still_a_standby(name))
@@ -127,15 +139,9 @@ mod tests {
             // a primary not ready yet: no writes, and no reads from c either
             (Some("a"), &["b", "c"], None, &["b"], &["b", "c"], false),
             (Some("a"), &["c"], None, &[], &["c"], false),
-            // after a failover to b: a (no delay) serves reads again once it streams
-            (
-                Some("b"),
-                &["a", "b", "c"],
-                Some("b"),
-                &["a"],
-                &["a", "c"],
-                false,
-            ),
+            // after a failover to b: a streams again, but the automatic failback will make it
+            // primary in a moment; until then reads stay on b
+            (Some("b"), &["a", "b", "c"], Some("b"), &["b"], &["c"], true),
             (None, &[], None, &[], &[], false),
         ];
         for (current, ready, rw, ro, standbys, fallback) in cases {
@@ -334,6 +340,42 @@ mod tests {
                 &|_| None,
             );
             assert_eq!(r.rw_keep.as_deref(), keep, "{what}");
+        }
+    }
+
+    /// The k8s e2e's failbacks: a joined `-ro` and `-r` when it streamed again, the failback
+    /// labelled it primary 0.6 s later, and kube-proxy applied that a second after the first
+    /// change (fb-gap 1.30 s). With manual failback a stays where it is and serves reads.
+    #[test]
+    fn the_preferred_member_serves_reads_after_a_failover_only_without_automatic_failback() {
+        // (failback, current primary, a in ro, a in standbys)
+        let cases = [
+            (crate::api::Failback::Automatic, "b", false, false),
+            (crate::api::Failback::Manual, "b", true, true),
+            // back on a: the rule is about a failback still to come
+            (crate::api::Failback::Automatic, "a", false, false),
+        ];
+        for (failback, current, in_ro, in_standbys) in cases {
+            let mut spec = lab();
+            spec.failback = failback;
+            let r = routes(
+                &spec,
+                (Some(current), None, false),
+                (None, None),
+                &status(&["a", "b", "c"]),
+                &|_| None,
+            );
+            let a = "a".to_string();
+            assert_eq!(
+                r.ro.contains(&a) && current != "a",
+                in_ro,
+                "{failback:?} on {current}"
+            );
+            assert_eq!(
+                r.standbys.contains(&a),
+                in_standbys,
+                "{failback:?} on {current}"
+            );
         }
     }
 }

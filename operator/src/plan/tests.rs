@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::api::{MemberStatus, PgReplicaClusterSpec, PgReplicaClusterStatus, Role};
+use crate::member::Lsn;
 use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport, StandbyView, WalSender};
-use crate::postgres::Lsn;
 
 use crate::api::validate::TEST_LAB as LAB;
 
