@@ -103,8 +103,8 @@ impl LocalCluster {
         }
     }
 
-    /// Run `pgreplica local <args> --dir DIR`; stdout on success.
-    pub fn run(&self, args: &[&str]) -> Result<String, String> {
+    /// Run `pgreplica local <args> --dir DIR`: its exit code, stdout and stderr.
+    pub fn run_raw(&self, args: &[&str]) -> Result<(Option<i32>, String, String), String> {
         let out = Command::new(binary())
             .arg("local")
             .args(args)
@@ -113,22 +113,35 @@ impl LocalCluster {
             .env("PGREPLICA_LOG", "info")
             .output()
             .map_err(|e| format!("cannot run pgreplica: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        if out.status.success() {
-            Ok(stdout)
-        } else {
-            Err(format!(
-                "pgreplica local {} failed ({}):\n{stdout}{}",
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ))
+    }
+
+    /// Run `pgreplica local <args> --dir DIR`; stdout on success.
+    pub fn run(&self, args: &[&str]) -> Result<String, String> {
+        match self.run_raw(args)? {
+            (Some(0), stdout, _) => Ok(stdout),
+            (code, stdout, stderr) => Err(format!(
+                "pgreplica local {} failed ({code:?}):\n{stdout}{stderr}",
                 args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))
+            )),
         }
     }
 
+    /// `status -o json`, also of a cluster that is not running (which exits 3 after printing it).
     pub fn status(&self) -> Result<Value, String> {
-        let text = self.run(&["status", "-o", "json"])?;
-        serde_json::from_str(&text).map_err(|e| format!("status is not JSON: {e}"))
+        let (code, stdout, stderr) = self.run_raw(&["status", "-o", "json"])?;
+        match code {
+            Some(0) | Some(3) => {
+                serde_json::from_str(&stdout).map_err(|e| format!("status is not JSON: {e}"))
+            }
+            _ => Err(format!(
+                "pgreplica local status failed ({code:?}):\n{stdout}{stderr}"
+            )),
+        }
     }
 
     pub fn password(&self) -> String {

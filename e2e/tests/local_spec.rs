@@ -66,12 +66,20 @@ fn up_refuses_to_revert_an_applied_spec() {
     );
 
     cluster.run(&["down"]).expect("down");
-    let refused = cluster
-        .run(&["up", "-f", &lab_arg, "--detach"])
-        .expect_err("up with the old file must be refused");
+    // a stopped cluster says so, and exits 3 (documented exit codes)
+    let (code, stopped, _) = cluster.run_raw(&["status"]).expect("status");
     assert!(
-        refused.contains("failback: Manual → Automatic") && refused.contains("--replace-spec"),
-        "{refused}"
+        code == Some(3) && stopped.contains("Stopped (was"),
+        "status after down: {code:?}\n{stopped}"
+    );
+    let (code, _, refused) = cluster
+        .run_raw(&["up", "-f", &lab_arg, "--detach"])
+        .expect("up");
+    assert!(
+        code == Some(3)
+            && refused.contains("failback: Manual → Automatic")
+            && refused.contains("--replace-spec"),
+        "up with the old file must be refused with 3: {code:?} {refused}"
     );
     cluster
         .run(&["up", "-f", &changed_arg, "--detach"])
@@ -81,6 +89,12 @@ fn up_refuses_to_revert_an_applied_spec() {
         .run(&["up", "-f", &lab_arg, "--detach", "--replace-spec"])
         .expect("up --replace-spec");
     assert!(replaced.contains("generation 3"), "{replaced}");
+    // the event history outlives the brains that wrote it
+    let events = cluster.run(&["events"]).expect("events");
+    assert!(
+        events.contains("SpecChanged") && events.contains("generation 2: failback"),
+        "{events}"
+    );
 
     // a restart asked for by a person: one member, then all (the primary after a switchover)
     let one = cluster.run(&["restart", "two", "--timeout-seconds", "120"]);
@@ -94,8 +108,11 @@ fn up_refuses_to_revert_an_applied_spec() {
             .is_ok_and(|o| o.contains("restarted: one, two")),
         "{all:?}"
     );
-    let unknown = cluster.run(&["restart", "zz"]).expect_err("no member zz");
-    assert!(unknown.contains("zz is not a member"), "{unknown}");
+    let (code, _, unknown) = cluster.run_raw(&["restart", "zz"]).expect("restart zz");
+    assert!(
+        code == Some(2) && unknown.contains("zz is not a member"),
+        "{code:?} {unknown}"
+    );
 }
 
 /// When each member's PostgreSQL last read its configuration, and when it started.

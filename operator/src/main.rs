@@ -25,15 +25,15 @@ fn main() {
     };
     let code = match runtime {
         Ok(rt) => match rt.block_on(pgreplica::cli::run(cli)) {
-            Ok(()) => 0,
+            Ok(()) => pgreplica::cli::exit::OK,
             Err(e) => {
                 eprintln!("error: {e}");
-                1
+                e.exit_code()
             }
         },
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            1
+            pgreplica::cli::exit::FAILED
         }
     };
     std::process::exit(code);

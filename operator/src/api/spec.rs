@@ -26,6 +26,7 @@ pub const MAX_MEMBERS: usize = 9;
     namespaced,
     shortname = "pgrc",
     category = "all",
+    doc = "A PostgreSQL streaming-replication cluster whose every member is declared: which member is primary, which standbys are synchronous, which are asynchronous with an apply delay, and where each one runs. pgreplica bootstraps, clones, fails over and fails back to match it.",
     status = "PgReplicaClusterStatus",
     printcolumn = r#"{"name":"Primary","type":"string","jsonPath":".status.currentPrimary","description":"Member that accepts writes"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.readyMembers","description":"Ready members / declared members"}"#,

@@ -127,7 +127,7 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
                     .await
                     .map_err(KubeError::api("get", "PgReplicaCluster", &name))?;
             if cluster.spec.member(&to).is_none() {
-                return Err(KubeError::Other(format!(
+                return Err(KubeError::Invalid(format!(
                     "{to} is not a member of {name} (members: {})",
                     cluster.spec.member_names().join(", ")
                 )));
@@ -151,12 +151,12 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
                     return Ok(());
                 }
                 if !pending && status.target_primary.as_deref() != Some(to.as_str()) {
-                    return Err(KubeError::Other(format!(
+                    return Err(KubeError::Refused(format!(
                         "switchover to {to} was refused: see `kubectl describe pgrc {name}` (Events)"
                     )));
                 }
                 if began.elapsed() > Duration::from_secs(timeout_seconds) {
-                    return Err(KubeError::Other(format!(
+                    return Err(KubeError::TimedOut(format!(
                         "switchover to {to} did not finish in {timeout_seconds} s"
                     )));
                 }
@@ -183,7 +183,7 @@ async fn member_request(
     let cluster = get().await?;
     let names = cluster.spec.member_names();
     if let Some(m) = member.as_ref().filter(|m| !names.contains(m)) {
-        return Err(KubeError::Other(format!(
+        return Err(KubeError::Invalid(format!(
             "{m} is not a member of {name}: members are {}",
             names.join(", ")
         )));
@@ -211,7 +211,7 @@ async fn member_request(
             return Ok(());
         }
         if began.elapsed() > Duration::from_secs(timeout_seconds) {
-            return Err(KubeError::Other(
+            return Err(KubeError::TimedOut(
                 kind.late(timeout_seconds, &format!("kubectl describe pgrc {name}")),
             ));
         }
@@ -242,5 +242,5 @@ pub fn as_table(cluster: &PgReplicaCluster) -> LocalStatus {
         rw: names::rw_service(&name),
         ro: names::ro_service(&name),
     };
-    LocalStatus::from_status(name, status, endpoints, members)
+    LocalStatus::from_status(name, status, endpoints, members).with_spec(&cluster.spec)
 }

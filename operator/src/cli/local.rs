@@ -43,7 +43,10 @@ pub enum LocalCommand {
         replace_spec: bool,
     },
     /// Show members, roles, replication and lag (`-o json` for tools).
-    #[command(after_help = "Example:\n  pgreplica local status\n  pgreplica local status -o json")]
+    /// Exits 3 when the cluster is not running.
+    #[command(
+        after_help = "Example:\n  pgreplica local status\n  pgreplica local status -o json\n  pgreplica local status --watch"
+    )]
     Status {
         /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
@@ -51,6 +54,20 @@ pub enum LocalCommand {
         /// Output format.
         #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
         output: String,
+        /// Print the status again each time it changes, until interrupted (Ctrl-C).
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// Print what happened to the cluster, oldest first: losses, failovers, promotions,
+    /// switchovers, members created, spec changes (the last 100 events, kept across restarts).
+    #[command(after_help = "Example:\n  pgreplica local events\n  pgreplica local events --watch")]
+    Events {
+        /// State directory (default ./.pgreplica/<cluster>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep printing new events as they happen, until interrupted (Ctrl-C).
+        #[arg(short = 'w', long)]
+        watch: bool,
     },
     /// Print `export PG...` lines for psql: `eval "$(pgreplica local env)"`.
     #[command(after_help = "Example:\n  eval \"$(pgreplica local env)\"; psql -c 'select 1'")]
@@ -171,9 +188,17 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             )
             .await
         }
-        LocalCommand::Status { dir, output } => {
+        LocalCommand::Status { dir, output, watch } => {
             super::quiet_on_a_closed_pipe();
-            status(dir.as_deref(), &output)
+            if watch {
+                watch_status(dir.as_deref(), &output).await
+            } else {
+                status(dir.as_deref(), &output)
+            }
+        }
+        LocalCommand::Events { dir, watch } => {
+            super::quiet_on_a_closed_pipe();
+            events(dir.as_deref(), watch).await
         }
         LocalCommand::Env { dir, ro, app } => env(dir.as_deref(), ro, app),
         LocalCommand::Restart {
@@ -419,7 +444,7 @@ async fn up(
             }
         }
         if began.elapsed() > Duration::from_secs(timeout_seconds) {
-            return Err(LocalError::Failed(format!(
+            return Err(LocalError::TimedOut(format!(
                 "the cluster is not ready after {timeout_seconds} s (it keeps trying in the background): see `pgreplica local status` and `pgreplica local logs`"
             )));
         }
@@ -435,28 +460,90 @@ fn layout_for(dir: Option<&Path>) -> Result<Layout, LocalError> {
     Ok(layout)
 }
 
-fn status(dir: Option<&Path>, output: &str) -> Result<(), LocalError> {
-    let layout = layout_for(dir)?;
-    let Some(mut status) = LocalStatus::load(&layout)? else {
+fn load_status(layout: &Layout) -> Result<LocalStatus, LocalError> {
+    let Some(mut status) = LocalStatus::load(layout)? else {
         return Err(LocalError::Failed(
             "no status yet: the cluster has not started".into(),
         ));
     };
     status.running = status.running && layout.running_brain().is_some();
+    Ok(status)
+}
+
+fn render_status(status: &LocalStatus, output: &str) -> Result<String, LocalError> {
     match output {
-        "json" => {
-            let text = serde_json::to_string_pretty(&status)
-                .map_err(|e| LocalError::Failed(e.to_string()))?;
-            println!("{text}");
-        }
-        "table" | "wide" => print!("{}", super::status_table::render(&status)),
-        other => {
-            return Err(LocalError::Invalid(format!(
-                "-o {other}: use table or json"
-            )))
-        }
+        "json" => serde_json::to_string_pretty(status)
+            .map(|t| t + "\n")
+            .map_err(|e| LocalError::Failed(e.to_string())),
+        "table" => Ok(super::status_table::render(status)),
+        other => Err(LocalError::Invalid(format!(
+            "-o {other}: use table or json"
+        ))),
     }
-    Ok(())
+}
+
+fn not_running(status: &LocalStatus) -> Result<(), LocalError> {
+    if status.running {
+        Ok(())
+    } else {
+        Err(LocalError::Refused(format!(
+            "cluster {} is not running: `pgreplica local up -f FILE` starts it",
+            status.cluster
+        )))
+    }
+}
+
+fn status(dir: Option<&Path>, output: &str) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    let status = load_status(&layout)?;
+    print!("{}", render_status(&status, output)?);
+    not_running(&status)
+}
+
+/// `status --watch`: the status again each time it changes (its time of writing aside).
+async fn watch_status(dir: Option<&Path>, output: &str) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    let mut shown = String::new();
+    loop {
+        let mut status = load_status(&layout)?;
+        let at = std::mem::take(&mut status.updated_at);
+        let text = render_status(&status, output)?;
+        if text != shown {
+            if output == "table" {
+                println!("--- {at}");
+            }
+            print!("{text}");
+            shown = text;
+        }
+        not_running(&status)?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `events`: the kept events, oldest first; with `--watch`, then every new one.
+async fn events(dir: Option<&Path>, watch: bool) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    let mut last: Option<crate::runtime::local::status_file::LocalEvent> = None;
+    loop {
+        let status = load_status(&layout)?;
+        // events are only ever appended (the oldest dropped past 100): print those after the
+        // last one printed
+        let start = last
+            .as_ref()
+            .and_then(|l| status.events.iter().rposition(|e| e == l))
+            .map_or(0, |i| i + 1);
+        for e in &status.events[start..] {
+            println!("{}", super::status_table::event_line(e));
+        }
+        if let Some(e) = status.events.last() {
+            last = Some(e.clone());
+        }
+        if !watch {
+            return Ok(());
+        }
+        not_running(&status)?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn env(dir: Option<&Path>, ro: bool, app: bool) -> Result<(), LocalError> {
@@ -512,14 +599,14 @@ async fn member_request(
 ) -> Result<(), LocalError> {
     let layout = layout_for(dir)?;
     if layout.running_brain().is_none() {
-        return Err(LocalError::Failed(
+        return Err(LocalError::Refused(
             "the cluster is not running: `pgreplica local up` first".into(),
         ));
     }
     let spec = crate::runtime::local::brain::load_spec(&layout)?;
     let names = spec.spec.member_names();
     if let Some(m) = member.filter(|m| !names.iter().any(|n| n == m)) {
-        return Err(LocalError::Failed(format!(
+        return Err(LocalError::Invalid(format!(
             "{m} is not a member of cluster {}: members are {}",
             spec.metadata.name.clone().unwrap_or_default(),
             names.join(", ")
@@ -553,7 +640,7 @@ async fn member_request(
             }
         }
         if began.elapsed() > Duration::from_secs(timeout_seconds) {
-            return Err(LocalError::Failed(
+            return Err(LocalError::TimedOut(
                 kind.late(timeout_seconds, "pgreplica local status"),
             ));
         }
@@ -564,7 +651,7 @@ async fn member_request(
 async fn switchover(to: &str, dir: Option<&Path>, timeout_seconds: u64) -> Result<(), LocalError> {
     let layout = layout_for(dir)?;
     if layout.running_brain().is_none() {
-        return Err(LocalError::Failed(
+        return Err(LocalError::Refused(
             "the cluster is not running: `pgreplica local up` first".into(),
         ));
     }
@@ -572,7 +659,7 @@ async fn switchover(to: &str, dir: Option<&Path>, timeout_seconds: u64) -> Resul
         .spec
         .member_names();
     if !members.iter().any(|m| m == to) {
-        return Err(LocalError::Failed(format!(
+        return Err(LocalError::Invalid(format!(
             "{to} is not a member of this cluster (members: {})",
             members.join(", ")
         )));
@@ -589,7 +676,7 @@ async fn switchover(to: &str, dir: Option<&Path>, timeout_seconds: u64) -> Resul
             for e in status.events.iter().skip(seen.min(status.events.len())) {
                 // the refusal is the command's error, printed once
                 if e.reason == "SwitchoverRefused" {
-                    return Err(LocalError::Failed(e.message.clone()));
+                    return Err(LocalError::Refused(e.message.clone()));
                 }
                 progress(&format!("{} {}", e.reason, e.message));
             }
@@ -603,7 +690,7 @@ async fn switchover(to: &str, dir: Option<&Path>, timeout_seconds: u64) -> Resul
             }
         }
         if began.elapsed() > Duration::from_secs(timeout_seconds) {
-            return Err(LocalError::Failed(format!(
+            return Err(LocalError::TimedOut(format!(
                 "switchover to {to} did not finish in {timeout_seconds} s"
             )));
         }
@@ -721,7 +808,7 @@ async fn down(dir: Option<&Path>, purge: bool) -> Result<(), LocalError> {
         let began = Instant::now();
         while layout.running_brain().is_some() {
             if began.elapsed() > Duration::from_secs(120) {
-                return Err(LocalError::Failed(format!(
+                return Err(LocalError::TimedOut(format!(
                     "the brain (pid {pid}) did not stop within 120 s"
                 )));
             }

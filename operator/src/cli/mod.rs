@@ -157,6 +157,49 @@ pub enum CliError {
     Invalid(usize, usize),
 }
 
+/// What `pgreplica` and `kubectl pgrc` exit with (documented in the README).
+pub mod exit {
+    /// Done.
+    pub const OK: i32 = 0;
+    /// Anything else: an I/O, PostgreSQL or Kubernetes API error.
+    pub const FAILED: i32 = 1;
+    /// Invalid input: a usage error, an invalid spec, a member that is not in the cluster.
+    pub const INVALID: i32 = 2;
+    /// Refused: the cluster turned the request down, or its state does not allow it (not
+    /// running, already running, a port in use, a spec that differs).
+    pub const REFUSED: i32 = 3;
+    /// Timed out: waited as long as asked; the work may still go on in the background.
+    pub const TIMED_OUT: i32 = 4;
+}
+
+impl CliError {
+    /// The process's exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> i32 {
+        use crate::runtime::kube::error::KubeError;
+        use crate::runtime::local::LocalError;
+        match self {
+            CliError::Usage(_) | CliError::Invalid(..) => exit::INVALID,
+            CliError::Local(e) => match e {
+                LocalError::Invalid(_) => exit::INVALID,
+                LocalError::Refused(_)
+                | LocalError::AlreadyRunning { .. }
+                | LocalError::PortBusy { .. }
+                | LocalError::SpecDiffers { .. }
+                | LocalError::OtherCluster { .. } => exit::REFUSED,
+                LocalError::TimedOut(_) => exit::TIMED_OUT,
+                _ => exit::FAILED,
+            },
+            CliError::Kube(e) => match e {
+                KubeError::Invalid(_) => exit::INVALID,
+                KubeError::Refused(_) => exit::REFUSED,
+                KubeError::TimedOut(_) => exit::TIMED_OUT,
+                _ => exit::FAILED,
+            },
+            CliError::Read { .. } | CliError::Agent(_) | CliError::Crd(_) => exit::FAILED,
+        }
+    }
+}
+
 fn install_binary(dest: &std::path::Path) -> Result<(), CliError> {
     use std::os::unix::fs::PermissionsExt;
     let me = std::env::current_exe().map_err(|source| CliError::Read {
@@ -309,5 +352,51 @@ mod tests {
                 .collect(),
         );
         assert!(matches!(cli.command, Command::Kubectl { .. }));
+    }
+
+    /// Every runtime error exited 1: scripts could not tell a refusal or a timeout from a
+    /// broken machine.
+    #[test]
+    fn exit_codes_tell_invalid_refused_and_timed_out_apart() {
+        use crate::runtime::kube::error::KubeError;
+        use crate::runtime::local::LocalError;
+        let cases: Vec<(CliError, i32)> = vec![
+            (CliError::Usage("x".into()), exit::INVALID),
+            (CliError::Invalid(1, 2), exit::INVALID),
+            (
+                LocalError::Invalid("zz is not a member".into()).into(),
+                exit::INVALID,
+            ),
+            (
+                KubeError::Invalid("zz is not a member".into()).into(),
+                exit::INVALID,
+            ),
+            (LocalError::Refused("refused".into()).into(), exit::REFUSED),
+            (
+                LocalError::AlreadyRunning {
+                    cluster: "lab".into(),
+                    pid: 1,
+                }
+                .into(),
+                exit::REFUSED,
+            ),
+            (KubeError::Refused("refused".into()).into(), exit::REFUSED),
+            (LocalError::TimedOut("late".into()).into(), exit::TIMED_OUT),
+            (KubeError::TimedOut("late".into()).into(), exit::TIMED_OUT),
+            (LocalError::Failed("broken".into()).into(), exit::FAILED),
+            (KubeError::Other("broken".into()).into(), exit::FAILED),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{error}");
+        }
+        let distinct: std::collections::BTreeSet<i32> = [
+            exit::OK,
+            exit::FAILED,
+            exit::INVALID,
+            exit::REFUSED,
+            exit::TIMED_OUT,
+        ]
+        .into();
+        assert_eq!(distinct.len(), 5);
     }
 }

@@ -26,6 +26,12 @@ pub fn render(status: &LocalStatus) -> String {
             "  (not running)"
         }
     );
+    if let Some(preferred) = &status.preferred_primary {
+        out.push_str(&format!(
+            "preferred primary {preferred}  failback {}\n",
+            status.failback.as_deref().unwrap_or("-")
+        ));
+    }
     out.push_str(&format!(
         "endpoints: rw {}  ro {}\n",
         status.endpoints.rw, status.endpoints.ro
@@ -62,8 +68,8 @@ pub fn render(status: &LocalStatus) -> String {
                 .unwrap_or_else(|| "-".into()),
             m.last_error
                 .as_deref()
-                .map(|e| format!("error: {e}"))
-                .unwrap_or_else(|| m.activity.clone()),
+                .map(|e| format!("error: {}", one_line(e)))
+                .unwrap_or_else(|| one_line(&m.activity)),
         ));
     }
     if let Some(f) = &status.last_failover {
@@ -76,7 +82,54 @@ pub fn render(status: &LocalStatus) -> String {
             f.finished_at.as_deref().unwrap_or("-")
         ));
     }
+    let story: Vec<_> = status
+        .events
+        .iter()
+        .filter(|e| STORY.contains(&e.reason.as_str()))
+        .collect();
+    if !story.is_empty() {
+        out.push_str("recent handovers (all events: `pgreplica local events`):\n");
+        for e in story.iter().skip(story.len().saturating_sub(STORY_LINES)) {
+            out.push_str(&format!("  {}\n", event_line(e)));
+        }
+    }
     out
+}
+
+/// The events that tell how the primary moved.
+const STORY: [&str; 6] = [
+    "PrimaryLost",
+    "FailoverStarted",
+    "FailoverBlocked",
+    "Promoted",
+    "SwitchoverStarted",
+    "FailbackStarted",
+];
+const STORY_LINES: usize = 8;
+
+/// One event as `local events` and the status table print it.
+pub fn event_line(e: &crate::runtime::local::status_file::LocalEvent) -> String {
+    format!(
+        "{}  {:<18} {}{}",
+        e.at,
+        e.reason,
+        e.member
+            .as_deref()
+            .map(|m| format!("[{m}] "))
+            .unwrap_or_default(),
+        one_line(&e.message)
+    )
+}
+
+/// A table cell holds one line: the first, with a mark when more were cut.
+pub fn one_line(text: &str) -> String {
+    let mut lines = text.trim().lines();
+    let first = lines.next().unwrap_or("").trim_end().to_string();
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
 }
 
 #[cfg(test)]
@@ -139,5 +192,54 @@ mod tests {
             role_at.iter().all(|c| *c == role_at[0]),
             "columns do not line up: {text}"
         );
+    }
+
+    /// The newcomer's stage 2: status showed one instant (the loss, promotion and failback were
+    /// gone seconds later), no preferred primary or failback mode, and a multi-line cause broke
+    /// the table.
+    #[test]
+    fn the_header_the_story_and_one_line_causes() {
+        use crate::runtime::local::status_file::LocalEvent;
+        let endpoints = Endpoints {
+            rw: "127.0.0.1:15432".into(),
+            ro: "127.0.0.1:15433".into(),
+        };
+        let mut broken = member("a");
+        broken.last_error = Some("initdb failed:\ncould not open file: Permission denied".into());
+        let mut table = LocalStatus::from_status(
+            "lab".into(),
+            PgReplicaClusterStatus::default(),
+            endpoints,
+            vec![broken, member("b")],
+        );
+        table.preferred_primary = Some("a".into());
+        table.failback = Some("Automatic".into());
+        let event = |reason: &str, member: &str| LocalEvent {
+            at: "2026-12-01T00:00:00Z".into(),
+            reason: reason.into(),
+            member: Some(member.into()),
+            message: format!("{reason} of {member}\nsecond line"),
+        };
+        table.events = vec![
+            event("MemberCreated", "a"),
+            event("PrimaryLost", "a"),
+            event("FailoverStarted", "b"),
+            event("Promoted", "b"),
+            event("FailbackStarted", "a"),
+            event("Promoted", "a"),
+        ];
+        let text = render(&table);
+        assert!(
+            text.contains("preferred primary a  failback Automatic"),
+            "{text}"
+        );
+        assert!(
+            text.contains("error: initdb failed: …") && !text.contains("Permission denied"),
+            "{text}"
+        );
+        let story: Vec<&str> = text.lines().filter(|l| l.starts_with("  2026")).collect();
+        assert_eq!(story.len(), 5, "{text}");
+        assert!(story[0].contains("PrimaryLost") && story[0].contains("[a] PrimaryLost of a …"));
+        assert!(!text.contains("MemberCreated"), "{text}");
     }
 }

@@ -47,7 +47,9 @@ pub fn routes<'a>(
         && current.is_some_and(|c| c != spec.primary)
         && spec.members.iter().any(|m| m.name == spec.primary);
     let ready = |name: &str| {
-        if failback_pending && name == spec.primary && promoting != Some(name) {
+        // even while the failback promotes it: it was serving nothing, and joining the read
+        // endpoints at the failback's first tick would hold back its -rw label the same way
+        if failback_pending && name == spec.primary {
             return false;
         }
         members.iter().any(|m| m.name == name && m.ready)
@@ -355,27 +357,26 @@ mod tests {
             // back on a: the rule is about a failback still to come
             (crate::api::Failback::Automatic, "a", false, false),
         ];
+        let mut promoting = MemberReport::new("a");
+        promoting.running = true;
         for (failback, current, in_ro, in_standbys) in cases {
             let mut spec = lab();
             spec.failback = failback;
-            let r = routes(
-                &spec,
-                (Some(current), None, false),
-                (None, None),
-                &status(&["a", "b", "c"]),
-                &|_| None,
-            );
-            let a = "a".to_string();
-            assert_eq!(
-                r.ro.contains(&a) && current != "a",
-                in_ro,
-                "{failback:?} on {current}"
-            );
-            assert_eq!(
-                r.standbys.contains(&a),
-                in_standbys,
-                "{failback:?} on {current}"
-            );
+            // before the failback starts, and in its first ticks (a the target, still a standby)
+            for target in [(None, None), (Some("a"), Some(&promoting))] {
+                let target = if current == "a" { (None, None) } else { target };
+                let r = routes(
+                    &spec,
+                    (Some(current), None, false),
+                    target,
+                    &status(&["a", "b", "c"]),
+                    &|_| None,
+                );
+                let a = "a".to_string();
+                let what = format!("{failback:?} on {current}, target {:?}", target.0);
+                assert_eq!(r.ro.contains(&a) && current != "a", in_ro, "{what}");
+                assert_eq!(r.standbys.contains(&a), in_standbys, "{what}");
+            }
         }
     }
 }

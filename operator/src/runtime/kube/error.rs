@@ -26,6 +26,15 @@ pub enum KubeError {
     CrdMissing(#[source] kube::Error),
     #[error("{0}")]
     Other(String),
+    /// A request naming something that is not there (exit code 2).
+    #[error("{0}")]
+    Invalid(String),
+    /// The cluster turned the request down (exit code 3).
+    #[error("{0}")]
+    Refused(String),
+    /// Waited as long as asked; the work may still go on (exit code 4).
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 impl KubeError {
@@ -38,6 +47,9 @@ impl KubeError {
             KubeError::Client(_) => "ClientError",
             KubeError::CrdMissing(_) => "CrdMissing",
             KubeError::Other(_) => "Other",
+            KubeError::Invalid(_) => "Invalid",
+            KubeError::Refused(_) => "Refused",
+            KubeError::TimedOut(_) => "TimedOut",
         }
     }
 

@@ -98,10 +98,11 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
         .map_err(|e| LocalError::Failed(format!("the brain's certificate: {e}")))?;
     let names = cluster.spec.member_names();
     let adopted = supervisor.adopt(&names);
-    let status = LocalStatus::load(&layout)
+    // the status and the event history of the brain before this one: the story goes on
+    let (status, events) = LocalStatus::load(&layout)
         .ok()
         .flatten()
-        .map(|s| s.status)
+        .map(|s| (s.status, s.events.into_iter().collect()))
         .unwrap_or_default();
     let mut term =
         signal(SignalKind::terminate()).map_err(LocalError::io("install SIGTERM handler"))?;
@@ -134,7 +135,7 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
         next_member_check: std::time::Instant::now() + timing::CERT_CHECK,
         supervisor,
         status,
-        events: Default::default(),
+        events,
         activities: Default::default(),
         rw: rw_tx,
         ro: ro_tx,

@@ -36,6 +36,12 @@ pub enum LocalError {
     Postgres(#[from] crate::postgres::PgError),
     #[error("{0}")]
     Failed(String),
+    /// The cluster or its state turned the request down (exit code 3).
+    #[error("{0}")]
+    Refused(String),
+    /// Waited as long as asked; the work may still go on (exit code 4).
+    #[error("{0}")]
+    TimedOut(String),
     #[error("{file} differs from the spec this cluster runs with (applied earlier):\n{changes}\nnothing was changed: run `pgreplica local up -f {file} --replace-spec` to run with {file} instead, or `pgreplica local up -f {current}` to keep the applied spec")]
     SpecDiffers {
         file: String,

@@ -88,6 +88,11 @@ pub struct LocalStatus {
     pub members: Vec<LocalMember>,
     pub events: Vec<LocalEvent>,
     pub updated_at: String,
+    /// `spec.primary` and `spec.failback`, for the header (absent in files of older versions).
+    #[serde(default)]
+    pub preferred_primary: Option<String>,
+    #[serde(default)]
+    pub failback: Option<String>,
     /// The brain's full status (as the Kubernetes runtime would write it).
     pub status: PgReplicaClusterStatus,
 }
@@ -116,8 +121,17 @@ impl LocalStatus {
             members,
             events: Vec::new(),
             updated_at: String::new(),
+            preferred_primary: None,
+            failback: None,
             status,
         }
+    }
+
+    /// With the spec's preferred primary and failback mode, for the header.
+    pub fn with_spec(mut self, spec: &crate::api::PgReplicaClusterSpec) -> LocalStatus {
+        self.preferred_primary = Some(spec.primary.clone());
+        self.failback = Some(format!("{:?}", spec.failback));
+        self
     }
 
     pub fn load(layout: &Layout) -> Result<Option<LocalStatus>, LocalError> {

@@ -168,6 +168,7 @@ impl LocalWorld {
                 members,
             )
         }
+        .with_spec(&self.cluster.spec)
     }
 }
 
