@@ -1,18 +1,7 @@
-use std::io::IsTerminal;
-
-use tracing_subscriber::EnvFilter;
-
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("PGREPLICA_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // colour only for a person at a terminal: log files and `kubectl logs` get plain text
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     // Installed as `kubectl-pgrc`, the binary is the kubectl plugin: `kubectl pgrc status lab`.
     let cli = pgreplica::cli::Cli::from_args(std::env::args_os().collect());
+    cli.init_logging();
     let runtime = if cli.wants_single_thread() {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -70,6 +70,17 @@ EOJ
 )")
   log "client pod with the lab-app Secret: $out"
   check "the app Secret works from a client pod (user app, database app, TLS verified)" [ "$out" = "app,app,true" ]
+  # a client outside the cluster, as docs/install-k3s.md shows: kubectl port-forward, TLS verified
+  # against localhost (in every member's certificate)
+  local pf_port=15439 pf
+  nsenter --net="$NSPATH" "$BIN/kubectl" --kubeconfig "$WORK/admin.kubeconfig" port-forward svc/lab-rw "$pf_port:5432" \
+    >"$WORK/logs/port-forward.log" 2>&1 &
+  pf=$!
+  wait_for 20 "kubectl port-forward svc/lab-rw listening" grep -q "Forwarding from" "$WORK/logs/port-forward.log" || true
+  out=$(PGPASSWORD=$supw innet psql "host=localhost port=$pf_port user=postgres dbname=postgres sslmode=verify-full sslrootcert=$WORK/lab-ca.crt" -XAtc 'select pg_is_in_recovery()' 2>&1 || true)
+  kill "$pf" 2>/dev/null || true
+  wait "$pf" 2>/dev/null || true
+  check "a client outside the cluster: kubectl port-forward svc/lab-rw, verify-full against localhost ($out)" [ "$out" = f ]
   check "a NetworkPolicy limits who reaches the members" \
     bash -c "[ \"\$(k get networkpolicy lab -o jsonpath='{.spec.ingress[0].ports[0].port}/{.spec.ingress[1].ports[0].port}')\" = 8008/5432 ]"
 }

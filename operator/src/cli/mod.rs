@@ -21,6 +21,10 @@ use thiserror::Error;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text (colour only on a terminal) or as JSON objects, one per line, for log
+    /// collectors.
+    #[arg(long, global = true, env = "PGREPLICA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +110,9 @@ pub enum InstanceCommand {
 struct Plugin {
     #[command(subcommand)]
     command: kubectl::KubectlCommand,
+    /// Log lines as text or as JSON objects, one per line.
+    #[arg(long, global = true, env = "PGREPLICA_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 impl Cli {
@@ -123,9 +130,30 @@ impl Cli {
                 command: Command::Kubectl {
                     command: plugin.command,
                 },
+                log_format: plugin.log_format,
             };
         }
         Cli::parse_from(args)
+    }
+
+    /// Send `tracing`'s lines to stderr in the format asked for.
+    pub fn init_logging(&self) {
+        use std::io::IsTerminal;
+        use tracing_subscriber::EnvFilter;
+        let filter =
+            EnvFilter::try_from_env("PGREPLICA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+        let logs = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        if self.log_format == "json" {
+            // the operator's member pods log as it does (`runtime::kube::apply::wanted_pod`);
+            // set before any other thread starts
+            std::env::set_var("PGREPLICA_LOG_FORMAT", "json");
+            logs.json().with_current_span(false).init();
+        } else {
+            // colour only for a person at a terminal: log files and `kubectl logs` get plain text
+            logs.with_ansi(std::io::stderr().is_terminal()).init();
+        }
     }
 
     /// The agent runs on one thread: PostgreSQL is its child and must die with that thread.
@@ -344,7 +372,7 @@ mod tests {
     #[test]
     fn the_plugin_names_itself_as_kubectl_shows_it() {
         let usage = Plugin::command().render_usage().to_string();
-        assert!(usage.contains("kubectl pgrc <COMMAND>"), "{usage}");
+        assert!(usage.contains("kubectl pgrc [OPTIONS] <COMMAND>"), "{usage}");
         let cli = Cli::from_args(
             ["/usr/local/bin/kubectl-pgrc", "status", "lab"]
                 .into_iter()

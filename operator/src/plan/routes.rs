@@ -5,12 +5,13 @@
 //!   primary, so that reads keep working (never stale);
 //! - `standbys`: every ready standby, delayed or not (the `-r` endpoint adds the primary); the
 //!   member being promoted counts as one while its server runs (it still answers reads, and the
-//!   read-only endpoint need not change twice during a failover); so does, while a handover
-//!   runs, every standby whose server still runs in recovery (its upstream is gone or being
-//!   replaced, but it answers reads): a Kubernetes Service that changed just before the new
+//!   read-only endpoint need not change twice during a failover); so does, while the primary
+//!   is not ready or a handover runs, every standby whose server still runs in recovery (its
+//!   upstream is gone or being replaced, but it answers reads): a Kubernetes Service that changed just before the new
 //!   primary's label would hold that label back by kube-proxy's `minSyncPeriod` (ADR 0008);
 //! - the preferred primary serves no reads while an automatic failback will make it primary
-//!   again (it would move twice within a second);
+//!   again (it would move twice within a second), and the other standbys that still run keep
+//!   serving until then;
 //! - `rw_keep`: while no member accepts writes, the primary of record if it provably runs no
 //!   server, or if it is shutting down because a switchover asked it to (see [`Routes::rw_keep`]).
 
@@ -46,6 +47,8 @@ pub fn routes<'a>(
     let failback_pending = spec.failback == Failback::Automatic
         && current.is_some_and(|c| c != spec.primary)
         && spec.members.iter().any(|m| m.name == spec.primary);
+    // the primary of record is not ready (lost, or not yet replaced): nobody can stream from it
+    let primary_down = current.is_none_or(|c| !members.iter().any(|m| m.name == c && m.ready));
     let ready = |name: &str| {
         // even while the failback promotes it: it was serving nothing, and joining the read
         // endpoints at the failback's first tick would hold back its -rw label the same way
@@ -54,7 +57,7 @@ pub fn routes<'a>(
         }
         members.iter().any(|m| m.name == name && m.ready)
             || promoting == Some(name)
-            || (handing_over && still_a_standby(name))
+            || ((handing_over || primary_down || failback_pending) && still_a_standby(name))
     };
     let rw = current.filter(|c| ready(c)).map(String::from);
     let standbys: Vec<String> = spec
@@ -69,10 +72,6 @@ pub fn routes<'a>(
         .filter(|m| standbys.contains(&m.name) && m.apply_delay_ms() == 0)
         .map(|m| m.name.clone())
         .collect();
-    let ro_is_primary = ro.is_empty() && rw.is_some();
-    if ro_is_primary {
-        ro.extend(rw.clone());
-    }
     // no server process, or one its agent killed with SIGKILL (a fence): it accepts nothing again
     let no_server =
         current_report.is_some_and(|r| (!r.running && !r.server_process) || r.fenced.is_some());
@@ -83,6 +82,13 @@ pub fn routes<'a>(
     let rw_keep = current
         .filter(|_| rw.is_none() && (no_server || shutting_down))
         .map(String::from);
+    // reads fall back to the primary, or to the one keeping -rw until its successor has it (the
+    // read-only endpoint then changes with -rw, in the same tick)
+    let fallback = rw.clone().or_else(|| rw_keep.clone());
+    let ro_is_primary = ro.is_empty() && fallback.is_some();
+    if ro_is_primary {
+        ro.extend(fallback);
+    }
     Routes {
         rw,
         ro,
@@ -259,11 +265,13 @@ mod tests {
                 true,
                 true,
             ),
+            // the tick that sees the loss, before the failover starts (k8s e2e: c left -r there
+            // and came back a tick later, two changes before b's label)
             (
-                "running standby, no handover",
+                "running standby, primary lost, no handover yet",
                 standby(true, false, DataHealth::Healthy),
                 false,
-                false,
+                true,
             ),
             (
                 "stopped",
@@ -296,6 +304,19 @@ mod tests {
             assert_eq!(r.standbys.contains(&"c".to_string()), serves, "{what}");
             // delayed: never read-only, handover or not
             assert!(!r.ro.contains(&"c".to_string()), "{what}");
+            // with a ready primary and no handover, a standby that does not stream from it does
+            // not serve
+            let settled = routes(
+                &spec,
+                (Some("a"), None, false),
+                (None, None),
+                &status(&["a"]),
+                &|name| (name == "c").then_some(&c),
+            );
+            assert!(
+                !settled.standbys.contains(&"c".to_string()),
+                "{what}, a ready"
+            );
         }
     }
 
@@ -342,6 +363,44 @@ mod tests {
                 &|_| None,
             );
             assert_eq!(r.rw_keep.as_deref(), keep, "{what}");
+            // reads stay with it too: -ro changes with -rw, in the same tick
+            assert_eq!(
+                r.ro.contains(&"b".to_string()),
+                keep.is_some() || ready,
+                "{what}: {:?}",
+                r.ro
+            );
+        }
+    }
+
+    /// The k8s e2e's failbacks: c, back on the new timeline, joined -r one tick before the
+    /// failback (which waits for it) and held back a's -rw label by kube-proxy's minSyncPeriod.
+    /// While an automatic failback is pending, a standby that still runs keeps serving.
+    #[test]
+    fn while_a_failback_is_pending_a_standby_that_still_runs_keeps_serving() {
+        let mut c = MemberReport::new("c");
+        c.running = true;
+        c.role = ActualRole::Standby;
+        c.data = DataHealth::Healthy;
+        for (failback, serves) in [
+            (crate::api::Failback::Automatic, true),
+            (crate::api::Failback::Manual, false),
+        ] {
+            let mut spec = lab();
+            spec.failback = failback;
+            // b primary and ready; c runs but does not stream from b yet
+            let r = routes(
+                &spec,
+                (Some("b"), None, false),
+                (None, None),
+                &status(&["b"]),
+                &|name| (name == "c").then_some(&c),
+            );
+            assert_eq!(
+                r.standbys.contains(&"c".to_string()),
+                serves,
+                "{failback:?}"
+            );
         }
     }
 

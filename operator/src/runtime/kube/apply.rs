@@ -269,11 +269,15 @@ pub fn wanted_pod(
     namespace: &str,
     operator_image: &str,
 ) -> Result<Pod, builders::BuildError> {
-    let opts = builders::PodOptions::new(
-        operator_image,
-        agent_config_json(cluster, member, namespace),
-        labels::ROLE_NONE,
-    );
+    let opts = builders::PodOptions {
+        // the agents log as the operator does (`--log-format` / PGREPLICA_LOG_FORMAT)
+        log_json: std::env::var("PGREPLICA_LOG_FORMAT").is_ok_and(|f| f == "json"),
+        ..builders::PodOptions::new(
+            operator_image,
+            agent_config_json(cluster, member, namespace),
+            labels::ROLE_NONE,
+        )
+    };
     builders::member_pod(cluster, member, &opts)
 }
 

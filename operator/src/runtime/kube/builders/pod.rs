@@ -51,6 +51,8 @@ pub struct PodOptions<'a> {
     pub role_label: &'a str,
     /// User, group and fsGroup of every container: the uid PostgreSQL runs as in the image.
     pub run_as_uid: i64,
+    /// The agent logs JSON lines (`PGREPLICA_LOG_FORMAT=json`), as the operator does.
+    pub log_json: bool,
 }
 
 impl<'a> PodOptions<'a> {
@@ -66,6 +68,7 @@ impl<'a> PodOptions<'a> {
             agent_config_json: agent_config_json.into(),
             role_label,
             run_as_uid: POSTGRES_UID,
+            log_json: false,
         }
     }
 }
@@ -200,16 +203,26 @@ fn postgres_container(
             "--config-env",
             names::AGENT_CONFIG_ENV,
         ])),
-        env: Some(vec![
-            EnvVar {
-                name: names::AGENT_CONFIG_ENV.to_string(),
-                value: Some(opts.agent_config_json.clone()),
+        env: Some(
+            vec![
+                EnvVar {
+                    name: names::AGENT_CONFIG_ENV.to_string(),
+                    value: Some(opts.agent_config_json.clone()),
+                    value_from: None,
+                },
+                field_env(names::POD_IP_ENV, "status.podIP"),
+                field_env(names::POD_NAME_ENV, "metadata.name"),
+                field_env(names::POD_NAMESPACE_ENV, "metadata.namespace"),
+            ]
+            .into_iter()
+            // only when asked: the templates of pods that log text stay as they were
+            .chain(opts.log_json.then(|| EnvVar {
+                name: "PGREPLICA_LOG_FORMAT".to_string(),
+                value: Some("json".to_string()),
                 value_from: None,
-            },
-            field_env(names::POD_IP_ENV, "status.podIP"),
-            field_env(names::POD_NAME_ENV, "metadata.name"),
-            field_env(names::POD_NAMESPACE_ENV, "metadata.namespace"),
-        ]),
+            }))
+            .collect(),
+        ),
         ports: Some(vec![
             port(names::POSTGRES_PORT_NAME, names::POSTGRES_PORT),
             port(names::AGENT_PORT_NAME, names::AGENT_PORT),
