@@ -325,3 +325,35 @@ fn a_deleted_state_directory_stops_the_cluster() {
         "still running 60 s after the state directory was deleted: {left:?}"
     );
 }
+
+/// `up --detach` waited its whole timeout (300 s) while a member failed the same way on every
+/// try; it gives up after 30 s of the same error, naming the member and the error.
+#[test]
+fn up_gives_up_early_on_a_member_that_keeps_failing() {
+    let text = std::fs::read_to_string(repo_file("examples/minimal.yaml")).expect("minimal.yaml");
+    // a value PostgreSQL refuses at start: every start fails the same way
+    let broken = text.replacen(
+        "spec:\n",
+        "spec:\n  postgres:\n    parameters:\n      shared_buffers: 100TB\n",
+        1,
+    );
+    assert_ne!(broken, text, "minimal.yaml has a `spec:` line");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, broken).expect("write");
+    let began = std::time::Instant::now();
+    let refused = LocalCluster::up(&file, Duration::from_secs(240))
+        .err()
+        .expect("up must fail");
+    let took = began.elapsed();
+    assert!(
+        refused.contains("has failed with the same error for 30 s")
+            && refused.contains("shared_buffers"),
+        "{refused}"
+    );
+    assert!(
+        took < Duration::from_secs(120),
+        "gave up only after {took:?}"
+    );
+    println!("up gave up after {:.1} s", took.as_secs_f64());
+}

@@ -403,6 +403,8 @@ async fn up(
     // a status file from an earlier brain says nothing about this one
     let started_at = jiff::Timestamp::now();
     let mut last_line = String::new();
+    // member → (its error's first line, since when it has said so without being ready)
+    let mut failing: std::collections::BTreeMap<String, (String, Instant)> = Default::default();
     loop {
         if let Ok(Some(exit)) = child.try_wait() {
             return Err(LocalError::Failed(format!(
@@ -425,13 +427,27 @@ async fn up(
                 status
                     .members
                     .iter()
-                    .map(|m| format!("{}: {}", m.name, m.activity))
+                    .map(|m| match &m.last_error {
+                        Some(e) if !m.ready => format!(
+                            "{}: {} (last error: {})",
+                            m.name,
+                            super::status_table::one_line(&m.activity),
+                            super::status_table::one_line(e)
+                        ),
+                        _ => format!("{}: {}", m.name, super::status_table::one_line(&m.activity)),
+                    })
                     .collect::<Vec<_>>()
                     .join("; ")
             );
             if line != last_line {
                 progress(&line);
                 last_line = line;
+            }
+            if let Some((member, cause)) = persistent_failure(&status, &mut failing) {
+                return Err(LocalError::Failed(format!(
+                    "{member} has failed with the same error for {} s: {cause}\nthe cluster keeps trying in the background: `pgreplica local logs {member}` shows why, `pgreplica local down` stops it",
+                    PERSISTENT_FAILURE.as_secs()
+                )));
             }
             if status.running && status.is_ready() {
                 println!(
@@ -458,6 +474,36 @@ fn layout_for(dir: Option<&Path>) -> Result<Layout, LocalError> {
         return Err(LocalError::NoCluster(layout.dir));
     }
     Ok(layout)
+}
+
+/// How long a member may report the same error, not ready, before `up --detach` gives up on it.
+const PERSISTENT_FAILURE: Duration = Duration::from_secs(30);
+
+/// A member that has reported the same error, without being ready, for [`PERSISTENT_FAILURE`]:
+/// its name and the error. `failing` carries what was seen from one look to the next.
+fn persistent_failure(
+    status: &LocalStatus,
+    failing: &mut std::collections::BTreeMap<String, (String, Instant)>,
+) -> Option<(String, String)> {
+    for m in &status.members {
+        match m.last_error.as_deref().filter(|_| !m.ready) {
+            Some(e) => {
+                let cause = super::status_table::one_line(e);
+                let seen = failing
+                    .entry(m.name.clone())
+                    .or_insert_with(|| (cause.clone(), Instant::now()));
+                if seen.0 != cause {
+                    *seen = (cause, Instant::now());
+                } else if seen.1.elapsed() >= PERSISTENT_FAILURE {
+                    return Some((m.name.clone(), e.trim().to_string()));
+                }
+            }
+            None => {
+                failing.remove(&m.name);
+            }
+        }
+    }
+    None
 }
 
 fn load_status(layout: &Layout) -> Result<LocalStatus, LocalError> {

@@ -372,7 +372,10 @@ mod tests {
     #[test]
     fn the_plugin_names_itself_as_kubectl_shows_it() {
         let usage = Plugin::command().render_usage().to_string();
-        assert!(usage.contains("kubectl pgrc [OPTIONS] <COMMAND>"), "{usage}");
+        assert!(
+            usage.contains("kubectl pgrc [OPTIONS] <COMMAND>"),
+            "{usage}"
+        );
         let cli = Cli::from_args(
             ["/usr/local/bin/kubectl-pgrc", "status", "lab"]
                 .into_iter()

@@ -68,6 +68,9 @@ pub struct Facts {
     pub rewind_requested: bool,
     /// No restart before this time (crash backoff).
     pub restart_not_before_ms: u64,
+    /// A step that failed (bootstrap, clone, rewind, start) is not tried again before this time:
+    /// failures back off instead of repeating every pass.
+    pub retry_not_before_ms: u64,
     /// The application's role and database are as configured (or none is configured).
     pub application_ready: bool,
     pub now_ms: u64,
@@ -122,14 +125,57 @@ pub enum Step {
 }
 
 pub fn next_step(desired: &Desired, facts: &Facts) -> Step {
-    match &desired.role {
+    let step = match &desired.role {
         DesiredRole::Stopped => match facts.running {
             Running::No => Step::Idle,
             _ => Step::Stop,
         },
         DesiredRole::Primary { bootstrap, .. } => primary(desired, *bootstrap, facts),
         DesiredRole::Standby { .. } => standby(desired, facts),
+    };
+    match step {
+        // the heavy steps back off after a failure (its cause is in the report); a promotion, a
+        // stop or a configuration write is always tried at once
+        Step::Bootstrap | Step::Clone | Step::Rewind | Step::Start
+            if facts.now_ms < facts.retry_not_before_ms =>
+        {
+            Step::Wait(format!(
+                "{} failed; trying again in {} s",
+                step.name(),
+                (facts.retry_not_before_ms - facts.now_ms).div_ceil(1_000)
+            ))
+        }
+        step => step,
     }
+}
+
+impl Step {
+    /// How a person reads the step's name in a progress line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Idle => "nothing",
+            Step::Blocked(_) => "blocked",
+            Step::Wait(_) => "waiting",
+            Step::AcquireLease => "taking the lease",
+            Step::Bootstrap => "bootstrap (initdb)",
+            Step::Clone => "clone",
+            Step::Rewind => "rewind",
+            Step::Configure => "configure",
+            Step::Reload => "reload",
+            Step::Start => "start",
+            Step::Promote => "promote",
+            Step::Stop => "stop",
+            Step::StopForRewind => "stop for a rewind",
+            Step::EnsureApplication => "application role",
+            Step::Restart => "restart",
+        }
+    }
+}
+
+/// How long to wait before trying a step again after `failures` failures in a row: 0.5 s,
+/// doubling, at most 30 s.
+pub fn retry_backoff_ms(failures: u32) -> u64 {
+    (500u64 << failures.saturating_sub(1).min(6)).min(30_000)
 }
 
 fn lease_step(facts: &Facts) -> Step {
@@ -285,6 +331,7 @@ mod tests {
             upstream: UpstreamCheck::Answers,
             rewind_requested: false,
             restart_not_before_ms: 0,
+            retry_not_before_ms: 0,
             application_ready: true,
             now_ms: 1_000,
         }
@@ -303,6 +350,15 @@ mod tests {
 
     fn wait_unreachable() -> Step {
         Step::Wait("not streaming: a does not answer (connection refused); keeping this member's data until it does".into())
+    }
+
+    #[test]
+    fn retries_back_off_from_half_a_second_to_thirty() {
+        let waits: Vec<u64> = (1..=9).map(retry_backoff_ms).collect();
+        assert_eq!(
+            waits,
+            [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
+        );
     }
 
     #[test]
@@ -327,6 +383,13 @@ mod tests {
             ("application role only on a configured primary", primary_role(false), Facts { application_ready: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::Promote),
             ("standby never makes the application role", standby_role(0), Facts { application_ready: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Idle),
             ("crash backoff", primary_role(false), Facts { restart_not_before_ms: 5_000, ..facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))) }, Step::Wait("restart backoff after a crash".into())),
+            // a failed step is not repeated every pass (initdb was, every 0.2 s for 300 s)
+            ("failed bootstrap backs off", primary_role(true), Facts { retry_not_before_ms: 4_500, ..facts(DataState::Missing, Running::No, None) }, Step::Wait("bootstrap (initdb) failed; trying again in 4 s".into())),
+            ("failed bootstrap, backoff over", primary_role(true), Facts { retry_not_before_ms: 1_000, ..facts(DataState::Missing, Running::No, None) }, Step::Bootstrap),
+            ("failed clone backs off", standby_role(0), Facts { retry_not_before_ms: 2_000, ..facts(DataState::Missing, Running::No, None) }, Step::Wait("clone failed; trying again in 1 s".into())),
+            ("failed start backs off", primary_role(false), Facts { retry_not_before_ms: 2_000, ..facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))) }, Step::Wait("start failed; trying again in 1 s".into())),
+            // a promotion never waits for an earlier failure's backoff
+            ("promotion is not held back", primary_role(false), Facts { retry_not_before_ms: 9_000, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::Promote),
             ("standby without data → clone", standby_role(0), facts(DataState::Missing, Running::No, None), Step::Clone),
             ("standby with lost data → clone", standby_role(0), facts(lost.clone(), Running::No, None), Step::Clone),
             ("standby, lost data still running → stop", standby_role(0), facts(lost, Running::Standby, None), Step::Stop),

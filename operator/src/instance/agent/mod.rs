@@ -60,6 +60,9 @@ pub struct Agent {
     stopping: bool,
     crashes: u32,
     restart_not_before_ms: u64,
+    /// Heavy steps that failed in a row, and when the next may be tried (converge's backoff).
+    step_failures: u32,
+    retry_not_before_ms: u64,
     /// A standby's repair (rewind, then re-clone), decided in `converge`.
     repair: Repair,
     next_slot_upkeep_ms: u64,
@@ -106,6 +109,8 @@ impl Agent {
             stopping: false,
             crashes: 0,
             restart_not_before_ms: 0,
+            step_failures: 0,
+            retry_not_before_ms: 0,
             repair: Repair::default(),
             next_slot_upkeep_ms: 0,
             unresponsive: Unresponsive::default(),
@@ -215,9 +220,14 @@ impl Agent {
             } else {
                 format!("{step:?}: {e}")
             };
-            error!(member = %self.cfg.member, step = ?step, error = %text, "step failed");
+            self.step_failures += 1;
+            let retry_in = crate::instance::converge::retry_backoff_ms(self.step_failures);
+            self.retry_not_before_ms = unix_now_ms() + retry_in;
+            error!(member = %self.cfg.member, step = ?step, error = %text, failures = self.step_failures, retry_in_ms = retry_in, "step failed");
             self.shared.update_report(|r| r.last_error = Some(text));
             self.backoff();
+        } else if acted {
+            self.step_failures = 0;
         }
         if let Some(d) = desired {
             if matches!(d.role, DesiredRole::Primary { .. }) {

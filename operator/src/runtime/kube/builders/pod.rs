@@ -236,9 +236,15 @@ fn postgres_container(
             mount(APP_VOLUME, names::APP_SECRET_DIR, true),
             mount(SHM_VOLUME, "/dev/shm", false),
         ]),
-        // Ready means: this member serves its role now. Checked often, because Services follow it.
+        // Ready: this member serves its role (for `kubectl get pods`, the PodDisruptionBudget).
+        // The Services follow the brain's labels, not this (ADR 0008), but an EndpointSlice
+        // still carries each pod's readiness as its `serving` condition, and kube-proxy counts a
+        // change of it as a change: a single failed look during a promotion or a switchover's
+        // shutdown would hold the new primary's route back by kube-proxy's minSyncPeriod. Three
+        // failed looks (6 s) make a pod not ready; a failover is over well before.
         readiness_probe: Some(Probe {
             period_seconds: Some(2),
+            failure_threshold: Some(3),
             ..agent_probe("/readyz")
         }),
         // The agent answers while PostgreSQL clones or recovers; only a stopped or hung agent

@@ -89,7 +89,7 @@ fn lab_member_c_pod_table() {
             ),
             (
                 &format!("{main}/readinessProbe"),
-                json!({"httpGet": {"path": "/readyz", "port": "agent", "scheme": "HTTPS"}, "periodSeconds": 2}),
+                json!({"httpGet": {"path": "/readyz", "port": "agent", "scheme": "HTTPS"}, "periodSeconds": 2, "failureThreshold": 3}),
             ),
             (
                 &format!("{main}/livenessProbe"),
