@@ -116,7 +116,7 @@ storage_refused() {
 restart_member() {
   # through kubectl's plugin mechanism: the binary found on PATH as kubectl-pgrc
   mkdir -p "$WORK/bin"; ln -sf "$PGR_BIN" "$WORK/bin/kubectl-pgrc"
-  KUBECONFIG=$WORK/admin.kubeconfig PATH="$WORK/bin:$PATH" innet "$BIN/kubectl" pgrc restart lab c -n "$LAB_NS" --timeout-seconds 180 2>&1 | sed 's/^/       /'
+  KUBECONFIG=$WORK/admin.kubeconfig PATH="$WORK/bin:$PATH" innet "$BIN/kubectl" pgrc restart lab c -n "$LAB_NS" --timeout=3m 2>&1 | sed 's/^/       /'
   [ "${PIPESTATUS[0]}" = 0 ] || return 1
   wait_for 120 "back on a, Ready" settled_on_a
 }

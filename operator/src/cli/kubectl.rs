@@ -18,69 +18,145 @@ use crate::runtime::kube::labels::{
 use crate::runtime::kube::names;
 use crate::runtime::local::status_file::{Endpoints, LocalMember, LocalStatus};
 
+/// Which cluster, and how to reach the API server (kubectl's own flags).
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The PgReplicaCluster.
+    pub name: String,
+    /// The cluster's namespace (default: the kubeconfig context's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config; in a pod, its service account).
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// How long to wait, as kubectl says it (`--timeout=10m`).
+#[derive(Debug, clap::Args)]
+pub struct Wait {
+    /// How long to wait before giving up (exit code 4): 90s, 10m, 1h30m; a plain number is seconds.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The same in seconds (older spelling).
+    #[arg(long, hide = true)]
+    pub timeout_seconds: Option<u64>,
+}
+
+impl Wait {
+    fn seconds(&self, default: u64) -> u64 {
+        self.timeout
+            .map(|d| d.as_secs().max(1))
+            .or(self.timeout_seconds)
+            .unwrap_or(default)
+    }
+}
+
+/// A duration as kubectl writes one: `90s`, `10m`, `1h30m`, `500ms`; a plain number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let bad = || format!("{text:?} is not a duration: write 90s, 10m or 1h30m");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let after = &rest[digits..];
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let millis = match &after[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_millis(number.saturating_mul(millis));
+        rest = &after[unit_len..];
+    }
+    Ok(total)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KubectlCommand {
     /// The member table of a cluster (roles, sync state, lag, timeline).
-    #[command(after_help = "Example:\n  kubectl pgrc status lab -n db")]
+    #[command(
+        after_help = "Example:\n  kubectl pgrc status lab -n db\n  kubectl pgrc status lab -o json"
+    )]
     Status {
-        /// The PgReplicaCluster.
-        name: String,
-        /// The cluster's namespace (default: the kubeconfig context's).
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        /// Output format: the table, or the cluster object's status as JSON or YAML.
+        #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json", "yaml"])]
+        output: String,
     },
     /// Move the primary to MEMBER with a clean switchover.
-    #[command(after_help = "Example:\n  kubectl pgrc switchover lab --to b")]
+    #[command(after_help = "Example:\n  kubectl pgrc switchover lab --to a --timeout=5m")]
     Switchover {
-        /// The PgReplicaCluster.
-        name: String,
+        #[command(flatten)]
+        target: Target,
         /// The member to become the primary.
         #[arg(long)]
         to: String,
-        /// The cluster's namespace (default: the kubeconfig context's).
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
-        /// How long to wait before giving up (exit code non-zero).
-        #[arg(long, default_value_t = 120)]
-        timeout_seconds: u64,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Restart MEMBER's PostgreSQL (or every member's), one member at a time: standbys first, the
     /// primary last after a clean switchover.
     #[command(after_help = "Example:\n  kubectl pgrc restart lab c")]
     Restart {
-        /// The PgReplicaCluster.
-        name: String,
+        #[command(flatten)]
+        target: Target,
         /// One member (default: every member).
         member: Option<String>,
-        /// The cluster's namespace (default: the kubeconfig context's).
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
-        /// How long to wait before giving up (exit code non-zero).
-        #[arg(long, default_value_t = 300)]
-        timeout_seconds: u64,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Have MEMBER's PostgreSQL (or every member's) read its configuration and certificates
     /// again, without a restart; prints what still waits for one.
     #[command(after_help = "Example:\n  kubectl pgrc reload lab")]
     Reload {
-        /// The PgReplicaCluster.
-        name: String,
+        #[command(flatten)]
+        target: Target,
         /// One member (default: every member).
         member: Option<String>,
-        /// The cluster's namespace (default: the kubeconfig context's).
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
-        /// How long to wait before giving up (exit code non-zero).
-        #[arg(long, default_value_t = 60)]
-        timeout_seconds: u64,
+        #[command(flatten)]
+        wait: Wait,
     },
 }
 
-async fn api(namespace: Option<&str>) -> Result<Api<PgReplicaCluster>, KubeError> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(KubeError::Client)?;
-    Ok(match namespace {
+async fn api(target: &Target) -> Result<Api<PgReplicaCluster>, KubeError> {
+    let client = if target.context.is_none() && target.kubeconfig.is_none() {
+        kube::Client::try_default()
+            .await
+            .map_err(KubeError::Client)?
+    } else {
+        let options = kube::config::KubeConfigOptions {
+            context: target.context.clone(),
+            ..Default::default()
+        };
+        let config = match &target.kubeconfig {
+            Some(path) => {
+                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    KubeError::Invalid(format!("cannot read kubeconfig {}: {e}", path.display()))
+                })?;
+                kube::Config::from_custom_kubeconfig(file, &options).await
+            }
+            None => kube::Config::from_kubeconfig(&options).await,
+        }
+        .map_err(|e| KubeError::Invalid(format!("kubeconfig: {e}")))?;
+        kube::Client::try_from(config).map_err(KubeError::Client)?
+    };
+    Ok(match &target.namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::default_namespaced(client),
     })
@@ -88,40 +164,48 @@ async fn api(namespace: Option<&str>) -> Result<Api<PgReplicaCluster>, KubeError
 
 pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
     match cmd {
-        KubectlCommand::Status { name, namespace } => {
-            let api = api(namespace.as_deref()).await?;
+        KubectlCommand::Status { target, output } => {
+            let api = api(&target).await?;
+            let name = &target.name;
             let cluster =
-                api.get(&name)
+                api.get(name)
                     .await
-                    .map_err(KubeError::api("get", "PgReplicaCluster", &name))?;
-            print!("{}", super::status_table::render(&as_table(&cluster)));
+                    .map_err(KubeError::api("get", "PgReplicaCluster", name))?;
+            match output.as_str() {
+                "json" => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cluster.status)
+                        .map_err(|e| KubeError::Other(e.to_string()))?
+                ),
+                "yaml" => print!(
+                    "{}",
+                    serde_yaml::to_string(&cluster.status)
+                        .map_err(|e| KubeError::Other(e.to_string()))?
+                ),
+                _ => print!("{}", super::status_table::render(&as_table(&cluster))),
+            }
             Ok(())
         }
         KubectlCommand::Restart {
-            name,
+            target,
             member,
-            namespace,
-            timeout_seconds,
+            wait,
         } => {
-            let api = api(namespace.as_deref()).await?;
-            member_request(Kind::Restart, &api, &name, member, timeout_seconds).await
+            let api = api(&target).await?;
+            member_request(Kind::Restart, &api, &target.name, member, wait.seconds(300)).await
         }
         KubectlCommand::Reload {
-            name,
+            target,
             member,
-            namespace,
-            timeout_seconds,
+            wait,
         } => {
-            let api = api(namespace.as_deref()).await?;
-            member_request(Kind::Reload, &api, &name, member, timeout_seconds).await
+            let api = api(&target).await?;
+            member_request(Kind::Reload, &api, &target.name, member, wait.seconds(60)).await
         }
-        KubectlCommand::Switchover {
-            name,
-            to,
-            namespace,
-            timeout_seconds,
-        } => {
-            let api = api(namespace.as_deref()).await?;
+        KubectlCommand::Switchover { target, to, wait } => {
+            let timeout_seconds = wait.seconds(120);
+            let api = api(&target).await?;
+            let name = target.name;
             let cluster =
                 api.get(&name)
                     .await
@@ -243,4 +327,83 @@ pub fn as_table(cluster: &PgReplicaCluster) -> LocalStatus {
         ro: names::ro_service(&name),
     };
     LocalStatus::from_status(name, status, endpoints, members).with_spec(&cluster.spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_kubectl_writes_them() {
+        let ok = [
+            ("90", 90_000),
+            ("90s", 90_000),
+            ("10m", 600_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+            ("2m30s", 150_000),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for bad in ["", "m", "10x", "ten minutes", "1.5h"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains("90s, 10m or 1h30m"), "{bad}: {err}");
+        }
+    }
+
+    /// The plugin had no --context, --kubeconfig or -o, and spelled the timeout
+    /// --timeout-seconds where kubectl says --timeout=10m.
+    #[test]
+    fn the_plugin_takes_kubectls_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(subcommand)]
+            c: KubectlCommand,
+        }
+        let parse = |args: &[&str]| P::try_parse_from(args).map(|p| p.c);
+        match parse(&[
+            "p",
+            "switchover",
+            "lab",
+            "--to",
+            "a",
+            "--timeout=10m",
+            "--context",
+            "pis",
+            "--kubeconfig",
+            "/k",
+            "-n",
+            "db",
+        ]) {
+            Ok(KubectlCommand::Switchover { target, to, wait }) => {
+                assert_eq!((target.name.as_str(), to.as_str()), ("lab", "a"));
+                assert_eq!(target.context.as_deref(), Some("pis"));
+                assert_eq!(
+                    target.kubeconfig.as_deref(),
+                    Some(std::path::Path::new("/k"))
+                );
+                assert_eq!(target.namespace.as_deref(), Some("db"));
+                assert_eq!(wait.seconds(120), 600);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["p", "restart", "lab", "c", "--timeout-seconds", "30"]) {
+            Ok(KubectlCommand::Restart { member, wait, .. }) => {
+                assert_eq!(member.as_deref(), Some("c"));
+                assert_eq!(wait.seconds(300), 30);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["p", "status", "lab", "-o", "yaml"]) {
+            Ok(KubectlCommand::Status { output, .. }) => assert_eq!(output, "yaml"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["p", "status", "lab", "-o", "wide"]).is_err());
+    }
 }
