@@ -68,8 +68,9 @@ pub struct Facts {
     pub rewind_requested: bool,
     /// No restart before this time (crash backoff).
     pub restart_not_before_ms: u64,
-    /// A step that failed (bootstrap, clone, rewind, start) is not tried again before this time:
-    /// failures back off instead of repeating every pass.
+    /// The heavy step (bootstrap, clone, rewind) that failed last, by [`Step::name`], and when
+    /// it may be tried again: failures back off instead of repeating every pass.
+    pub failed_step: Option<&'static str>,
     pub retry_not_before_ms: u64,
     /// The application's role and database are as configured (or none is configured).
     pub application_ready: bool,
@@ -134,10 +135,12 @@ pub fn next_step(desired: &Desired, facts: &Facts) -> Step {
         DesiredRole::Standby { .. } => standby(desired, facts),
     };
     match step {
-        // the heavy steps back off after a failure (its cause is in the report); a promotion, a
-        // stop or a configuration write is always tried at once
-        Step::Bootstrap | Step::Clone | Step::Rewind | Step::Start
-            if facts.now_ms < facts.retry_not_before_ms =>
+        // a heavy step that failed backs off (its cause is in the report); anything else — a
+        // promotion, a start (it has its crash backoff), a stop, a configuration write — and a
+        // different step are tried at once
+        Step::Bootstrap | Step::Clone | Step::Rewind
+            if facts.failed_step == Some(step.name())
+                && facts.now_ms < facts.retry_not_before_ms =>
         {
             Step::Wait(format!(
                 "{} failed; trying again in {} s",
@@ -331,6 +334,7 @@ mod tests {
             upstream: UpstreamCheck::Answers,
             rewind_requested: false,
             restart_not_before_ms: 0,
+            failed_step: None,
             retry_not_before_ms: 0,
             application_ready: true,
             now_ms: 1_000,
@@ -384,12 +388,14 @@ mod tests {
             ("standby never makes the application role", standby_role(0), Facts { application_ready: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Idle),
             ("crash backoff", primary_role(false), Facts { restart_not_before_ms: 5_000, ..facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))) }, Step::Wait("restart backoff after a crash".into())),
             // a failed step is not repeated every pass (initdb was, every 0.2 s for 300 s)
-            ("failed bootstrap backs off", primary_role(true), Facts { retry_not_before_ms: 4_500, ..facts(DataState::Missing, Running::No, None) }, Step::Wait("bootstrap (initdb) failed; trying again in 4 s".into())),
-            ("failed bootstrap, backoff over", primary_role(true), Facts { retry_not_before_ms: 1_000, ..facts(DataState::Missing, Running::No, None) }, Step::Bootstrap),
-            ("failed clone backs off", standby_role(0), Facts { retry_not_before_ms: 2_000, ..facts(DataState::Missing, Running::No, None) }, Step::Wait("clone failed; trying again in 1 s".into())),
-            ("failed start backs off", primary_role(false), Facts { retry_not_before_ms: 2_000, ..facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))) }, Step::Wait("start failed; trying again in 1 s".into())),
-            // a promotion never waits for an earlier failure's backoff
-            ("promotion is not held back", primary_role(false), Facts { retry_not_before_ms: 9_000, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::Promote),
+            ("failed bootstrap backs off", primary_role(true), Facts { failed_step: Some("bootstrap (initdb)"), retry_not_before_ms: 4_500, ..facts(DataState::Missing, Running::No, None) }, Step::Wait("bootstrap (initdb) failed; trying again in 4 s".into())),
+            ("failed bootstrap, backoff over", primary_role(true), Facts { failed_step: Some("bootstrap (initdb)"), retry_not_before_ms: 1_000, ..facts(DataState::Missing, Running::No, None) }, Step::Bootstrap),
+            ("failed clone backs off", standby_role(0), Facts { failed_step: Some("clone"), retry_not_before_ms: 2_000, ..facts(DataState::Missing, Running::No, None) }, Step::Wait("clone failed; trying again in 1 s".into())),
+            // only the step that failed waits: another is tried at once
+            ("another step is not held back", standby_role(0), Facts { failed_step: Some("rewind"), retry_not_before_ms: 9_000, ..facts(DataState::Missing, Running::No, None) }, Step::Clone),
+            // a start has its own crash backoff; a promotion never waits
+            ("start is not held back", primary_role(false), Facts { failed_step: Some("start"), retry_not_before_ms: 9_000, ..facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))) }, Step::Start),
+            ("promotion is not held back", primary_role(false), Facts { failed_step: Some("promote"), retry_not_before_ms: 9_000, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::Promote),
             ("standby without data → clone", standby_role(0), facts(DataState::Missing, Running::No, None), Step::Clone),
             ("standby with lost data → clone", standby_role(0), facts(lost.clone(), Running::No, None), Step::Clone),
             ("standby, lost data still running → stop", standby_role(0), facts(lost, Running::Standby, None), Step::Stop),

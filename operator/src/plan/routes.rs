@@ -16,7 +16,7 @@
 //!   server, or if it is shutting down because a switchover asked it to (see [`Routes::rw_keep`]).
 
 use crate::api::{Failback, MemberStatus, PgReplicaClusterSpec};
-use crate::member::{ActualRole, DataHealth, MemberReport};
+use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport};
 
 use super::output::Routes;
 
@@ -48,28 +48,34 @@ pub fn routes<'a>(
         && current.is_some_and(|c| c != spec.primary)
         && spec.members.iter().any(|m| m.name == spec.primary);
     // the primary of record is not ready (lost, or not yet replaced): nobody can stream from it
-    let primary_down = current.is_none_or(|c| !members.iter().any(|m| m.name == c && m.ready));
-    let ready = |name: &str| {
+    let status_ready = |name: &str| members.iter().any(|m| m.name == name && m.ready);
+    let primary_down = current.is_none_or(|c| !status_ready(c));
+    // `widen`: a standby that still runs in recovery counts, though it streams from nobody
+    let serves = |name: &str, widen: bool| {
         // even while the failback promotes it: it was serving nothing, and joining the read
         // endpoints at the failback's first tick would hold back its -rw label the same way
         if failback_pending && name == spec.primary {
             return false;
         }
-        members.iter().any(|m| m.name == name && m.ready)
-            || promoting == Some(name)
-            || ((handing_over || primary_down || failback_pending) && still_a_standby(name))
+        status_ready(name) || promoting == Some(name) || (widen && still_a_standby(name))
     };
-    let rw = current.filter(|c| ready(c)).map(String::from);
+    let rw = current.filter(|c| status_ready(c)).map(String::from);
+    // -r ("any member") keeps a running standby also while a failback is pending: it rejoins
+    // when it streams on the new timeline, which is what the failback waits for
     let standbys: Vec<String> = spec
         .members
         .iter()
-        .filter(|m| Some(m.name.as_str()) != current && ready(&m.name))
+        .filter(|m| Some(m.name.as_str()) != current)
+        .filter(|m| serves(&m.name, handing_over || primary_down || failback_pending))
         .map(|m| m.name.clone())
         .collect();
+    // -ro never leads to a standby that may be stale while a primary runs: it keeps a running
+    // standby only while no primary is ready or a handover runs (nothing newer exists then)
     let mut ro: Vec<String> = spec
         .members
         .iter()
-        .filter(|m| standbys.contains(&m.name) && m.apply_delay_ms() == 0)
+        .filter(|m| Some(m.name.as_str()) != current && m.apply_delay_ms() == 0)
+        .filter(|m| serves(&m.name, handing_over || primary_down))
         .map(|m| m.name.clone())
         .collect();
     // no server process, or one its agent killed with SIGKILL (a fence): it accepts nothing again
@@ -78,7 +84,14 @@ pub fn routes<'a>(
     // asked to stop by a switchover and no longer answering: it refuses new connections while it
     // shuts down, and the plan promotes the target only once it is down (its shutdown checkpoint
     // received, or its server killed), so a connection routed to it cannot commit for it then
-    let shutting_down = stopped_for_handover && current_report.is_some_and(|r| !r.running);
+    // (its agent has the stop: its report carries the desired state it works on)
+    let shutting_down = stopped_for_handover
+        && current_report.is_some_and(|r| {
+            !r.running
+                && r.desired
+                    .as_ref()
+                    .is_some_and(|d| d.role == DesiredRole::Stopped)
+        });
     let rw_keep = current
         .filter(|_| rw.is_none() && (no_server || shutting_down))
         .map(String::from);
@@ -326,13 +339,18 @@ mod tests {
     #[test]
     fn a_primary_stopping_for_a_switchover_keeps_its_write_endpoint_until_the_target_has_it() {
         let spec = lab();
-        let report = |running: bool| {
+        let report = |running: bool, has_the_stop: bool| {
             let mut r = MemberReport::new("b");
             r.running = running;
             r.server_process = true;
+            r.desired = has_the_stop.then(|| crate::plan::topology::stopped("switchover".into()));
             r
         };
-        let (stopping, answering) = (report(false), report(true));
+        let (stopping, answering, not_told) = (
+            report(false, true),
+            report(true, true),
+            report(false, false),
+        );
         // (what, b's report, a switchover asked b to stop, b ready) → rw_keep
         let cases = [
             (
@@ -352,6 +370,15 @@ mod tests {
             ),
             // still answering: still the primary
             ("asked, still answering", &answering, true, true, None),
+            // the plan asked, but its agent does not have the stop (the hand-over failed): it
+            // may be hung, not shutting down
+            (
+                "asked, the agent has not got it",
+                &not_told,
+                true,
+                false,
+                None,
+            ),
         ];
         for (what, b, asked, ready, keep) in cases {
             let ready_members: &[&str] = if ready { &["b"] } else { &[] };
@@ -401,6 +428,17 @@ mod tests {
                 serves,
                 "{failback:?}"
             );
+            // -ro never: b is the primary, and c, not streaming from it, may be stale (even
+            // without an apply delay)
+            spec.members.iter_mut().for_each(|m| m.apply_delay = None);
+            let r = routes(
+                &spec,
+                (Some("b"), None, false),
+                (None, None),
+                &status(&["b"]),
+                &|name| (name == "c").then_some(&c),
+            );
+            assert_eq!(r.ro, vec!["b".to_string()], "{failback:?}");
         }
     }
 

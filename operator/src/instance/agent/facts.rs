@@ -123,6 +123,7 @@ impl Agent {
             upstream,
             rewind_requested: self.repair.rewind_requested,
             restart_not_before_ms: self.restart_not_before_ms,
+            failed_step: self.failed_step,
             retry_not_before_ms: self.retry_not_before_ms,
             application_ready: self.application_ready(now),
             now_ms: now,

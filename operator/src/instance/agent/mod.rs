@@ -60,7 +60,9 @@ pub struct Agent {
     stopping: bool,
     crashes: u32,
     restart_not_before_ms: u64,
-    /// Heavy steps that failed in a row, and when the next may be tried (converge's backoff).
+    /// The step that failed last, how often in a row, and when it may be tried again
+    /// (converge's backoff).
+    failed_step: Option<&'static str>,
     step_failures: u32,
     retry_not_before_ms: u64,
     /// A standby's repair (rewind, then re-clone), decided in `converge`.
@@ -109,6 +111,7 @@ impl Agent {
             stopping: false,
             crashes: 0,
             restart_not_before_ms: 0,
+            failed_step: None,
             step_failures: 0,
             retry_not_before_ms: 0,
             repair: Repair::default(),
@@ -220,14 +223,18 @@ impl Agent {
             } else {
                 format!("{step:?}: {e}")
             };
-            self.step_failures += 1;
+            if self.failed_step == Some(step.name()) {
+                self.step_failures += 1;
+            } else {
+                (self.failed_step, self.step_failures) = (Some(step.name()), 1);
+            }
             let retry_in = crate::instance::converge::retry_backoff_ms(self.step_failures);
             self.retry_not_before_ms = unix_now_ms() + retry_in;
             error!(member = %self.cfg.member, step = ?step, error = %text, failures = self.step_failures, retry_in_ms = retry_in, "step failed");
             self.shared.update_report(|r| r.last_error = Some(text));
             self.backoff();
-        } else if acted {
-            self.step_failures = 0;
+        } else if acted && self.failed_step == Some(step.name()) {
+            (self.failed_step, self.step_failures) = (None, 0);
         }
         if let Some(d) = desired {
             if matches!(d.role, DesiredRole::Primary { .. }) {

@@ -72,9 +72,11 @@ pub fn routing(member: &str, routes: &crate::plan::Routes, shown_role: Option<&s
     } else {
         ROLE_NONE
     };
+    // a dead primary that already lost -rw does not gain reads back through the fallback
+    let lost_it = routes.rw_keep.as_deref() == Some(member) && role != ROLE_PRIMARY;
     Routing {
         role,
-        ro: routes.ro.iter().any(|r| r == member),
+        ro: routes.ro.iter().any(|r| r == member) && !lost_it,
         serving: role != ROLE_NONE,
     }
 }
@@ -198,6 +200,7 @@ mod tests {
         let settled = routes(Some("a"), &["b"], &["b", "c"], None);
         let lost = routes(None, &["b"], &["b", "c"], Some("a"));
         let promoted = routes(Some("b"), &["b"], &["b", "c"], Some("a"));
+        let lost_reads_on_a = routes(None, &["a"], &["c"], Some("a"));
         // (what, routes, member, role label it shows, wanted)
         let cases = [
             (
@@ -243,13 +246,27 @@ mod tests {
                 Some(ROLE_STANDBY),
                 r(ROLE_STANDBY, true, true),
             ),
-            // ... but never gains -rw back once it lost it
+            // ... but never gains -rw back once it lost it, nor reads through the fallback
             (
                 "keeping is not gaining",
                 &lost,
                 "a",
                 Some(ROLE_NONE),
                 Routing::NONE,
+            ),
+            (
+                "nor reads",
+                &lost_reads_on_a,
+                "a",
+                Some(ROLE_NONE),
+                Routing::NONE,
+            ),
+            (
+                "reads stay with a kept primary",
+                &lost_reads_on_a,
+                "a",
+                Some(ROLE_PRIMARY),
+                r(ROLE_PRIMARY, true, true),
             ),
             (
                 "b promoted",

@@ -358,10 +358,16 @@ impl World for KubeWorld {
             );
             // the Services publish pods whatever their readiness (ADR 0008): a pod on its way out
             // serves nothing from now on
+            // what this brain set a moment ago beats a watch cache that may not show it yet
+            let recent_role = self
+                .labelled
+                .get(&member)
+                .filter(|(u, _, at)| *u == uid && at.elapsed() < timing::STATUS_REFRESH)
+                .map(|(_, r, _)| r.role);
             let wanted = if pod.metadata.deletion_timestamp.is_some() {
                 labels::Routing::NONE
             } else {
-                labels::routing(&member, &plan.routes, shown.0)
+                labels::routing(&member, &plan.routes, recent_role.or(shown.0))
             };
             let as_labels = (
                 Some(wanted.role),
