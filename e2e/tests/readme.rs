@@ -75,26 +75,31 @@ impl Workdir {
 
     /// One README line through bash, as a person would type it.
     fn sh(&self, line: &str) -> (bool, String) {
-        let out = Command::new("bash")
-            .args(["-o", "pipefail", "-c", line])
-            .current_dir(&self.dir)
-            .env("PATH", &self.path)
-            .env_remove("PGREPLICA_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("bash");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        bash(line, &self.dir, &self.path)
     }
 
     fn status(&self) -> serde_json::Value {
         let (_, text) = self.sh("pgreplica local status -o json 2>/dev/null");
         serde_json::from_str(&text).unwrap_or_default()
     }
+}
+
+/// `line` through bash in `dir` with `path` as PATH: whether it succeeded, and stdout then stderr.
+fn bash(line: &str, dir: &Path, path: &str) -> (bool, String) {
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", line])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env_remove("PGREPLICA_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 impl Drop for Workdir {
@@ -177,17 +182,7 @@ fn every_shown_output_of_the_readme_is_what_the_command_prints() {
             let Some(command) = block.lines.first().and_then(|l| l.strip_prefix("$ ")) else {
                 continue;
             };
-            let out = Command::new("bash")
-                .args(["-c", command])
-                .current_dir(repo_file(""))
-                .env("PATH", &path)
-                .output()
-                .expect("bash");
-            let printed = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let (_, printed) = bash(command, &repo_file(""), &path);
             let want = block.lines[1..].join("\n");
             assert_eq!(printed.trim_end(), want.trim_end(), "README: $ {command}");
             shown += 1;

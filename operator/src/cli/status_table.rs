@@ -97,14 +97,17 @@ pub fn render(status: &LocalStatus) -> String {
 }
 
 /// The events that tell how the primary moved.
-const STORY: [&str; 6] = [
-    "PrimaryLost",
-    "FailoverStarted",
-    "FailoverBlocked",
-    "Promoted",
-    "SwitchoverStarted",
-    "FailbackStarted",
-];
+const STORY: [&str; 6] = {
+    use crate::plan::EventReason as E;
+    [
+        E::PrimaryLost.as_str(),
+        E::FailoverStarted.as_str(),
+        E::FailoverBlocked.as_str(),
+        E::Promoted.as_str(),
+        E::SwitchoverStarted.as_str(),
+        E::FailbackStarted.as_str(),
+    ]
+};
 const STORY_LINES: usize = 8;
 
 /// One event as `local events` and the status table print it.

@@ -51,7 +51,7 @@ pub enum EventReason {
 }
 
 impl EventReason {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             EventReason::MemberCreated => "MemberCreated",
             EventReason::Bootstrapping => "Bootstrapping",

@@ -113,11 +113,8 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             .is_some_and(|d| d.role == DesiredRole::Stopped);
     plan.routes = super::routes::routes(
         input.spec,
-        (current.as_deref(), primary_report, stopped_for_handover),
-        (
-            target.as_deref(),
-            target.as_deref().and_then(|t| input.report(t)),
-        ),
+        (current.as_deref(), stopped_for_handover),
+        target.as_deref(),
         &members,
         &|name| input.report(name),
     );

@@ -20,16 +20,18 @@ use crate::member::{ActualRole, DataHealth, DesiredRole, MemberReport};
 
 use super::output::Routes;
 
-/// `current` and `target`: the primary of record and the member a handover promotes (if one
-/// runs), each with its report; `report`: any member's report; `stopped_for_handover`: a
-/// switchover or failback has asked `current` to stop.
+/// `current`: the primary of record, with `stopped_for_handover` when a switchover or failback
+/// has asked it to stop; `target`: the member a handover promotes (if one runs); `report`: any
+/// member's report.
 pub fn routes<'a>(
     spec: &PgReplicaClusterSpec,
-    (current, current_report, stopped_for_handover): (Option<&str>, Option<&MemberReport>, bool),
-    (target, target_report): (Option<&str>, Option<&MemberReport>),
+    (current, stopped_for_handover): (Option<&str>, bool),
+    target: Option<&str>,
     members: &[MemberStatus],
     report: &dyn Fn(&str) -> Option<&'a MemberReport>,
 ) -> Routes {
+    let current_report = current.and_then(report);
+    let target_report = target.and_then(report);
     let promoting = target.filter(|_| target_report.is_some_and(|r| r.running));
     let handing_over = target.is_some();
     let still_a_standby = |name: &str| {
@@ -166,13 +168,7 @@ mod tests {
             (None, &[], None, &[], &[], false),
         ];
         for (current, ready, rw, ro, standbys, fallback) in cases {
-            let r = routes(
-                &spec,
-                (current, None, false),
-                (None, None),
-                &status(ready),
-                &|_| None,
-            );
+            let r = routes(&spec, (current, false), None, &status(ready), &|_| None);
             assert_eq!(r.rw.as_deref(), rw, "{current:?} {ready:?}");
             assert_eq!(r.ro, ro, "{current:?} {ready:?}");
             assert_eq!(r.standbys, standbys, "{current:?} {ready:?}");
@@ -195,10 +191,10 @@ mod tests {
         for (report, ro, standbys) in cases {
             let r = routes(
                 &spec,
-                (Some("a"), None, false),
-                (Some("b"), report),
+                (Some("a"), false),
+                Some("b"),
                 &status(&[]),
-                &|_| None,
+                &|name| if name == "b" { report } else { None },
             );
             assert_eq!(r.ro, ro, "{report:?}");
             assert_eq!(r.standbys, standbys, "{report:?}");
@@ -237,10 +233,10 @@ mod tests {
             let ready_members: &[&str] = if ready { &["a", "b"] } else { &["b"] };
             let r = routes(
                 &spec,
-                (Some("a"), report, false),
-                (None, None),
+                (Some("a"), false),
+                None,
                 &status(ready_members),
-                &|_| None,
+                &|name| if name == "a" { report } else { None },
             );
             assert_eq!(r.rw_keep.as_deref(), keep, "{report:?}");
             assert_eq!(r.rw.is_some(), ready);
@@ -309,23 +305,23 @@ mod tests {
             // nobody streams from a: nobody is ready by the status
             let r = routes(
                 &spec,
-                (Some("a"), None, false),
-                target,
+                (Some("a"), false),
+                target.0,
                 &status(&[]),
-                &|name| (name == "c").then_some(&c),
+                &|name| match name {
+                    "c" => Some(&c),
+                    "b" => target.1,
+                    _ => None,
+                },
             );
             assert_eq!(r.standbys.contains(&"c".to_string()), serves, "{what}");
             // delayed: never read-only, handover or not
             assert!(!r.ro.contains(&"c".to_string()), "{what}");
             // with a ready primary and no handover, a standby that does not stream from it does
             // not serve
-            let settled = routes(
-                &spec,
-                (Some("a"), None, false),
-                (None, None),
-                &status(&["a"]),
-                &|name| (name == "c").then_some(&c),
-            );
+            let settled = routes(&spec, (Some("a"), false), None, &status(&["a"]), &|name| {
+                (name == "c").then_some(&c)
+            });
             assert!(
                 !settled.standbys.contains(&"c".to_string()),
                 "{what}, a ready"
@@ -384,10 +380,10 @@ mod tests {
             let ready_members: &[&str] = if ready { &["b"] } else { &[] };
             let r = routes(
                 &spec,
-                (Some("b"), Some(b), asked),
-                (Some("a"), None),
+                (Some("b"), asked),
+                Some("a"),
                 &status(ready_members),
-                &|_| None,
+                &|name| (name == "b").then_some(b),
             );
             assert_eq!(r.rw_keep.as_deref(), keep, "{what}");
             // reads stay with it too: -ro changes with -rw, in the same tick
@@ -416,13 +412,9 @@ mod tests {
             let mut spec = lab();
             spec.failback = failback;
             // b primary and ready; c runs but does not stream from b yet
-            let r = routes(
-                &spec,
-                (Some("b"), None, false),
-                (None, None),
-                &status(&["b"]),
-                &|name| (name == "c").then_some(&c),
-            );
+            let r = routes(&spec, (Some("b"), false), None, &status(&["b"]), &|name| {
+                (name == "c").then_some(&c)
+            });
             assert_eq!(
                 r.standbys.contains(&"c".to_string()),
                 serves,
@@ -431,13 +423,9 @@ mod tests {
             // -ro never: b is the primary, and c, not streaming from it, may be stale (even
             // without an apply delay)
             spec.members.iter_mut().for_each(|m| m.apply_delay = None);
-            let r = routes(
-                &spec,
-                (Some("b"), None, false),
-                (None, None),
-                &status(&["b"]),
-                &|name| (name == "c").then_some(&c),
-            );
+            let r = routes(&spec, (Some("b"), false), None, &status(&["b"]), &|name| {
+                (name == "c").then_some(&c)
+            });
             assert_eq!(r.ro, vec!["b".to_string()], "{failback:?}");
         }
     }
@@ -464,10 +452,16 @@ mod tests {
                 let target = if current == "a" { (None, None) } else { target };
                 let r = routes(
                     &spec,
-                    (Some(current), None, false),
-                    target,
+                    (Some(current), false),
+                    target.0,
                     &status(&["a", "b", "c"]),
-                    &|_| None,
+                    &|name| {
+                        if Some(name) == target.0 {
+                            target.1
+                        } else {
+                            None
+                        }
+                    },
                 );
                 let a = "a".to_string();
                 let what = format!("{failback:?} on {current}, target {:?}", target.0);

@@ -359,25 +359,22 @@ impl World for KubeWorld {
             // the Services publish pods whatever their readiness (ADR 0008): a pod on its way out
             // serves nothing from now on
             // what this brain set a moment ago beats a watch cache that may not show it yet
-            let recent_role = self
+            let recent = self
                 .labelled
                 .get(&member)
                 .filter(|(u, _, at)| *u == uid && at.elapsed() < timing::STATUS_REFRESH)
-                .map(|(_, r, _)| r.role);
+                .map(|(_, r, _)| *r);
             let wanted = if pod.metadata.deletion_timestamp.is_some() {
                 labels::Routing::NONE
             } else {
-                labels::routing(&member, &plan.routes, recent_role.or(shown.0))
+                labels::routing(&member, &plan.routes, recent.map(|r| r.role).or(shown.0))
             };
             let as_labels = (
                 Some(wanted.role),
                 Some(labels::flag(wanted.ro)),
                 Some(labels::flag(wanted.serving)),
             );
-            let ours = self.labelled.get(&member).is_some_and(|(u, r, at)| {
-                (u, *r) == (&uid, wanted) && at.elapsed() < timing::STATUS_REFRESH
-            });
-            if shown != as_labels && !ours {
+            if shown != as_labels && recent != Some(wanted) {
                 moves.push((member, pod.name_any(), uid, wanted));
             }
         }
