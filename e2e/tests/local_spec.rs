@@ -357,3 +357,115 @@ fn up_gives_up_early_on_a_member_that_keeps_failing() {
     );
     println!("up gave up after {:.1} s", took.as_secs_f64());
 }
+
+/// Foreground `up` printed every event twice (as a log line and as a progress line), never said
+/// the cluster was ready or how to connect, sent a member the same desired state at every tick
+/// while it cloned, and its log was nowhere `local logs` could find it. Now: the story once on
+/// stdout, a ready line with the connect command, the log in `logs/brain.log` without colour,
+/// each desired state logged once, and Ctrl-C stops the cluster with exit 0.
+#[test]
+fn foreground_up_tells_the_story_once_and_says_ready() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = tmp.path().join("state");
+    let (rw, ro) = (
+        pgreplica_e2e::cluster::free_port(),
+        pgreplica_e2e::cluster::free_port(),
+    );
+    let mut up = Command::new(pgreplica_e2e::cluster::binary())
+        .args(["local", "up", "-f"])
+        .arg(repo_file("examples/minimal.yaml"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--rw-port", &rw.to_string(), "--ro-port", &ro.to_string()])
+        .env("PGREPLICA_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgreplica local up");
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = up.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stderr = up.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !seen.iter().any(|l: &String| l.contains(" ready: ")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = up.kill();
+                panic!("no ready line within 180 s:\n{}", seen.join("\n"));
+            }
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let status = up.wait().expect("wait for up");
+    reader.join().expect("stdout reader");
+    seen.extend(lines.try_iter());
+    let stderr = errors.join().expect("stderr reader");
+    let out = seen.join("\n");
+
+    assert_eq!(status.code(), Some(0), "{out}\n{stderr}");
+    let ready = seen
+        .iter()
+        .find(|l| l.contains(" ready: "))
+        .expect("ready line");
+    assert!(
+        ready.contains(&format!("rw 127.0.0.1:{rw}"))
+            && ready.contains(&format!("--dir {}", dir.display()))
+            && ready.contains("psql"),
+        "{ready}"
+    );
+    assert!(out.contains("stopped; data kept"), "{out}");
+    // no log lines on the terminal: they are in the log file
+    for text in [&out, &stderr] {
+        assert!(
+            !text.contains(" INFO ") && !text.contains("\u{1b}["),
+            "log lines on the terminal:\n{text}"
+        );
+    }
+    // each event once: `Cloning [two] two: cloning from one: starting`, not again as `two: ...`
+    let messages: Vec<&str> = seen
+        .iter()
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
+        .collect();
+    for m in &messages {
+        if let Some((_, said)) = m.split_once("] ") {
+            assert!(!messages.contains(&said), "said twice: {said:?}\n{out}");
+        }
+    }
+    let log = std::fs::read_to_string(dir.join("logs/brain.log")).expect("brain.log");
+    assert!(
+        log.contains("pgreplica::story") && !log.contains("\u{1b}["),
+        "{log}"
+    );
+    // a desired state is sent (and logged) when it changes, not at every tick of a clone
+    let mut sent: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("desired state member="))
+        .filter_map(|l| l.split_once("desired state "))
+        .map(|(_, what)| what)
+        .collect();
+    let all = sent.len();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), all, "a desired state sent again:\n{log}");
+}

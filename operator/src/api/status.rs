@@ -80,6 +80,10 @@ pub struct MemberStatus {
     pub replayed_lsn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_lag_seconds: Option<f64>,
+    /// Bytes of WAL the primary has written that this standby has not replayed yet (a delayed
+    /// standby holds its delay's worth of writes here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lag_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use tokio::sync::Notify;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::api::PgReplicaClusterStatus;
 use crate::net::http::AgentClient;
@@ -145,8 +145,8 @@ impl Brain {
 
 async fn fence<W: World>(world: &mut W, member: &str, why: &str, fenced: &mut Vec<PlanEvent>) {
     if let Some(what) = world.fence(member, why).await {
+        // told once, as the event (the world has logged how it fenced)
         let message = format!("{why}: fenced ({what})");
-        error!(member = %member, "{message}");
         fenced.push(PlanEvent {
             reason: EventReason::Fenced,
             member: Some(member.to_string()),
@@ -169,7 +169,7 @@ async fn hand_over(
         }
         let target = snapshot.agents.get(name)?.as_ref().ok()?;
         Some(async move {
-            info!(member = %name, role = desired.role_name(), reason = %desired.reason, "desired state");
+            info!(member = %name, what = %desired.summary(), reason = %desired.reason, "desired state");
             if let Err(e) = agents
                 .send_json(target, "PUT", "/desired", desired, AGENT_TIMEOUT)
                 .await

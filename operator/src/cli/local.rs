@@ -141,9 +141,9 @@ pub enum LocalCommand {
         /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// How many of the last lines to print.
-        #[arg(short = 'n', long, default_value_t = 100)]
-        lines: usize,
+        /// Print only the last N lines (default: the whole log, as `kubectl logs` does).
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<usize>,
         /// Keep printing what is written to the log, until interrupted (Ctrl-C).
         #[arg(short = 'f', long)]
         follow: bool,
@@ -243,7 +243,11 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             logs(member.as_deref(), dir.as_deref(), lines, follow).await
         }
         LocalCommand::Down { dir, purge } => down(dir.as_deref(), purge).await,
-        LocalCommand::Brain { dir } => brain::run(Layout::new(dir)).await,
+        LocalCommand::Brain { dir } => {
+            // its stdout is its log file: the story is told there once, as log lines
+            brain::tell_story(false, true);
+            brain::run(Layout::new(dir)).await
+        }
     }
 }
 
@@ -375,6 +379,16 @@ async fn up(
     crate::runtime::local::layout::write_atomic(&layout.spec_file(), text.as_bytes())?;
 
     if !detach {
+        // the log goes where `pgreplica local logs` reads it; the terminal gets the story
+        let log_path = layout.log_file("brain");
+        super::log_sink::to_file(&log_path)
+            .map_err(LocalError::io(format!("open {}", log_path.display())))?;
+        brain::tell_story(true, true);
+        progress(&format!(
+            "log: {} (`pgreplica local logs{} -f`); Ctrl-C stops the cluster",
+            log_path.display(),
+            layout.dir_flag()
+        ));
         return brain::run(layout).await;
     }
     let log_path = layout.log_file("brain");
@@ -451,10 +465,10 @@ async fn up(
             }
             if status.running && status.is_ready() {
                 println!(
-                    "ready: rw {}  ro {}  (eval \"$(pgreplica local env --dir {})\"; psql)",
+                    "ready: rw {}, ro {}; connect with: eval \"$(pgreplica local env{})\"; psql",
                     status.endpoints.rw,
                     status.endpoints.ro,
-                    layout.dir.display()
+                    layout.dir_flag()
                 );
                 return Ok(());
             }
@@ -799,20 +813,26 @@ fn bullets(lines: &[String]) -> String {
 async fn logs(
     member: Option<&str>,
     dir: Option<&Path>,
-    lines: usize,
+    lines: Option<usize>,
     follow: bool,
 ) -> Result<(), LocalError> {
+    use std::io::{Read, Seek, SeekFrom, Write};
     let layout = layout_for(dir)?;
     let path = layout.log_file(member.unwrap_or("brain"));
-    if !path.exists() {
-        return Err(LocalError::Failed(format!("no log at {}", path.display())));
+    // read once: what follows with -f starts where this ends, no line twice or lost
+    let text = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LocalError::Failed(format!("no log at {}", path.display())),
+        _ => LocalError::io(format!("read {}", path.display()))(e),
+    })?;
+    let mut offset = text.len() as u64;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(last_lines(&text, lines.unwrap_or(usize::MAX)));
+        let _ = out.flush();
     }
-    print!("{}", tail(&path, lines));
     if !follow {
         return Ok(());
     }
-    use std::io::{Read, Seek, SeekFrom, Write};
-    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let Ok(mut file) = std::fs::File::open(&path) else {
@@ -834,6 +854,24 @@ async fn logs(
             let _ = out.flush();
         }
     }
+}
+
+/// The last `n` lines of a log's bytes (all of them when it has fewer).
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let mut seen = 0;
+    for (i, byte) in body.iter().enumerate().rev() {
+        if *byte == b'\n' {
+            seen += 1;
+            if seen == n {
+                return &text[i + 1..];
+            }
+        }
+    }
+    text
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -885,4 +923,27 @@ async fn down(dir: Option<&Path>, purge: bool) -> Result<(), LocalError> {
         progress(&format!("data kept in {}", layout.dir.display()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn the_last_lines_of_a_log() {
+        let log = b"one\ntwo\nthree\n";
+        let table: [(usize, &[u8]); 5] = [
+            (0, b""),
+            (1, b"three\n"),
+            (2, b"two\nthree\n"),
+            (3, b"one\ntwo\nthree\n"),
+            (usize::MAX, b"one\ntwo\nthree\n"),
+        ];
+        for (n, want) in table {
+            assert_eq!(last_lines(log, n), want, "{n}");
+        }
+        // a last line still being written has no newline yet
+        assert_eq!(last_lines(b"one\ntwo", 1), b"two");
+        assert_eq!(last_lines(b"", 5), b"");
+    }
 }

@@ -3,6 +3,7 @@
 mod crd;
 mod kubectl;
 mod local;
+mod log_sink;
 mod member_request;
 mod status_table;
 mod validate;
@@ -144,7 +145,7 @@ impl Cli {
             EnvFilter::try_from_env("PGREPLICA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
         let logs = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr);
+            .with_writer(log_sink::Sink);
         if self.log_format == "json" {
             // the operator's member pods log as it does (`runtime::kube::apply::wanted_pod`);
             // set before any other thread starts
@@ -152,7 +153,15 @@ impl Cli {
             logs.json().with_current_span(false).init();
         } else {
             // colour only for a person at a terminal: log files and `kubectl logs` get plain text
-            logs.with_ansi(std::io::stderr().is_terminal()).init();
+            // (a foreground `local up` writes its log to a file: no colour there either)
+            let to_file = matches!(
+                &self.command,
+                Command::Local {
+                    command: local::LocalCommand::Up { detach: false, .. }
+                }
+            );
+            logs.with_ansi(std::io::stderr().is_terminal() && !to_file)
+                .init();
         }
     }
 

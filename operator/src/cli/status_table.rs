@@ -48,21 +48,19 @@ pub fn render(status: &LocalStatus) -> String {
         .unwrap_or(0)
         .max(10);
     out.push_str(&format!(
-        "{:<w$} {:<8} {:<6} {:<12} {:<6} {:<9} {:<9} {:<9} {}\n",
+        "{:<w$} {:<8} {:<6} {:<12} {:<6} {:<9} {:<15} {:<9} {}\n",
         "MEMBER", "ROLE", "READY", "REPLICATION", "DELAY", "SYNC", "LAG", "TIMELINE", "LAST EVENT"
     ));
     for m in &status.members {
         out.push_str(&format!(
-            "{:<w$} {:<8} {:<6} {:<12} {:<6} {:<9} {:<9} {:<9} {}\n",
+            "{:<w$} {:<8} {:<6} {:<12} {:<6} {:<9} {:<15} {:<9} {}\n",
             m.name,
             m.role,
             if m.ready { "yes" } else { "no" },
             m.replication,
             m.apply_delay.as_deref().unwrap_or("-"),
             m.sync_state.as_deref().unwrap_or("-"),
-            m.replay_lag_seconds
-                .map(|l| format!("{l:.1}s"))
-                .unwrap_or_else(|| "-".into()),
+            lag(m.replay_lag_bytes, m.replay_lag_seconds),
             m.timeline
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -124,6 +122,32 @@ pub fn event_line(e: &crate::runtime::local::status_file::LocalEvent) -> String 
     )
 }
 
+/// A standby's replay lag: bytes not replayed yet, and how old the last replayed commit is
+/// (`3.1 MB 3.0s`; a delayed standby shows its delay in both).
+pub fn lag(bytes: Option<u64>, seconds: Option<f64>) -> String {
+    match (bytes, seconds) {
+        (None, None) => "-".into(),
+        (Some(b), None) => human_bytes(b),
+        (None, Some(s)) => format!("{s:.1}s"),
+        (Some(b), Some(s)) => format!("{} {s:.1}s", human_bytes(b)),
+    }
+}
+
+/// `0 B`, `812 B`, `12.3 kB`, `3.1 MB`, `2.0 GB` (powers of 1000, as `pg_size_pretty` does not).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// A table cell holds one line: the first, with a mark when more were cut.
 pub fn one_line(text: &str) -> String {
     let mut lines = text.trim().lines();
@@ -152,10 +176,28 @@ mod tests {
             apply_delay: None,
             sync_state: Some("sync".into()),
             replay_lag_seconds: None,
+            replay_lag_bytes: None,
             timeline: Some(1),
             activity: "streaming".into(),
             last_event: None,
             last_error: None,
+        }
+    }
+
+    /// The delayed member's lag was shown as its delay alone, never in bytes.
+    #[test]
+    fn lag_in_bytes_and_seconds() {
+        let table = [
+            (None, None, "-"),
+            (Some(0), Some(0.0), "0 B 0.0s"),
+            (Some(812), None, "812 B"),
+            (Some(12_345), Some(3.04), "12.3 kB 3.0s"),
+            (Some(3_100_000), Some(3.0), "3.1 MB 3.0s"),
+            (Some(2_000_000_000), None, "2.0 GB"),
+            (None, Some(1.25), "1.2s"),
+        ];
+        for (bytes, seconds, want) in table {
+            assert_eq!(lag(bytes, seconds), want, "{bytes:?} {seconds:?}");
         }
     }
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::lease::unix_now_ms;
 use crate::member::Desired;
@@ -94,15 +94,7 @@ pub async fn handle(shared: Arc<Shared>, brain: Arc<String>, req: Request) -> Re
         }
         ("PUT", "/desired") => match serde_json::from_slice::<Desired>(&req.body) {
             Ok(desired) => {
-                let changed = shared.desired.send_if_modified(|current| {
-                    if current.as_ref() == Some(&desired) {
-                        false
-                    } else {
-                        info!(member = %shared.member, role = desired.role_name(), reason = %desired.reason, "new desired state");
-                        *current = Some(desired.clone());
-                        true
-                    }
-                });
+                let changed = shared.receive_desired(desired);
                 Response::json(200, &serde_json::json!({"changed": changed}))
             }
             Err(e) => Response::text(400, &format!("invalid desired state: {e}\n")),

@@ -87,6 +87,31 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
     })
 }
 
+/// A standby's timeline as its report gives it. While its WAL receiver reconnects the server
+/// names none, and the fallback (the last restartpoint's) can be older than what it has already
+/// replayed: a reconnecting member showed timeline 1 after it had followed the promotion to 2.
+/// While the same server (`server_pid`) runs in recovery, its timeline never goes down; `kept`
+/// holds that server's pid and highest timeline seen.
+pub fn steady_timeline(
+    kept: &mut Option<(u32, u32)>,
+    server_pid: u32,
+    in_recovery: bool,
+    read: Option<u32>,
+) -> Option<u32> {
+    if !in_recovery {
+        *kept = None;
+        return read;
+    }
+    let timeline = match (*kept, read) {
+        (Some((pid, highest)), read) if pid == server_pid && read.is_none_or(|t| t < highest) => {
+            Some(highest)
+        }
+        _ => read,
+    };
+    *kept = timeline.map(|t| (server_pid, t));
+    timeline
+}
+
 /// Fold a server view into the report, naming the upstream the standby streams from.
 ///
 /// Over TLS, PostgreSQL reports the sender by the name its certificate was verified for
@@ -142,6 +167,33 @@ pub fn apply(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reconnecting_standby_keeps_the_timeline_it_reached() {
+        use super::steady_timeline;
+        // (kept before, server pid, in recovery, read) → (shown, kept after)
+        let table = [
+            (None, 7, true, Some(1), Some(1), Some((7, 1))),
+            (Some((7, 1)), 7, true, Some(2), Some(2), Some((7, 2))),
+            // the receiver reconnects: the fallback says 1, or nothing
+            (Some((7, 2)), 7, true, Some(1), Some(2), Some((7, 2))),
+            (Some((7, 2)), 7, true, None, Some(2), Some((7, 2))),
+            // another server (restarted): what it says now
+            (Some((7, 2)), 8, true, Some(1), Some(1), Some((8, 1))),
+            (Some((7, 2)), 8, true, None, None, None),
+            // promoted: a primary's timeline is read from its WAL, never kept
+            (Some((7, 2)), 7, false, Some(3), Some(3), None),
+        ];
+        for (kept, pid, recovery, read, shown, after) in table {
+            let mut k = kept;
+            assert_eq!(
+                steady_timeline(&mut k, pid, recovery, read),
+                shown,
+                "{kept:?} {pid} {recovery} {read:?}"
+            );
+            assert_eq!(k, after, "{kept:?} {pid} {recovery} {read:?}");
+        }
+    }
+
     use super::*;
     use crate::member::Upstream;
 

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::{watch, Notify};
+use tracing::info;
 
 use crate::lease::AnyLease;
 use crate::member::{Desired, MemberReport};
@@ -84,6 +85,24 @@ impl Shared {
         });
     }
 
+    /// A desired state from the brain: the loop takes it at its next pass, and the report says
+    /// at once that the agent has it (a pass may be inside a clone for minutes; a report still
+    /// naming the previous state would have the brain send this one again at every tick).
+    /// Whether it differs from the one the agent had.
+    pub fn receive_desired(&self, desired: Desired) -> bool {
+        let changed = self.desired.send_if_modified(|current| {
+            if current.as_ref() == Some(&desired) {
+                false
+            } else {
+                info!(member = %self.member, what = %desired.summary(), reason = %desired.reason, "new desired state");
+                *current = Some(desired.clone());
+                true
+            }
+        });
+        self.update_report(|r| r.desired = Some(desired));
+        changed
+    }
+
     pub fn set_activity(&self, activity: impl Into<String>) {
         let activity = activity.into();
         self.update_report(|r| r.activity = activity);
@@ -113,5 +132,30 @@ impl Shared {
 
     pub fn holds_lease(&self) -> bool {
         self.holds_lease.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::DesiredRole;
+
+    #[test]
+    fn the_report_has_a_desired_state_as_soon_as_it_is_received() {
+        let dir = std::env::temp_dir().join(format!("pgr-shared-{}", std::process::id()));
+        let lease = AnyLease::File(crate::lease::FileLease::new(dir.join("lease")));
+        let shared = Shared::new("a", dir.join("data"), lease, 4_000, watch::channel(None).0);
+        let stopped = Desired::new(DesiredRole::Stopped, "switchover".into());
+        let revision = shared.report().revision;
+
+        // no pass of the loop runs here: the report alone says the agent has it
+        assert!(shared.receive_desired(stopped.clone()));
+        let report = shared.report();
+        assert_eq!(report.desired.as_ref(), Some(&stopped));
+        assert!(report.revision > revision, "long polls are woken");
+        assert!(
+            !shared.receive_desired(stopped),
+            "the same again is no change"
+        );
     }
 }

@@ -111,6 +111,33 @@ impl Desired {
         self.reload_before_ms.is_some_and(|t| reloaded_at_ms < t)
     }
 
+    /// The role with what makes it differ from another of the same role, for logs:
+    /// `primary, sync FIRST 1 ("b")`, `standby of a, apply delay 3000 ms`.
+    pub fn summary(&self) -> String {
+        let mut text = match &self.role {
+            DesiredRole::Primary { sync, .. } => match sync.setting() {
+                s if s.is_empty() => "primary, no sync standby".to_string(),
+                s => format!("primary, sync {s}"),
+            },
+            DesiredRole::Standby {
+                upstream,
+                apply_delay_ms,
+                ..
+            } => match apply_delay_ms {
+                0 => format!("standby of {}", upstream.member),
+                d => format!("standby of {}, apply delay {d} ms", upstream.member),
+            },
+            DesiredRole::Stopped => "stopped".to_string(),
+        };
+        if self.restart || self.restart_before_ms.is_some() {
+            text.push_str(", may restart");
+        }
+        if self.reload_before_ms.is_some() {
+            text.push_str(", reload asked");
+        }
+        text
+    }
+
     pub fn role_name(&self) -> &'static str {
         match self.role {
             DesiredRole::Primary { .. } => "primary",
@@ -133,6 +160,51 @@ impl Desired {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_tell_two_states_of_one_role_apart() {
+        let upstream = Upstream {
+            member: "a".into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+        };
+        let primary = |names: Vec<&str>| DesiredRole::Primary {
+            bootstrap: false,
+            sync: SyncStandbys {
+                count: 1,
+                names: names.into_iter().map(String::from).collect(),
+            },
+            slots: vec![],
+        };
+        let standby = |delay| DesiredRole::Standby {
+            upstream: upstream.clone(),
+            slot: "pgreplica_c".into(),
+            apply_delay_ms: delay,
+            slots: vec![],
+        };
+        let mut restart = Desired::new(standby(0), "r".into());
+        restart.restart_before_ms = Some(1);
+        let table = [
+            (
+                Desired::new(primary(vec![]), "r".into()),
+                "primary, no sync standby",
+            ),
+            (
+                Desired::new(primary(vec!["b"]), "r".into()),
+                "primary, sync FIRST 1 (\"b\")",
+            ),
+            (Desired::new(standby(0), "r".into()), "standby of a"),
+            (
+                Desired::new(standby(3000), "r".into()),
+                "standby of a, apply delay 3000 ms",
+            ),
+            (restart, "standby of a, may restart"),
+            (Desired::new(DesiredRole::Stopped, "r".into()), "stopped"),
+        ];
+        for (desired, want) in table {
+            assert_eq!(desired.summary(), want);
+        }
+    }
 
     #[test]
     fn sync_setting() {

@@ -77,6 +77,7 @@ impl EventReason {
         matches!(
             self,
             EventReason::PrimaryLost
+                | EventReason::Fenced
                 | EventReason::FailoverBlocked
                 | EventReason::SwitchoverRefused
         )

@@ -14,6 +14,15 @@ pub fn rfc3339(ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// How far a standby's replay is behind the primary's WAL, in bytes.
+fn replay_lag_bytes(primary: Option<&MemberReport>, standby: Option<&MemberReport>) -> Option<u64> {
+    let written = primary?.current_lsn?;
+    let replayed = standby
+        .filter(|s| s.role == ActualRole::Standby)?
+        .replayed_lsn?;
+    Some(written.bytes_since(replayed))
+}
+
 /// Fill in member status, routes, phase and conditions after the decisions are made.
 pub fn finish(input: &Input<'_>, plan: &mut Plan) {
     let current = plan.status.current_primary.clone();
@@ -68,6 +77,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
                 .map(|l| l.to_string()),
             replayed_lsn: report.and_then(|r| r.replayed_lsn).map(|l| l.to_string()),
             replay_lag_seconds: report.and_then(|r| r.replay_lag_seconds),
+            replay_lag_bytes: replay_lag_bytes(primary_report.filter(|_| primary_healthy), report),
             last_error: report
                 .and_then(|r| r.last_error.clone())
                 .or_else(|| input.unknown_why(name).map(String::from)),
@@ -402,8 +412,51 @@ pub fn material_change(previous: &PgReplicaClusterStatus, next: &PgReplicaCluste
             m.received_lsn = None;
             m.replayed_lsn = None;
             m.replay_lag_seconds = None;
+            m.replay_lag_bytes = None;
         }
         s
     }
     without_numbers(previous) != without_numbers(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::Lsn;
+
+    #[test]
+    fn replay_lag_in_bytes_is_the_primarys_wal_not_yet_replayed() {
+        let primary = |lsn: Option<u64>| MemberReport {
+            role: ActualRole::Primary,
+            current_lsn: lsn.map(Lsn),
+            ..MemberReport::new("a")
+        };
+        let standby = |role: ActualRole, lsn: Option<u64>| MemberReport {
+            role,
+            replayed_lsn: lsn.map(Lsn),
+            ..MemberReport::new("c")
+        };
+        let table = [
+            (Some(5_000), ActualRole::Standby, Some(1_000), Some(4_000)),
+            (Some(5_000), ActualRole::Standby, Some(5_000), Some(0)),
+            // the primary's report is older than the standby's: nothing behind, not negative
+            (Some(5_000), ActualRole::Standby, Some(6_000), Some(0)),
+            (None, ActualRole::Standby, Some(1_000), None),
+            (Some(5_000), ActualRole::Standby, None, None),
+            (Some(5_000), ActualRole::Stopped, Some(1_000), None),
+        ];
+        for (written, role, replayed, want) in table {
+            let p = primary(written);
+            let s = standby(role, replayed);
+            assert_eq!(
+                replay_lag_bytes(Some(&p), Some(&s)),
+                want,
+                "{written:?} {role:?} {replayed:?}"
+            );
+        }
+        assert_eq!(
+            replay_lag_bytes(None, Some(&standby(ActualRole::Standby, Some(1)))),
+            None
+        );
+    }
 }

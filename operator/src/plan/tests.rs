@@ -126,6 +126,7 @@ pub(super) fn standby_status(name: &str, ready: bool) -> MemberStatus {
         received_lsn: None,
         replayed_lsn: None,
         replay_lag_seconds: None,
+        replay_lag_bytes: None,
         last_error: None,
         last_event: None,
         fenced: None,

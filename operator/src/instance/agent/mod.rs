@@ -76,6 +76,9 @@ pub struct Agent {
     /// failed attempt may be tried again.
     application_ensured: Option<(ApplicationConfig, String)>,
     application_retry_ms: u64,
+    /// While the server runs in recovery: its postmaster's pid and the highest timeline it was
+    /// seen on (`observe::steady_timeline`).
+    standby_timeline: Option<(u32, u32)>,
     /// The certificate files PostgreSQL was last told to read: renewed files mean a reload.
     tls_seen: Vec<Option<crate::tls::Stamp>>,
     new_connection_tried_ms: u64,
@@ -121,6 +124,7 @@ impl Agent {
             upstream_checked_ms: 0,
             application_ensured: None,
             application_retry_ms: 0,
+            standby_timeline: None,
             tls_seen: Vec::new(),
             new_connection_tried_ms: 0,
             new_connection_ok_ms: 0,

@@ -135,6 +135,19 @@ impl Agent {
         } else {
             None
         };
+        let view = view.map(|mut v| {
+            let pid = self
+                .shared
+                .postmaster_pid
+                .load(std::sync::atomic::Ordering::SeqCst);
+            v.timeline = observe::steady_timeline(
+                &mut self.standby_timeline,
+                pid,
+                v.in_recovery,
+                v.timeline,
+            );
+            v
+        });
         let system_identifier = if data_health == DataHealth::Healthy && self.server.is_none() {
             self.programs
                 .controldata(&self.data())
@@ -155,7 +168,8 @@ impl Agent {
             _ => None,
         };
         self.shared.update_report(|r| {
-            r.desired = desired.cloned();
+            // the last one received (a newer one than this pass's may wait for the next)
+            r.desired = self.shared.desired.borrow().clone();
             r.data = data_health;
             r.holds_lease = holds;
             r.server_process = has_server;

@@ -2,12 +2,14 @@
 //! (`brain::Brain`) over the local world (`world.rs`) until SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
 
 use crate::api::validate::parse_and_validate;
 use crate::api::PgReplicaCluster;
@@ -24,10 +26,36 @@ use super::members::Supervisor;
 use super::status_file::LocalStatus;
 use super::world::{modified, LocalWorld};
 
-/// Where progress lines go: the terminal in the foreground, the log when detached.
+static STORY_TO_STDOUT: AtomicBool = AtomicBool::new(true);
+static STORY_TO_LOG: AtomicBool = AtomicBool::new(false);
+
+/// Where the story (progress lines, events) goes from now on: stdout for a person, the log
+/// (`tracing`, target `pgreplica::story`) for `pgreplica local logs`. A foreground `up` tells
+/// both (its log goes to the brain's log file), a detached brain the log alone (its stdout is
+/// that file too), every other command the terminal alone.
+pub fn tell_story(stdout: bool, log: bool) {
+    STORY_TO_STDOUT.store(stdout, Ordering::Relaxed);
+    STORY_TO_LOG.store(log, Ordering::Relaxed);
+}
+
+/// One line of the story.
 pub fn progress(line: &str) {
-    let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3f");
-    println!("{now} {line}");
+    story(false, line);
+}
+
+/// One line of the story about something that went wrong (logged as a warning).
+pub fn story(warning: bool, line: &str) {
+    if STORY_TO_LOG.load(Ordering::Relaxed) {
+        if warning {
+            warn!(target: "pgreplica::story", "{line}");
+        } else {
+            info!(target: "pgreplica::story", "{line}");
+        }
+    }
+    if STORY_TO_STDOUT.load(Ordering::Relaxed) {
+        let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3f");
+        println!("{now} {line}");
+    }
 }
 
 pub fn load_spec(layout: &Layout) -> Result<PgReplicaCluster, LocalError> {
@@ -137,6 +165,7 @@ pub async fn run(layout: Layout) -> Result<(), LocalError> {
         status,
         events,
         activities: Default::default(),
+        ready: false,
         rw: rw_tx,
         ro: ro_tx,
     };

@@ -257,6 +257,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
 }
 
 /// The state directory: the one given, else `./.pgreplica/<cluster>` (or the only cluster there).
+impl Layout {
+    /// What a command run from here needs to find this cluster: nothing when it is the only
+    /// one under the default directory, ` --dir DIR` otherwise.
+    pub fn dir_flag(&self) -> String {
+        if resolve_dir(None, None).is_ok_and(|d| d == self.dir) {
+            String::new()
+        } else {
+            format!(" --dir {}", self.dir.display())
+        }
+    }
+}
+
 pub fn resolve_dir(given: Option<&Path>, cluster: Option<&str>) -> Result<PathBuf, LocalError> {
     if let Some(dir) = given {
         return Ok(dir.to_path_buf());

@@ -110,6 +110,13 @@ impl Supervisor {
         notes
     }
 
+    /// The member's agent was started (or adopted) moments ago: not answering yet is expected.
+    pub fn starting(&self, member: &str) -> bool {
+        self.agents
+            .get(member)
+            .is_some_and(|a| a.started.elapsed() < STARTUP_GRACE)
+    }
+
     /// Fence a member whose agent stopped answering: SIGKILL the agent and every process of the
     /// PostgreSQL still running on its data directory. The agent is started again as usual.
     pub fn fence(&mut self, member: &str) -> Option<String> {

@@ -26,6 +26,8 @@ pub struct LocalMember {
     pub apply_delay: Option<String>,
     pub sync_state: Option<String>,
     pub replay_lag_seconds: Option<f64>,
+    #[serde(default)]
+    pub replay_lag_bytes: Option<u64>,
     pub timeline: Option<u32>,
     pub activity: String,
     pub last_event: Option<String>,
@@ -53,6 +55,7 @@ impl LocalMember {
             apply_delay: spec.apply_delay.clone(),
             sync_state: status.and_then(|s| s.sync_state.clone()),
             replay_lag_seconds: status.and_then(|s| s.replay_lag_seconds),
+            replay_lag_bytes: status.and_then(|s| s.replay_lag_bytes),
             timeline: status.and_then(|s| s.timeline),
             activity,
             last_event: status.and_then(|s| s.last_event.clone()),

@@ -15,7 +15,7 @@ use crate::net::http::{BrainClient, Target};
 use crate::plan::{Address, Observation, Plan};
 use crate::tls::{agent_name, LocalTls};
 
-use super::brain::{load_spec, progress};
+use super::brain::{load_spec, progress, story};
 use super::error::LocalError;
 use super::layout::{Layout, LocalState};
 use super::members::Supervisor;
@@ -37,6 +37,8 @@ pub struct LocalWorld {
     pub status: crate::api::PgReplicaClusterStatus,
     pub events: VecDeque<LocalEvent>,
     pub activities: BTreeMap<String, String>,
+    /// The cluster was ready at the last tick (a person is told when it becomes ready).
+    pub ready: bool,
     pub rw: watch::Sender<Vec<SocketAddr>>,
     pub ro: watch::Sender<Vec<SocketAddr>>,
 }
@@ -253,9 +255,8 @@ impl World for LocalWorld {
 
     async fn fence(&mut self, member: &str, why: &str) -> Option<String> {
         let what = self.supervisor.fence(member)?;
-        let what = format!("{what}; it is started again");
-        progress(&format!("Fenced [{member}] {why}: fenced ({what})"));
-        Some(what)
+        info!(member = %member, why = %why, "fenced: {what}");
+        Some(format!("{what}; it is started again"))
     }
 
     async fn route(&mut self, plan: &Plan) {
@@ -281,26 +282,39 @@ impl World for LocalWorld {
                 Some(m) => format!("{} [{m}] {}", e.reason.as_str(), e.message),
                 None => format!("{} {}", e.reason.as_str(), e.message),
             };
-            if e.reason.is_warning() {
-                warn!(cluster = %self.state.cluster, "{line}");
-            } else {
-                info!(cluster = %self.state.cluster, "{line}");
-            }
-            progress(&line);
+            story(e.reason.is_warning(), &line);
             self.remember(e.reason.as_str(), e.member.as_deref(), &e.message);
         }
         for (name, obs) in outcome.observations {
             let activity = match obs {
                 Observation::Reported(r) => r.activity.clone(),
+                Observation::Unknown { .. } if self.supervisor.starting(name) => {
+                    "agent starting".to_string()
+                }
                 Observation::Unknown { why } => format!("agent unreachable ({why})"),
             };
             if self.activities.get(name) != Some(&activity) {
-                progress(&format!("{name}: {activity}"));
+                let line = format!("{name}: {activity}");
+                // an event of this tick may have said it already (`Cloning [b] b: cloning ...`)
+                if !outcome.events.iter().any(|e| e.message == line) {
+                    progress(&line);
+                }
                 self.activities.insert(name.clone(), activity);
             }
         }
         self.status = outcome.plan.status.clone();
-        if let Err(e) = self.status_file(outcome).save(&self.layout) {
+        let file = self.status_file(outcome);
+        let ready = file.is_ready();
+        if ready && !self.ready {
+            progress(&format!(
+                "ready: rw {}, ro {}; connect with: eval \"$(pgreplica local env{})\"; psql",
+                file.endpoints.rw,
+                file.endpoints.ro,
+                self.layout.dir_flag()
+            ));
+        }
+        self.ready = ready;
+        if let Err(e) = file.save(&self.layout) {
             warn!(error = %e, "cannot write status.json");
         }
     }
