@@ -74,13 +74,23 @@ async fn everywhere(case: &Case, name: &str, value: &str, within: Duration) -> O
 }
 
 /// The brain's progress lines with one of these event reasons, in order.
+/// The brain's events with one of `reasons`, oldest first, as `Reason [member] message`, from the
+/// event history in status.json (the brain log's wording is for people and may change).
 fn brain_events(case: &Case, reasons: &[&str]) -> Vec<String> {
-    std::fs::read_to_string(case.dir().join("logs").join("brain.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
-        .filter(|rest| reasons.iter().any(|r| rest.starts_with(&format!("{r} ["))))
-        .map(String::from)
+    let status = case.status().unwrap_or_default();
+    status["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| reasons.iter().any(|r| e["reason"].as_str() == Some(r)))
+        .map(|e| {
+            format!(
+                "{} [{}] {}",
+                e["reason"].as_str().unwrap_or("?"),
+                e["member"].as_str().unwrap_or("-"),
+                e["message"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
