@@ -469,3 +469,139 @@ fn foreground_up_tells_the_story_once_and_says_ready() {
     sent.dedup();
     assert_eq!(sent.len(), all, "a desired state sent again:\n{log}");
 }
+
+/// The lab keeps c 3 s behind so that a mistake can be caught there: `pause-replay c` within
+/// the delay keeps the rows a bad DELETE removed, also across a crash of c's PostgreSQL (it
+/// restarts at its recovery target and pauses there), and `resume-replay c` lets it catch up.
+#[test]
+fn pause_replay_keeps_a_delayed_members_data_until_resumed() {
+    let cluster = LocalCluster::up(&repo_file("examples/lab.yaml"), Duration::from_secs(180))
+        .unwrap_or_else(|e| panic!("local up failed: {e}"));
+    let status = cluster.status().expect("status");
+    let port = |m: &str| {
+        cluster
+            .member(&status, m)
+            .and_then(|m| m["port"].as_u64())
+            .expect("a port") as u16
+    };
+    let (c_port, password) = (port("c"), cluster.password());
+    let runtime = pgreplica_e2e::faults::runtime();
+    let query = |port: u16, sql: &'static str| {
+        let info = pgreplica_e2e::ledger::conninfo(port, &password);
+        runtime.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            let rows = client.simple_query(sql).await.map_err(|e| e.to_string())?;
+            Ok::<Option<String>, String>(rows.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(String::from),
+                _ => None,
+            }))
+        })
+    };
+    let count_on_c = || query(c_port, "SELECT count(*) FROM t").ok().flatten();
+    query(
+        cluster.rw_port,
+        "CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000)",
+    )
+    .expect("rows");
+    pgreplica_e2e::poll::until_blocking(Duration::from_secs(30), || {
+        (count_on_c().as_deref() == Some("1000")).then_some(())
+    })
+    .expect("c applies the rows after its delay");
+
+    // the mistake, then the pause within c's 3 s delay
+    query(cluster.rw_port, "DELETE FROM t").expect("the bad delete");
+    let deleted = std::time::Instant::now();
+    let after_delete = query(cluster.rw_port, "SELECT pg_current_wal_lsn()::text")
+        .expect("primary's position")
+        .expect("an LSN");
+    let paused = cluster.run(&["pause-replay", "c"]).expect("pause-replay c");
+    assert!(paused.contains("replay paused: data as of"), "{paused}");
+    assert_eq!(count_on_c().as_deref(), Some("1000"), "c kept the rows");
+    // c has received the delete and its delay has passed: unpaused, it would have applied it
+    pgreplica_e2e::poll::until_blocking(Duration::from_secs(30), || {
+        let sql = format!("SELECT (pg_last_wal_receive_lsn() >= '{after_delete}')::text");
+        let received = runtime_query(c_port, &password, &sql);
+        (received.as_deref() == Some("true") && deleted.elapsed() > Duration::from_secs(4))
+            .then_some(())
+    })
+    .expect("c receives the delete");
+    assert_eq!(
+        count_on_c().as_deref(),
+        Some("1000"),
+        "c applied the delete"
+    );
+    let status = cluster.status().expect("status");
+    let c = cluster.member(&status, "c").expect("c");
+    assert!(c["frozenAt"].is_string(), "{c}");
+
+    // c's PostgreSQL crashes: it starts again at its recovery target, still paused
+    let pid_file = cluster.data_dir("c").join("postmaster.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("postmaster.pid")
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 c's postmaster");
+    let after_crash = pgreplica_e2e::poll::until_blocking(Duration::from_secs(60), || {
+        let new_pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+        if new_pid.is_none_or(|p| p == pid) {
+            return None;
+        }
+        count_on_c()
+    });
+    assert_eq!(after_crash.as_deref(), Some("1000"), "c after its crash");
+
+    // a paused member never takes the primary's place
+    let (code, out, err) = cluster
+        .run_raw(&["switchover", "--to", "c", "--timeout-seconds", "20"])
+        .expect("switchover");
+    assert_ne!(code, Some(0), "{out}{err}");
+
+    let resumed = cluster
+        .run(&["resume-replay", "c"])
+        .expect("resume-replay c");
+    assert!(resumed.contains("replay resumed"), "{resumed}");
+    pgreplica_e2e::poll::until_blocking(Duration::from_secs(60), || {
+        (count_on_c().as_deref() == Some("0")).then_some(())
+    })
+    .expect("c applies the delete once resumed");
+    let status = cluster.status().expect("status");
+    assert_eq!(
+        query(c_port, "SELECT pg_is_in_recovery()::text")
+            .ok()
+            .flatten()
+            .as_deref(),
+        Some("true"),
+        "c is still a standby: {status}"
+    );
+}
+
+/// One value from a query on a fresh connection (None on any error).
+fn runtime_query(port: u16, password: &str, sql: &str) -> Option<String> {
+    let info = pgreplica_e2e::ledger::conninfo(port, password);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async move {
+        let (client, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let rows = client.simple_query(sql).await.ok()?;
+        rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(String::from),
+            _ => None,
+        })
+    })
+}

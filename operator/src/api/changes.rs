@@ -119,6 +119,13 @@ fn member_change(old: &MemberSpec, new: &MemberSpec) -> String {
             new_or_default(new.promotable)
         ));
     }
+    if old.replay_paused != new.replay_paused {
+        parts.push(if new.replay_paused {
+            "replay paused: it applies no more WAL, serves no reads and is never promoted until resumed".into()
+        } else {
+            "replay resumed: it catches up and serves reads again".into()
+        });
+    }
     if old.storage != new.storage {
         parts.push("storage changed".into());
     }

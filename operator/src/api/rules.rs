@@ -22,6 +22,8 @@ pub const MSG_PRIMARY: &str =
     "must name one of spec.members[].name: set primary to the member that should bootstrap the cluster";
 pub const MSG_PRIMARY_PROMOTABLE: &str = "must name a member that can be promoted and catch up (Sync, or promotable: true, and no applyDelay): the cluster bootstraps and fails back there";
 pub const MSG_DELAY_FORMAT: &str = "must be a non-negative whole number with a unit (ms, s, min, h or d), such as 3s, 500ms or 1min";
+pub const MSG_PAUSE_ASYNC: &str = "only Async members may have their replay paused (a paused Sync member could not take over): pause a delayed Async member, or remove replayPaused";
+pub const MSG_PRIMARY_PAUSED: &str = "must not name a member whose replay is paused: resume its replay (replayPaused: false) or choose another primary";
 pub const MSG_DELAY_ASYNC: &str = "only Async members may have an apply delay: set replication: Async on this member or remove applyDelay";
 /// Application role and database names: plain lowercase SQL identifiers.
 pub const APP_NAME_PATTERN: &str = "^[a-z_][a-z0-9_]*$";
@@ -183,6 +185,19 @@ pub fn cel_rules() -> Vec<CelRule> {
             rule: "!has(self.applyDelay) || self.replication == 'Async'".into(),
             message: MSG_DELAY_ASYNC.into(),
             field_path: Some(".applyDelay"),
+        },
+        CelRule {
+            at: &["spec", "members", "*"],
+            rule: "!has(self.replayPaused) || !self.replayPaused || self.replication == 'Async'"
+                .into(),
+            message: MSG_PAUSE_ASYNC.into(),
+            field_path: Some(".replayPaused"),
+        },
+        CelRule {
+            at: &["spec"],
+            rule: "!self.members.exists(m, m.name == self.primary && has(m.replayPaused) && m.replayPaused)".into(),
+            message: MSG_PRIMARY_PAUSED.into(),
+            field_path: Some(".primary"),
         },
         CelRule {
             at: &["spec"],

@@ -169,6 +169,12 @@ pub struct MemberSpec {
     /// May failover promote this member? Defaults to true for Sync, false for Async members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotable: Option<bool>,
+    /// Stop applying WAL on this standby, keeping its data as it is now, until set back to
+    /// false (`pgreplica local pause-replay` / `kubectl pgrc pause-replay` set it). It still
+    /// receives WAL; it is never promoted and serves no reads through `-ro` or `-r` while
+    /// paused. Async members only: a delayed member caught before it applies a mistake.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay_paused: bool,
     /// Node labels the member's pod must match (Kubernetes runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,

@@ -84,6 +84,10 @@ pub struct MemberStatus {
     /// standby holds its delay's worth of writes here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_lag_bytes: Option<u64>,
+    /// Set while the member's replay is paused (`replayPaused`): the commit time of the last
+    /// transaction it applied, which is what its data shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

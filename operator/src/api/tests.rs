@@ -93,6 +93,24 @@ fn every_rule_in_rust_and_cel() {
             Some(&format!("spec.members[1].applyDelay: {MSG_DELAY_ASYNC}")),
         ),
         (
+            "paused sync member",
+            "{name: b, replication: Sync}",
+            "{name: b, replication: Sync, replayPaused: true}",
+            Some(&format!("spec.members[1].replayPaused: {MSG_PAUSE_ASYNC}")),
+        ),
+        (
+            "paused delayed member",
+            "applyDelay: 3s",
+            "applyDelay: 3s, replayPaused: true",
+            None,
+        ),
+        (
+            "paused primary",
+            "    - {name: a, replication: Sync}",
+            "    - {name: a, replication: Async, promotable: true, replayPaused: true}",
+            Some(&format!("spec.primary: {MSG_PRIMARY_PAUSED}")),
+        ),
+        (
             "primary not a member",
             "primary: a",
             "primary: x",

@@ -192,8 +192,19 @@ pub fn validate(cluster: &PgReplicaCluster) -> Result<(), ValidationErrors> {
             }
         }
     }
+    for (i, m) in spec.members.iter().enumerate() {
+        if m.replay_paused && m.replication != Replication::Async {
+            errors.push(FieldError::new(
+                format!("spec.members[{i}].replayPaused"),
+                MSG_PAUSE_ASYNC,
+            ));
+        }
+    }
     if duplicate {
         errors.push(FieldError::new("spec.members", MSG_UNIQUE_NAMES));
+    }
+    if spec.member(&spec.primary).is_some_and(|m| m.replay_paused) {
+        errors.push(FieldError::new("spec.primary", MSG_PRIMARY_PAUSED));
     }
     match spec.member(&spec.primary) {
         None => errors.push(FieldError::new("spec.primary", MSG_PRIMARY)),

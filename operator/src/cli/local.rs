@@ -81,6 +81,37 @@ pub enum LocalCommand {
         /// As the application's role and database (spec.application) instead of the superuser.
         #[arg(long)]
         app: bool,
+        /// One member's own server instead of an endpoint (such as a paused member).
+        #[arg(long, conflicts_with = "ro")]
+        member: Option<String>,
+    },
+    /// Freeze MEMBER (an Async standby, such as the delayed c): it applies no more WAL, keeps
+    /// its data as it is now, serves no reads through the endpoints and is never promoted, until
+    /// resume-replay. Sets replayPaused in the applied spec.
+    #[command(
+        after_help = "Example: rows of t were deleted by mistake 2 s ago; c applies WAL 3 s late\n  pgreplica local pause-replay c\n  eval \"$(pgreplica local env --member c)\"; psql -c '\\copy t to t.csv csv'\n  pgreplica local resume-replay c"
+    )]
+    PauseReplay {
+        /// The member to freeze.
+        member: String,
+        /// State directory (default ./.pgreplica/<cluster>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// How long to wait for the pause before giving up (exit code 4).
+        #[arg(long, default_value_t = 60)]
+        timeout_seconds: u64,
+    },
+    /// Let a paused MEMBER apply WAL again: it catches up and serves reads as before.
+    #[command(after_help = "Example:\n  pgreplica local resume-replay c")]
+    ResumeReplay {
+        /// The member to let catch up.
+        member: String,
+        /// State directory (default ./.pgreplica/<cluster>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// How long to wait for the member to stream again before giving up (exit code 4).
+        #[arg(long, default_value_t = 60)]
+        timeout_seconds: u64,
     },
     /// Move the primary to MEMBER with a clean switchover (no acknowledged commit is lost).
     #[command(
@@ -200,7 +231,22 @@ pub async fn run(cmd: LocalCommand) -> Result<(), LocalError> {
             super::quiet_on_a_closed_pipe();
             events(dir.as_deref(), watch).await
         }
-        LocalCommand::Env { dir, ro, app } => env(dir.as_deref(), ro, app),
+        LocalCommand::Env {
+            dir,
+            ro,
+            app,
+            member,
+        } => env(dir.as_deref(), ro, app, member.as_deref()),
+        LocalCommand::PauseReplay {
+            member,
+            dir,
+            timeout_seconds,
+        } => replay(&member, true, dir.as_deref(), timeout_seconds).await,
+        LocalCommand::ResumeReplay {
+            member,
+            dir,
+            timeout_seconds,
+        } => replay(&member, false, dir.as_deref(), timeout_seconds).await,
         LocalCommand::Restart {
             member,
             dir,
@@ -606,7 +652,7 @@ async fn events(dir: Option<&Path>, watch: bool) -> Result<(), LocalError> {
     }
 }
 
-fn env(dir: Option<&Path>, ro: bool, app: bool) -> Result<(), LocalError> {
+fn env(dir: Option<&Path>, ro: bool, app: bool, member: Option<&str>) -> Result<(), LocalError> {
     let layout = layout_for(dir)?;
     let state =
         LocalState::load(&layout)?.ok_or_else(|| LocalError::NoCluster(layout.dir.clone()))?;
@@ -624,7 +670,23 @@ fn env(dir: Option<&Path>, ro: bool, app: bool) -> Result<(), LocalError> {
             secrets::read(&layout.superuser_password())?,
         )
     };
-    let port = if ro { state.ro_port } else { state.rw_port };
+    let port = match member {
+        Some(m) => {
+            state
+                .members
+                .get(m)
+                .ok_or_else(|| {
+                    LocalError::Invalid(format!(
+                        "{m} is not a member of cluster {} (members: {})",
+                        state.cluster,
+                        state.members.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ))
+                })?
+                .postgres
+        }
+        None if ro => state.ro_port,
+        None => state.rw_port,
+    };
     // Every member's certificate names loopback: psql verifies it against the cluster CA.
     let tls = match state.host.as_str() {
         "127.0.0.1" | "localhost" => format!(
@@ -762,8 +824,19 @@ fn apply(file: &Path, dir: Option<&Path>) -> Result<(), LocalError> {
     let (text, cluster) = read_cluster_file(file)?;
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let layout = Layout::new(resolve_dir(dir, Some(&name))?);
+    apply_text(&layout, &file.display().to_string(), &text, &cluster)
+}
+
+/// Apply a validated spec (`text`, from `source`) to the cluster of `layout`.
+fn apply_text(
+    layout: &Layout,
+    source: &str,
+    text: &str,
+    cluster: &crate::api::PgReplicaCluster,
+) -> Result<(), LocalError> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
     let state =
-        LocalState::load(&layout)?.ok_or_else(|| LocalError::NoCluster(layout.dir.clone()))?;
+        LocalState::load(layout)?.ok_or_else(|| LocalError::NoCluster(layout.dir.clone()))?;
     if state.cluster != name {
         return Err(LocalError::OtherCluster {
             dir: layout.dir.clone(),
@@ -771,14 +844,13 @@ fn apply(file: &Path, dir: Option<&Path>) -> Result<(), LocalError> {
             wanted: name,
         });
     }
-    let applied = crate::runtime::local::brain::load_spec(&layout).ok();
+    let applied = crate::runtime::local::brain::load_spec(layout).ok();
     let changes = applied
         .map(|a| crate::api::changes::describe(&a.spec, &cluster.spec))
         .unwrap_or_else(|| vec!["the whole spec (the applied one could not be read)".into()]);
     if changes.is_empty() {
         println!(
-            "{}: nothing changed (cluster {name} stays at generation {})",
-            file.display(),
+            "{source}: nothing changed (cluster {name} stays at generation {})",
             state.generation
         );
         return Ok(());
@@ -786,7 +858,7 @@ fn apply(file: &Path, dir: Option<&Path>) -> Result<(), LocalError> {
     let mut state = state;
     state.generation += 1;
     // the generation first: the brain reads it when it sees the new spec file
-    state.save(&layout)?;
+    state.save(layout)?;
     crate::runtime::local::layout::write_atomic(&layout.spec_file(), text.as_bytes())?;
     let when = if layout.running_brain().is_some() {
         "the brain acts on it within a second; follow it with `pgreplica local status`"
@@ -794,12 +866,88 @@ fn apply(file: &Path, dir: Option<&Path>) -> Result<(), LocalError> {
         "the cluster is not running: it takes effect at the next `pgreplica local up`"
     };
     println!(
-        "applied {} to cluster {name} (generation {}); {when}:\n{}",
-        file.display(),
+        "applied {source} to cluster {name} (generation {}); {when}:\n{}",
         state.generation,
         bullets(&changes)
     );
     Ok(())
+}
+
+/// `pause-replay` / `resume-replay`: set `replayPaused` on MEMBER in the applied spec, then wait
+/// until the member is paused (its status says what its data is from) or streams again.
+async fn replay(
+    member: &str,
+    pause: bool,
+    dir: Option<&Path>,
+    timeout_seconds: u64,
+) -> Result<(), LocalError> {
+    let layout = layout_for(dir)?;
+    if layout.running_brain().is_none() {
+        return Err(LocalError::Refused(format!(
+            "cluster in {} is not running: start it with `pgreplica local up -f FILE --detach`",
+            layout.dir.display()
+        )));
+    }
+    let mut cluster = brain::load_spec(&layout)?;
+    let names = cluster.spec.member_names();
+    let Some(m) = cluster.spec.members.iter_mut().find(|m| m.name == member) else {
+        return Err(LocalError::Invalid(format!(
+            "{member} is not a member of this cluster (members: {})",
+            names.join(", ")
+        )));
+    };
+    m.replay_paused = pause;
+    let text = serde_yaml::to_string(&cluster)
+        .map_err(|e| LocalError::Failed(format!("cannot write the spec: {e}")))?;
+    let validated = parse_and_validate(&text).map_err(|e| {
+        LocalError::Invalid(format!(
+            "{} {member}'s replay: {e}",
+            if pause {
+                "cannot pause"
+            } else {
+                "cannot resume"
+            }
+        ))
+    })?;
+    let verb = if pause {
+        "pause-replay"
+    } else {
+        "resume-replay"
+    };
+    apply_text(&layout, verb, &text, &validated.cluster)?;
+    let began = Instant::now();
+    loop {
+        let status = load_status(&layout)?;
+        let row = status.members.iter().find(|m| m.name == member);
+        match row {
+            Some(r)
+                if pause && r.frozen_at.is_some() && r.activity.starts_with("replay paused") =>
+            {
+                println!(
+                    "{member}: {}\nread it with: eval \"$(pgreplica local env{} --member {member})\"; psql\n`pgreplica local resume-replay {member}` lets it catch up",
+                    r.activity,
+                    layout.dir_flag()
+                );
+                return Ok(());
+            }
+            Some(r) if !pause && r.frozen_at.is_none() && r.ready => {
+                println!(
+                    "{member}: replay resumed; it is catching up ({})",
+                    r.activity
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
+        if began.elapsed() > Duration::from_secs(timeout_seconds) {
+            return Err(LocalError::TimedOut(format!(
+                "{member} has not {} after {timeout_seconds} s ({}): see `pgreplica local status` and `pgreplica local logs {member}`",
+                if pause { "paused" } else { "resumed streaming" },
+                row.map(|r| r.activity.as_str()).unwrap_or("not in the status")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn bullets(lines: &[String]) -> String {

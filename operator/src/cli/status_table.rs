@@ -177,6 +177,7 @@ mod tests {
             sync_state: Some("sync".into()),
             replay_lag_seconds: None,
             replay_lag_bytes: None,
+            frozen_at: None,
             timeline: Some(1),
             activity: "streaming".into(),
             last_event: None,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::member::DesiredRole;
+use crate::member::{DesiredRole, Lsn};
 use crate::postgres::quote::{conf_value, conninfo};
 use crate::postgres::{ConnParams, PgResult};
 
@@ -95,6 +95,27 @@ pub fn render_conf(
         DesiredRole::Stopped => {}
     }
     Ok(lines.join("\n") + "\n")
+}
+
+const PAUSED_MARKER: &str = "# pgreplica replay paused at: ";
+
+/// The lines that keep a paused standby where it is across a restart: a recovery target at the
+/// position its replay paused at (none known: the first consistent point), where it pauses again.
+/// Changed by a reload, they act only at the next start (`pending_restart` ignores them).
+pub fn paused_conf(paused_at: Option<Lsn>) -> String {
+    match paused_at {
+        Some(lsn) => format!(
+            "{PAUSED_MARKER}{lsn}\nrecovery_target_lsn = '{lsn}'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\n"
+        ),
+        None => "recovery_target = 'immediate'\nrecovery_target_action = 'pause'\n".to_string(),
+    }
+}
+
+/// Where `paused_conf` recorded the replay paused, if it did.
+pub fn configured_paused_at(conf: &str) -> Option<Lsn> {
+    conf.lines()
+        .find_map(|l| l.strip_prefix(PAUSED_MARKER))
+        .and_then(|l| l.trim().parse().ok())
 }
 
 const ROLE_MARKER: &str = "# pgreplica role: ";
@@ -196,6 +217,7 @@ mod tests {
             },
             slot: "pgreplica_b".into(),
             apply_delay_ms: 3000,
+            replay_paused: false,
             slots: vec![],
         };
         let parameters = BTreeMap::from([("Max_Connections".to_string(), "50".to_string())]);
@@ -270,6 +292,7 @@ mod tests {
             },
             slot: "pgreplica_b".into(),
             apply_delay_ms: 0,
+            replay_paused: false,
             slots: vec![],
         });
         // all of context sighup in PostgreSQL 13 and later

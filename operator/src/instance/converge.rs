@@ -72,6 +72,10 @@ pub struct Facts {
     /// it may be tried again: failures back off instead of repeating every pass.
     pub failed_step: Option<&'static str>,
     pub retry_not_before_ms: u64,
+    /// The running standby's replay is paused (or asked to pause).
+    pub replay_paused: bool,
+    /// The running server was started with a recovery target (a paused standby's guard).
+    pub recovery_target_set: bool,
     /// The application's role and database are as configured (or none is configured).
     pub application_ready: bool,
     pub now_ms: u64,
@@ -123,6 +127,11 @@ pub enum Step {
     /// Fast shutdown and start again, to apply settings that wait for a restart (only when the
     /// plan allows it: one member at a time).
     Restart,
+    /// On a running standby: pause replay, then write the configuration that keeps it paused
+    /// at the same place across a restart (a recovery target), and reload.
+    PauseReplay,
+    /// On a running standby paused by `pg_wal_replay_pause()`: resume replay.
+    ResumeReplay,
 }
 
 pub fn next_step(desired: &Desired, facts: &Facts) -> Step {
@@ -171,6 +180,8 @@ impl Step {
             Step::StopForRewind => "stop for a rewind",
             Step::EnsureApplication => "application role",
             Step::Restart => "restart",
+            Step::PauseReplay => "pause replay",
+            Step::ResumeReplay => "resume replay",
         }
     }
 }
@@ -261,8 +272,33 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
             }
         }
         (DataState::Present { .. }, Running::Standby) => {
-            if !configured {
+            let paused = matches!(
+                desired.role,
+                DesiredRole::Standby {
+                    replay_paused: true,
+                    ..
+                }
+            );
+            if paused && !facts.replay_paused && facts.recovery_target_set {
+                // started with its guard: it replays to where it was paused and pauses there
+                Step::Wait("replaying up to where replay was paused".into())
+            } else if paused && !facts.replay_paused {
+                // before any configuration write: the recovery target is where replay stopped
+                Step::PauseReplay
+            } else if !configured {
                 Step::Configure
+            } else if paused {
+                // frozen: never rewound, restarted or otherwise moved until resumed
+                if desired.reload_due(facts.reloaded_at_ms) {
+                    Step::Reload
+                } else {
+                    Step::Idle
+                }
+            } else if facts.replay_paused && facts.recovery_target_set {
+                // resuming at a reached recovery target would end recovery (a promotion)
+                Step::Restart
+            } else if facts.replay_paused {
+                Step::ResumeReplay
             } else if facts.not_streaming_ms >= stuck_after_ms(&desired.role) {
                 upstream_wait(desired, facts).unwrap_or(Step::StopForRewind)
             } else if desired.reload_due(facts.reloaded_at_ms) {
@@ -306,7 +342,27 @@ mod tests {
             },
             slot: "pgreplica_b".into(),
             apply_delay_ms: delay,
+            replay_paused: false,
             slots: vec![],
+        }
+    }
+
+    fn paused_role() -> DesiredRole {
+        match standby_role(3_000) {
+            DesiredRole::Standby {
+                upstream,
+                slot,
+                apply_delay_ms,
+                slots,
+                ..
+            } => DesiredRole::Standby {
+                upstream,
+                slot,
+                apply_delay_ms,
+                replay_paused: true,
+                slots,
+            },
+            other => other,
         }
     }
 
@@ -336,6 +392,8 @@ mod tests {
             restart_not_before_ms: 0,
             failed_step: None,
             retry_not_before_ms: 0,
+            replay_paused: false,
+            recovery_target_set: false,
             application_ready: true,
             now_ms: 1_000,
         }
@@ -386,6 +444,18 @@ mod tests {
             ("primary running, application role missing", primary_role(false), Facts { application_ready: false, ..facts(PRESENT_PRIMARY, Running::Primary, Some(primary_role(false))) }, Step::EnsureApplication),
             ("application role only on a configured primary", primary_role(false), Facts { application_ready: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(primary_role(false))) }, Step::Promote),
             ("standby never makes the application role", standby_role(0), Facts { application_ready: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(0))) }, Step::Idle),
+            // a paused standby (replayPaused): paused first, then configured, then left alone
+            ("pause: replay first", paused_role(), facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(3_000))), Step::PauseReplay),
+            ("paused, configuration not yet", paused_role(), Facts { replay_paused: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(3_000))) }, Step::Configure),
+            ("paused and configured → idle", paused_role(), Facts { replay_paused: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) }, Step::Idle),
+            ("paused: never stopped for a rewind", paused_role(), Facts { replay_paused: true, not_streaming_ms: 60_000, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) }, Step::Idle),
+            ("paused: no restart for pending settings", paused_role(), Facts { replay_paused: true, pending_restart: true, ..Facts { started_at_ms: 1, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) } }, Step::Idle),
+            ("paused, stopped: configure, then start (at its target)", paused_role(), facts(PRESENT_STANDBY, Running::No, Some(standby_role(3_000))), Step::Configure),
+            ("paused, restarted: on its way to its target", paused_role(), Facts { recovery_target_set: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) }, Step::Wait("replaying up to where replay was paused".into())),
+            ("resume: configuration first", standby_role(3_000), Facts { replay_paused: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) }, Step::Configure),
+            ("resume by the function", standby_role(3_000), Facts { replay_paused: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(3_000))) }, Step::ResumeReplay),
+            // pg_wal_replay_resume() at a reached recovery target would promote: restart instead
+            ("resume a server started at its target", standby_role(3_000), Facts { replay_paused: true, recovery_target_set: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(3_000))) }, Step::Restart),
             ("crash backoff", primary_role(false), Facts { restart_not_before_ms: 5_000, ..facts(PRESENT_PRIMARY, Running::No, Some(primary_role(false))) }, Step::Wait("restart backoff after a crash".into())),
             // a failed step is not repeated every pass (initdb was, every 0.2 s for 300 s)
             ("failed bootstrap backs off", primary_role(true), Facts { failed_step: Some("bootstrap (initdb)"), retry_not_before_ms: 4_500, ..facts(DataState::Missing, Running::No, None) }, Step::Wait("bootstrap (initdb) failed; trying again in 4 s".into())),

@@ -20,6 +20,11 @@ pub struct ServerView {
     pub standbys: Vec<StandbyView>,
     /// Settings that wait for a restart.
     pub pending_restart: Vec<String>,
+    /// Standby with its replay paused: when the last transaction it applied committed (unix
+    /// milliseconds; the time of the look when it applied none).
+    pub frozen_at_ms: Option<u64>,
+    /// Paused standby: tables locked by a transaction it began replaying (reads of them wait).
+    pub frozen_locks: Vec<String>,
 }
 
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -53,10 +58,29 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
             connected_to: None,
             standbys,
             pending_restart,
+            frozen_at_ms: None,
+            frozen_locks: Vec::new(),
         });
     }
     let received = conn.receive_lsn().await?;
     let replayed = conn.replay_lsn().await?;
+    let frozen_at_ms = if conn.replay_pause().await?.0 {
+        // 0: it has applied no transaction since it was cloned
+        Some(
+            conn.last_replay_timestamp()
+                .await?
+                .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        )
+    } else {
+        None
+    };
+    let frozen_locks = if frozen_at_ms.is_some() {
+        conn.replay_locks().await?
+    } else {
+        Vec::new()
+    };
     let receiver = conn.wal_receiver().await?;
     let lag = match (received, replayed) {
         (Some(r), Some(p)) if p >= r => Some(0.0),
@@ -84,6 +108,8 @@ pub async fn read(conn: &Conn) -> PgResult<ServerView> {
         connected_to,
         standbys: Vec::new(),
         pending_restart,
+        frozen_at_ms,
+        frozen_locks,
     })
 }
 
@@ -145,6 +171,8 @@ pub fn apply(
     report.received_lsn = view.received_lsn;
     report.replayed_lsn = view.replayed_lsn;
     report.replay_lag_seconds = view.replay_lag_seconds;
+    report.frozen_at_ms = view.frozen_at_ms;
+    report.frozen_locks = view.frozen_locks.clone();
     report.standbys = view.standbys.clone();
     report.pending_restart = view.pending_restart.clone();
     report.wal_sender = view
@@ -206,6 +234,7 @@ mod tests {
             },
             slot: "pgreplica_b".into(),
             apply_delay_ms: 0,
+            replay_paused: false,
             slots: vec![],
         }
     }
@@ -222,6 +251,8 @@ mod tests {
             connected_to: Some((Some(host.into()), 5432)),
             standbys: vec![],
             pending_restart: vec![],
+            frozen_at_ms: None,
+            frozen_locks: vec![],
         }
     }
 

@@ -51,6 +51,9 @@ pub enum DesiredRole {
         upstream: Upstream,
         slot: String,
         apply_delay_ms: u64,
+        /// Apply no more WAL until this is false again (`spec.members[].replayPaused`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replay_paused: bool,
         /// Copies of the other members' slots, kept and advanced on this standby so that, once
         /// promoted, it still holds the WAL the others need.
         #[serde(default)]
@@ -180,6 +183,7 @@ mod tests {
             upstream: upstream.clone(),
             slot: "pgreplica_c".into(),
             apply_delay_ms: delay,
+            replay_paused: false,
             slots: vec![],
         };
         let mut restart = Desired::new(standby(0), "r".into());
@@ -235,6 +239,7 @@ mod tests {
                 },
                 slot: "pgreplica_b".into(),
                 apply_delay_ms: 3000,
+                replay_paused: false,
                 slots: vec!["pgreplica_c".into()],
             },
             "follow a".into(),

@@ -143,6 +143,14 @@ pub struct MemberReport {
     /// Standby: WAL replayed.
     pub replayed_lsn: Option<Lsn>,
     pub replay_lag_seconds: Option<f64>,
+    /// Standby whose replay is paused: when the last transaction it applied committed (unix
+    /// milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_at_ms: Option<u64>,
+    /// Paused standby: tables a transaction it began replaying has locked (a DROP, TRUNCATE or
+    /// ALTER not committed yet at the pause): reading them there waits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen_locks: Vec<String>,
     /// Standby: the member it streams from, when its WAL receiver is streaming.
     pub streaming_from: Option<String>,
     /// Standby: the server its WAL receiver is connected to, in any state (a receiver that is
@@ -209,6 +217,8 @@ impl MemberReport {
             received_lsn: None,
             replayed_lsn: None,
             replay_lag_seconds: None,
+            frozen_at_ms: None,
+            frozen_locks: Vec::new(),
             streaming_from: None,
             wal_sender: None,
             server_process: false,

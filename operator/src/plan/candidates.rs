@@ -85,8 +85,9 @@ fn synchronous_at_loss(status: &PgReplicaClusterStatus, lost: &str) -> Vec<Strin
 }
 
 fn may_promote(spec: &PgReplicaClusterSpec, name: &str) -> bool {
-    spec.member(name)
-        .is_some_and(|m| m.replication == Replication::Sync && m.is_promotable())
+    spec.member(name).is_some_and(|m| {
+        m.replication == Replication::Sync && m.is_promotable() && !m.replay_paused
+    })
 }
 
 fn eligibility(report: &MemberReport) -> Result<(), String> {

@@ -284,8 +284,14 @@ pub(super) fn switch_target_ready(
     if to == current {
         return Err(format!("{to} is already the primary"));
     }
-    if input.spec.member(to).is_none() {
-        return Err(format!("{to} is not a member of this cluster"));
+    match input.spec.member(to) {
+        None => return Err(format!("{to} is not a member of this cluster")),
+        Some(m) if m.replay_paused => {
+            return Err(format!(
+                "{to}'s replay is paused, so it does not hold the latest commits: resume it first (pgreplica local resume-replay {to}, kubectl pgrc resume-replay NAME {to})"
+            ))
+        }
+        Some(_) => {}
     }
     match input.report(to) {
         None => Err(format!("{to} is not reachable")),

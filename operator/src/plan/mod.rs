@@ -22,7 +22,7 @@ mod tests;
 pub use input::{Address, Input, LeaseView, Observation, RestartRequest, VolumeNote};
 pub use invalid::{invalid_status, truncate, MAX_MESSAGE};
 pub use output::{EventReason, Plan, PlanEvent, Routes};
-pub use report::material_change;
+pub use report::{frozen_at, material_change};
 pub use silence::{Silence, SilencePolicy};
 pub use spec_change::spec_changed;
 

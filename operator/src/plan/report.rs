@@ -14,6 +14,15 @@ pub fn rfc3339(ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// When a paused standby's data is from: the commit time of the last transaction it applied.
+pub fn frozen_at(ms: u64) -> String {
+    if ms == 0 {
+        "its clone (it has applied no transaction)".into()
+    } else {
+        rfc3339(ms)
+    }
+}
+
 /// How far a standby's replay is behind the primary's WAL, in bytes.
 fn replay_lag_bytes(primary: Option<&MemberReport>, standby: Option<&MemberReport>) -> Option<u64> {
     let written = primary?.current_lsn?;
@@ -77,6 +86,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
                 .map(|l| l.to_string()),
             replayed_lsn: report.and_then(|r| r.replayed_lsn).map(|l| l.to_string()),
             replay_lag_seconds: report.and_then(|r| r.replay_lag_seconds),
+            frozen_at: report.and_then(|r| r.frozen_at_ms).map(frozen_at),
             replay_lag_bytes: replay_lag_bytes(primary_report.filter(|_| primary_healthy), report),
             last_error: report
                 .and_then(|r| r.last_error.clone())

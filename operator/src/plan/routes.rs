@@ -67,7 +67,7 @@ pub fn routes<'a>(
     let standbys: Vec<String> = spec
         .members
         .iter()
-        .filter(|m| Some(m.name.as_str()) != current)
+        .filter(|m| Some(m.name.as_str()) != current && !m.replay_paused)
         .filter(|m| serves(&m.name, handing_over || primary_down || failback_pending))
         .map(|m| m.name.clone())
         .collect();
@@ -76,7 +76,7 @@ pub fn routes<'a>(
     let mut ro: Vec<String> = spec
         .members
         .iter()
-        .filter(|m| Some(m.name.as_str()) != current && m.apply_delay_ms() == 0)
+        .filter(|m| Some(m.name.as_str()) != current && m.apply_delay_ms() == 0 && !m.replay_paused)
         .filter(|m| serves(&m.name, handing_over || primary_down))
         .map(|m| m.name.clone())
         .collect();

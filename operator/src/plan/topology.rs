@@ -46,6 +46,7 @@ pub fn standby_desired(
             },
             slot: slot_name_for(member),
             apply_delay_ms: spec.apply_delay_ms(),
+            replay_paused: spec.replay_paused,
             slots: slots_for(input.spec, member),
         },
         parameters: input.spec.postgres.parameters.clone(),

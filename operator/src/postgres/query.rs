@@ -311,7 +311,9 @@ impl Conn {
     /// Settings changed in the configuration files that PostgreSQL applies only at a restart.
     pub async fn pending_restart(&self) -> PgResult<Vec<String>> {
         self.value(
-            "SELECT COALESCE(array_agg(name::text ORDER BY name), '{}') FROM pg_settings WHERE pending_restart",
+            // a paused standby's recovery target guards its next start and needs no restart now
+            "SELECT COALESCE(array_agg(name::text ORDER BY name), '{}') FROM pg_settings \
+             WHERE pending_restart AND name NOT LIKE 'recovery\\_target%'",
             &[],
         )
         .await
@@ -353,6 +355,72 @@ impl Conn {
 
     /// When the last replayed transaction committed on the primary; `None` on a primary or
     /// before any transaction was replayed.
+    /// A standby's replay: paused (or asked to pause), and whether the server was started with a
+    /// recovery target (then `pg_wal_replay_resume()` at the target would end recovery: such a
+    /// server is restarted without it instead).
+    pub async fn replay_pause(&self) -> PgResult<(bool, bool)> {
+        let paused: bool = self
+            .value(
+                "SELECT pg_get_wal_replay_pause_state() <> 'not paused'",
+                &[],
+            )
+            .await?;
+        let target: bool = self
+            .value(
+                "SELECT current_setting('recovery_target_lsn') <> '' \
+                 OR current_setting('recovery_target') <> ''",
+                &[],
+            )
+            .await?;
+        Ok((paused, target))
+    }
+
+    /// Ask replay to pause and wait until it has (a delayed standby pauses once its current
+    /// delay wait ends): the last replayed position, where it stays.
+    pub async fn pause_replay(
+        &self,
+        patience: std::time::Duration,
+    ) -> PgResult<crate::member::Lsn> {
+        self.batch("SELECT pg_wal_replay_pause()").await?;
+        let began = std::time::Instant::now();
+        loop {
+            let state: String = self
+                .value("SELECT pg_get_wal_replay_pause_state()::text", &[])
+                .await?;
+            if state == "paused" {
+                break;
+            }
+            if began.elapsed() > patience {
+                return Err(PgError::Parse {
+                    what: "replay pause".into(),
+                    detail: format!("still '{state}' after {} s", patience.as_secs()),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.replay_lsn().await?.ok_or_else(|| PgError::Parse {
+            what: "replay pause".into(),
+            detail: "no replay position".into(),
+        })
+    }
+
+    /// Tables the startup process holds an AccessExclusiveLock on: a DROP, TRUNCATE or ALTER
+    /// whose start a standby has replayed and whose commit it has not (reads of them wait).
+    pub async fn replay_locks(&self) -> PgResult<Vec<String>> {
+        self.value(
+            "SELECT COALESCE(array_agg(l.relation::regclass::text ORDER BY 1), '{}') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE a.backend_type = 'startup' AND l.locktype = 'relation' \
+             AND l.mode = 'AccessExclusiveLock'",
+            &[],
+        )
+        .await
+    }
+
+    pub async fn resume_replay(&self) -> PgResult<()> {
+        self.batch("SELECT pg_wal_replay_resume()").await
+    }
+
     pub async fn last_replay_timestamp(&self) -> PgResult<Option<SystemTime>> {
         self.value("SELECT pg_last_xact_replay_timestamp()", &[])
             .await

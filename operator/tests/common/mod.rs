@@ -399,6 +399,7 @@ impl Cluster {
                 upstream: self.upstream(upstream),
                 slot: slot_name_for(name),
                 apply_delay_ms,
+                replay_paused: false,
                 slots: vec![],
             },
             parameters: Default::default(),

@@ -54,6 +54,16 @@ impl Agent {
                 None => Running::Unresponsive,
             },
         };
+        let (replay_paused, recovery_target_set) = match running {
+            Running::Standby => match self.connection().await {
+                Some(conn) => conn.replay_pause().await.unwrap_or((false, false)),
+                None => (false, false),
+            },
+            _ => (false, false),
+        };
+        if !replay_paused && running == Running::Standby {
+            self.paused_at = None;
+        }
         let configured = self.configured_role();
         let parameters_current = match desired {
             Some(d) => self.configured_parameters().as_ref() == Some(&d.parameters),
@@ -125,6 +135,8 @@ impl Agent {
             restart_not_before_ms: self.restart_not_before_ms,
             failed_step: self.failed_step,
             retry_not_before_ms: self.retry_not_before_ms,
+            replay_paused,
+            recovery_target_set,
             application_ready: self.application_ready(now),
             now_ms: now,
         }

@@ -79,6 +79,9 @@ pub struct Agent {
     /// While the server runs in recovery: its postmaster's pid and the highest timeline it was
     /// seen on (`observe::steady_timeline`).
     standby_timeline: Option<(u32, u32)>,
+    /// Where this standby's replay was paused (`replayPaused`), for the recovery target that
+    /// keeps it there across a restart.
+    paused_at: Option<crate::member::Lsn>,
     /// The certificate files PostgreSQL was last told to read: renewed files mean a reload.
     tls_seen: Vec<Option<crate::tls::Stamp>>,
     new_connection_tried_ms: u64,
@@ -125,6 +128,7 @@ impl Agent {
             application_ensured: None,
             application_retry_ms: 0,
             standby_timeline: None,
+            paused_at: None,
             tls_seen: Vec::new(),
             new_connection_tried_ms: 0,
             new_connection_ok_ms: 0,
@@ -345,11 +349,44 @@ impl Agent {
             }
             Step::Restart => {
                 let pending = self.shared.report().pending_restart.join(", ");
-                info!(member = %self.cfg.member, %pending, "restarting PostgreSQL to apply settings that wait for a restart");
-                self.shared
-                    .set_activity(format!("restarting to apply {pending}"));
+                if pending.is_empty() {
+                    // converge restarts a server started with a paused standby's recovery
+                    // target (resuming there would end recovery), and a requested restart
+                    info!(member = %self.cfg.member, reason = %desired.reason, "restarting PostgreSQL");
+                    self.shared.set_activity("restarting PostgreSQL");
+                } else {
+                    info!(member = %self.cfg.member, %pending, "restarting PostgreSQL to apply settings that wait for a restart");
+                    self.shared
+                        .set_activity(format!("restarting to apply {pending}"));
+                }
                 self.stop_server(Shutdown::Fast).await;
                 self.start(&desired.role).await
+            }
+            Step::PauseReplay => {
+                let delay_ms = match &desired.role {
+                    DesiredRole::Standby { apply_delay_ms, .. } => *apply_delay_ms,
+                    _ => 0,
+                };
+                self.shared.set_activity("pausing replay");
+                let conn = self.connection().await.ok_or_else(|| {
+                    AgentError::Step("PostgreSQL does not answer: cannot pause replay".into())
+                })?;
+                // a delayed standby pauses once its current delay wait ends
+                let at = conn
+                    .pause_replay(Duration::from_millis(delay_ms) + Duration::from_secs(10))
+                    .await?;
+                info!(member = %self.cfg.member, lsn = %at, "replay paused");
+                self.paused_at = Some(at);
+                self.configure(desired, true).await
+            }
+            Step::ResumeReplay => {
+                let conn = self.connection().await.ok_or_else(|| {
+                    AgentError::Step("PostgreSQL does not answer: cannot resume replay".into())
+                })?;
+                conn.resume_replay().await?;
+                self.paused_at = None;
+                info!(member = %self.cfg.member, "replay resumed");
+                Ok(())
             }
             Step::StopForRewind => {
                 warn!(member = %self.cfg.member, "standby has not streamed for a while: stopping it to rewind from its upstream");

@@ -11,7 +11,8 @@ use crate::member::{Desired, DesiredRole};
 use crate::postgres::{config as pgconfig, write_private_file, Shutdown};
 
 use crate::instance::conf_files::{
-    configured_parameters, configured_role, render_conf, render_hba, with_include, OWNED_CONF,
+    configured_parameters, configured_paused_at, configured_role, paused_conf, render_conf,
+    render_hba, with_include, OWNED_CONF,
 };
 use crate::instance::datadir;
 use crate::instance::error::AgentError;
@@ -61,12 +62,24 @@ impl Agent {
 
     pub(super) fn write_config(&self, desired: &Desired) -> Result<(), AgentError> {
         let data = self.data();
-        let conf = render_conf(
+        let mut conf = render_conf(
             &self.cfg,
             &desired.role,
             &desired.parameters,
             &self.cfg.passfile(),
         )?;
+        if matches!(
+            desired.role,
+            DesiredRole::Standby {
+                replay_paused: true,
+                ..
+            }
+        ) {
+            let recorded = std::fs::read_to_string(data.join(OWNED_CONF))
+                .ok()
+                .and_then(|c| configured_paused_at(&c));
+            conf.push_str(&paused_conf(self.paused_at.or(recorded)));
+        }
         write_private_file(&data.join(OWNED_CONF), conf.as_bytes(), self.run_as)?;
         write_private_file(
             &data.join("pg_hba.conf"),

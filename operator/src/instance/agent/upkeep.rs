@@ -199,6 +199,19 @@ impl Agent {
                 Step::Idle => {
                     r.activity = match (&r.role, &r.streaming_from) {
                         (ActualRole::Primary, _) => "primary".into(),
+                        (ActualRole::Standby, _) if r.frozen_at_ms.is_some() => {
+                            let mut text = format!(
+                                "replay paused: data as of {}",
+                                crate::plan::frozen_at(r.frozen_at_ms.unwrap_or(0))
+                            );
+                            if !r.frozen_locks.is_empty() {
+                                text.push_str(&format!(
+                                    "; {} locked by a DROP, TRUNCATE or ALTER it began replaying (reads of them wait until it is resumed)",
+                                    r.frozen_locks.join(", ")
+                                ));
+                            }
+                            text
+                        }
                         (ActualRole::Standby, Some(up)) => format!("streaming from {up}"),
                         (ActualRole::Standby, None) => "standby, connecting to upstream".into(),
                         _ => "stopped".into(),

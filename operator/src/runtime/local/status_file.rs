@@ -28,6 +28,9 @@ pub struct LocalMember {
     pub replay_lag_seconds: Option<f64>,
     #[serde(default)]
     pub replay_lag_bytes: Option<u64>,
+    /// Replay paused: what its data is from.
+    #[serde(default)]
+    pub frozen_at: Option<String>,
     pub timeline: Option<u32>,
     pub activity: String,
     pub last_event: Option<String>,
@@ -56,6 +59,7 @@ impl LocalMember {
             sync_state: status.and_then(|s| s.sync_state.clone()),
             replay_lag_seconds: status.and_then(|s| s.replay_lag_seconds),
             replay_lag_bytes: status.and_then(|s| s.replay_lag_bytes),
+            frozen_at: status.and_then(|s| s.frozen_at.clone()),
             timeline: status.and_then(|s| s.timeline),
             activity,
             last_event: status.and_then(|s| s.last_event.clone()),
