@@ -486,14 +486,15 @@ fn pause_replay_keeps_a_delayed_members_data_until_resumed() {
     };
     let (c_port, password) = (port("c"), cluster.password());
     let runtime = pgreplica_e2e::faults::runtime();
-    let query = |port: u16, sql: &'static str| {
+    let query = |port: u16, sql: &str| {
         let info = pgreplica_e2e::ledger::conninfo(port, &password);
+        let sql = sql.to_string();
         runtime.block_on(async move {
             let (client, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
                 .await
                 .map_err(|e| e.to_string())?;
             tokio::spawn(conn);
-            let rows = client.simple_query(sql).await.map_err(|e| e.to_string())?;
+            let rows = client.simple_query(&sql).await.map_err(|e| e.to_string())?;
             Ok::<Option<String>, String>(rows.iter().find_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(String::from),
                 _ => None,
@@ -523,7 +524,7 @@ fn pause_replay_keeps_a_delayed_members_data_until_resumed() {
     // c has received the delete and its delay has passed: unpaused, it would have applied it
     pgreplica_e2e::poll::until_blocking(Duration::from_secs(30), || {
         let sql = format!("SELECT (pg_last_wal_receive_lsn() >= '{after_delete}')::text");
-        let received = runtime_query(c_port, &password, &sql);
+        let received = query(c_port, &sql).ok().flatten();
         (received.as_deref() == Some("true") && deleted.elapsed() > Duration::from_secs(4))
             .then_some(())
     })
@@ -557,15 +558,46 @@ fn pause_replay_keeps_a_delayed_members_data_until_resumed() {
         if new_pid.is_none_or(|p| p == pid) {
             return None;
         }
-        count_on_c()
+        // paused again at its target (a read before that could come early in its replay)
+        let status = cluster.status().ok()?;
+        let c = cluster.member(&status, "c")?;
+        let paused = c["frozenAt"].is_string()
+            && c["activity"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("replay paused"));
+        paused.then(count_on_c).flatten()
     });
     assert_eq!(after_crash.as_deref(), Some("1000"), "c after its crash");
 
-    // a paused member never takes the primary's place
+    // a file that does not say c is paused would resume it: refused, naming the ways on
+    let lab = std::fs::read_to_string(repo_file("examples/lab.yaml")).expect("lab.yaml");
+    let manual = lab.replace("failback: Automatic", "failback: Manual");
+    assert_ne!(manual, lab);
+    let files = cluster.dir.parent().expect("a parent").to_path_buf();
+    let unpaused = files.join("manual.yaml");
+    std::fs::write(&unpaused, &manual).expect("write");
+    let (code, out, err) = cluster
+        .run_raw(&["apply", "-f", &unpaused.display().to_string()])
+        .expect("apply");
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("pgreplica local resume-replay c"), "{err}");
+    let paused_file = files.join("manual-paused.yaml");
+    let with_pause = manual.replace(
+        "applyDelay: 3s\n",
+        "applyDelay: 3s\n      replayPaused: true\n",
+    );
+    assert_ne!(with_pause, manual);
+    std::fs::write(&paused_file, with_pause).expect("write");
+    cluster
+        .run(&["apply", "-f", &paused_file.display().to_string()])
+        .expect("apply with c still paused");
+
+    // a paused member never takes the primary's place (failback Manual: a switchover is allowed)
     let (code, out, err) = cluster
         .run_raw(&["switchover", "--to", "c", "--timeout-seconds", "20"])
         .expect("switchover");
-    assert_ne!(code, Some(0), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(format!("{out}{err}").contains("paused"), "{out}{err}");
 
     let resumed = cluster
         .run(&["resume-replay", "c"])
@@ -584,24 +616,4 @@ fn pause_replay_keeps_a_delayed_members_data_until_resumed() {
         Some("true"),
         "c is still a standby: {status}"
     );
-}
-
-/// One value from a query on a fresh connection (None on any error).
-fn runtime_query(port: u16, password: &str, sql: &str) -> Option<String> {
-    let info = pgreplica_e2e::ledger::conninfo(port, password);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    runtime.block_on(async move {
-        let (client, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
-            .await
-            .ok()?;
-        tokio::spawn(conn);
-        let rows = client.simple_query(sql).await.ok()?;
-        rows.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(String::from),
-            _ => None,
-        })
-    })
 }

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use pgreplica_e2e::cluster::{binary, repo_file};
 
+/// Both guides' labs listen on the default ports (15432, 15433): one at a time.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The README's sections whose `sh` blocks run on the local runtime, in order.
 const LOCAL_SECTIONS: [&str; 1] = ["## The lab in five minutes (local runtime)"];
 
@@ -121,13 +124,12 @@ fn wait_for(work: &Workdir, what: &str, cond: impl Fn(&serde_json::Value) -> boo
     );
 }
 
-#[test]
-fn every_local_command_of_the_readme_works_as_written() {
-    let readme = std::fs::read_to_string(repo_file("README.md")).expect("README.md");
-    let work = Workdir::new();
+/// Runs every line of the `sh` blocks of `sections` of `file` in `work`, in order; how many ran.
+fn run_sections(work: &Workdir, file: &str, sections: &[&str]) -> usize {
+    let text = std::fs::read_to_string(repo_file(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let mut ran = 0;
-    for section in LOCAL_SECTIONS {
-        for block in blocks(&readme, section).iter().filter(|b| b.lang == "sh") {
+    for section in sections {
+        for block in blocks(&text, section).iter().filter(|b| b.lang == "sh") {
             for line in &block.lines {
                 let command = line.trim();
                 if command.is_empty() || command.starts_with('#') || command.starts_with("cargo ") {
@@ -135,11 +137,19 @@ fn every_local_command_of_the_readme_works_as_written() {
                 }
                 let (ok, text) = work.sh(command);
                 println!("$ {command}\n{text}");
-                assert!(ok, "README command failed: {command}\n{text}");
+                assert!(ok, "{file} command failed: {command}\n{text}");
                 ran += 1;
             }
         }
     }
+    ran
+}
+
+#[test]
+fn every_local_command_of_the_readme_works_as_written() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let work = Workdir::new();
+    let ran = run_sections(&work, "README.md", &LOCAL_SECTIONS);
     assert!(ran >= 8, "only {ran} README commands found");
     // what the README says stage 2 does
     let reasons = |s: &serde_json::Value| -> Vec<String> {
@@ -189,4 +199,24 @@ fn every_shown_output_of_the_readme_is_what_the_command_prints() {
         }
     }
     assert!(shown >= 1, "no `$ command` block found in the README");
+}
+
+/// docs/mistakes.md: the recipe for a bad DELETE (pause the delayed c, copy the rows out, resume)
+/// works as written and gets every row back.
+#[test]
+fn the_mistakes_guide_gets_deleted_rows_back_as_written() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let work = Workdir::new();
+    let ran = run_sections(
+        &work,
+        "docs/mistakes.md",
+        &["## A bad DELETE or UPDATE: pause c, copy the rows out, resume"],
+    );
+    assert!(ran >= 6, "only {ran} commands found in docs/mistakes.md");
+    let copied = std::fs::read_to_string(work.dir.join("t.csv")).expect("t.csv");
+    assert_eq!(copied.lines().count(), 1000, "rows copied out of paused c");
+    let (ok, count) =
+        work.sh(r#"eval "$(pgreplica local env)"; psql -tAc 'select count(*) from t'"#);
+    assert!(ok, "{count}");
+    assert_eq!(count.trim(), "1000", "rows back on the primary");
 }

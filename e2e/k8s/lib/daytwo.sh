@@ -121,6 +121,45 @@ restart_member() {
   wait_for 120 "back on a, Ready" settled_on_a
 }
 
+# kubectl pgrc pause-replay lab c: c applies no more WAL though it keeps receiving it, leaves -r,
+# and status says when its data is from; resume-replay: it applies again and is back in -r
+# (the delayed c is never in -ro).
+pod_label() { k get pod "lab-$1" -o jsonpath="{.metadata.labels.pgreplica\\.io/$2}"; }
+frozen_at() { jp '{.status.members[?(@.name=="c")].frozenAt}'; }
+c_paused() {
+  [ "$(psql_in c "select pg_is_wal_replay_paused()")" = t ] && [ -n "$(frozen_at)" ] \
+    && [ "$(pod_label c serving)" != true ]
+}
+received_past() { # received_past LSN SINCE: 4 s (c's delay and more) since SINCE, and c received WAL beyond LSN
+  awk -v a="$2" -v b="$(now)" 'BEGIN{exit !(b-a>4)}' \
+    && [ "$(psql_in c "select pg_last_wal_receive_lsn() > '$1'")" = t ]
+}
+c_serving() {
+  [ "$(psql_in c "select pg_is_wal_replay_paused()")" = f ] && [ -z "$(frozen_at)" ] \
+    && [ "$(pod_label c serving)" = true ]
+}
+pgrc() {
+  mkdir -p "$WORK/bin"; ln -sf "$PGR_BIN" "$WORK/bin/kubectl-pgrc"
+  KUBECONFIG=$WORK/admin.kubeconfig PATH="$WORK/bin:$PATH" innet "$BIN/kubectl" pgrc "$@" -n "$LAB_NS" 2>&1 | sed 's/^/       /'
+  return "${PIPESTATUS[0]}"
+}
+export -f pod_label frozen_at c_paused received_past c_serving 2>/dev/null || true
+
+pause_resume() {
+  local asked held; asked=$(now)
+  pgrc pause-replay lab c --timeout=2m || return 1
+  wait_for 30 "c paused and out of -r" c_paused || return 1
+  log "c's data is as of $(frozen_at)"
+  held=$(psql_in c "select pg_last_wal_replay_lsn()")
+  [ -n "$held" ] || { log "cannot read c's replay position"; return 1; }
+  # unpaused, c would have applied the writers' WAL by now
+  wait_for 30 "c received the writers' WAL past $held, its delay over" received_past "$held" "$asked" || return 1
+  [ "$(psql_in c "select pg_last_wal_replay_lsn() = '$held'")" = t ] \
+    || { log "c replayed past $held while paused"; return 1; }
+  pgrc resume-replay lab c --timeout=2m || return 1
+  wait_for 60 "c applies again and is back in -r" c_serving
+}
+
 # conf_times: per member, when PostgreSQL last read its configuration and when it started
 conf_times() {
   local m
@@ -155,6 +194,7 @@ operator_previous|operator rolled back to the previous release ${PREVIOUS_COMMIT
 operator_upgrade|operator upgraded from ${PREVIOUS_COMMIT:0:7} to this build|an operator upgrade from the previous release rolled the agents
 restart_member|kubectl pgrc restart lab c|kubectl pgrc restart restarted c
 reload_all|kubectl pgrc reload lab|kubectl pgrc reload: every member read its configuration, none restarted
+pause_resume|kubectl pgrc pause-replay lab c, then resume-replay|kubectl pgrc pause-replay froze c (no replay past its pause, out of -r); resume-replay brought it back
 member_added|member d added (clone from the primary)|a member added while running is cloned and streams
 member_removed|member d removed|a member removed: pod deleted, slot dropped, volume kept
 storage_refused|storage.size raised on volumes that cannot grow, then set back|a volume that cannot grow: VolumesMatchSpec says so, and clears

@@ -88,6 +88,10 @@ pub struct MemberStatus {
     /// transaction it applied, which is what its data shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen_at: Option<String>,
+    /// Tables a paused member cannot read until it is resumed: a DROP, TRUNCATE or ALTER it
+    /// began replaying holds their lock (copy the other tables out; see docs/mistakes.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen_locks: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! The kubectl plugin face (`pgreplica` installed as `kubectl-pgrc`):
 //! `kubectl pgrc status NAME`, `kubectl pgrc switchover NAME --to MEMBER`,
-//! `kubectl pgrc restart NAME [MEMBER]`, `kubectl pgrc reload NAME [MEMBER]`.
+//! `kubectl pgrc restart NAME [MEMBER]`, `kubectl pgrc reload NAME [MEMBER]`,
+//! `kubectl pgrc pause-replay NAME MEMBER`, `kubectl pgrc resume-replay NAME MEMBER`.
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,30 @@ pub enum KubectlCommand {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Freeze MEMBER (an Async standby, such as the delayed c): it applies no more WAL, keeps its
+    /// data as it is now, serves no reads through the -ro Service and is never promoted, until
+    /// resume-replay. Sets spec.members[].replayPaused, so the operator keeps it.
+    #[command(
+        after_help = "Example: rows of t were deleted by mistake 2 s ago; c applies WAL 3 s late\n  kubectl pgrc pause-replay lab c\n  kubectl exec lab-c -c postgres -- sh -c 'PGPASSWORD=$(cat /etc/pgreplica/superuser/password) psql -h 127.0.0.1 -U postgres -d app -c \"\\copy t to stdout csv\"' > t.csv\n  kubectl pgrc resume-replay lab c"
+    )]
+    PauseReplay {
+        #[command(flatten)]
+        target: Target,
+        /// The member to freeze.
+        member: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Let a paused MEMBER apply WAL again: it catches up and serves reads as before.
+    #[command(after_help = "Example:\n  kubectl pgrc resume-replay lab c")]
+    ResumeReplay {
+        #[command(flatten)]
+        target: Target,
+        /// The member to let catch up.
+        member: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Have MEMBER's PostgreSQL (or every member's) read its configuration and certificates
     /// again, without a restart; prints what still waits for one.
     #[command(after_help = "Example:\n  kubectl pgrc reload lab")]
@@ -202,6 +227,16 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
             let api = api(&target).await?;
             member_request(Kind::Reload, &api, &target.name, member, wait.seconds(60)).await
         }
+        KubectlCommand::PauseReplay {
+            target,
+            member,
+            wait,
+        } => replay(&target, &member, true, wait.seconds(60)).await,
+        KubectlCommand::ResumeReplay {
+            target,
+            member,
+            wait,
+        } => replay(&target, &member, false, wait.seconds(60)).await,
         KubectlCommand::Switchover { target, to, wait } => {
             let timeout_seconds = wait.seconds(120);
             let api = api(&target).await?;
@@ -247,6 +282,75 @@ pub async fn run(cmd: KubectlCommand) -> Result<(), KubeError> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Set `replayPaused` on MEMBER in the cluster's spec (a JSON patch guarded by the member's name,
+/// so a concurrent edit of the member list fails instead of pausing another member), then wait
+/// until it is paused or streams again.
+async fn replay(
+    target: &Target,
+    member: &str,
+    pause: bool,
+    timeout_seconds: u64,
+) -> Result<(), KubeError> {
+    let api = api(target).await?;
+    let name = target.name.as_str();
+    let get = || async {
+        api.get(name)
+            .await
+            .map_err(KubeError::api("get", "PgReplicaCluster", name))
+    };
+    let mut cluster = get().await?;
+    let index = super::replay::set(&mut cluster, member, pause).map_err(KubeError::Invalid)?;
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": format!("/spec/members/{index}/name"), "value": member},
+        {"op": "add", "path": format!("/spec/members/{index}/replayPaused"), "value": pause},
+    ]))
+    .map_err(|e| KubeError::Other(e.to_string()))?;
+    api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .map_err(|e| match e {
+            // the CRD's rules refused it, or the member list changed under us (the test op)
+            kube::Error::Api(status) if status.code == 422 => KubeError::Invalid(format!(
+                "cannot {} {member}: {}",
+                super::replay::verb(pause),
+                status.message
+            )),
+            e => KubeError::api(super::replay::verb(pause), "PgReplicaCluster", name)(e),
+        })?;
+    println!(
+        "{member}: {} requested",
+        if pause { "pause" } else { "resume" }
+    );
+    let began = Instant::now();
+    loop {
+        let status = get().await?.status.unwrap_or_default();
+        let row = status.members.iter().find(|m| m.name == member);
+        if let Some(r) =
+            row.filter(|r| super::replay::reached(pause, r.frozen_at.as_deref(), r.ready))
+        {
+            if pause {
+                println!(
+                    "{member}: replay paused; data as of {}",
+                    r.frozen_at.as_deref().unwrap_or("?")
+                );
+                if let Some(note) = super::replay::locked_note(&r.frozen_locks) {
+                    println!("{note}");
+                }
+                println!("`kubectl pgrc resume-replay {name} {member}` lets it catch up");
+            } else {
+                println!("{member}: replay resumed; it is catching up");
+            }
+            return Ok(());
+        }
+        if began.elapsed() > Duration::from_secs(timeout_seconds) {
+            return Err(KubeError::TimedOut(format!(
+                "{member} has not {} after {timeout_seconds} s: see `kubectl pgrc status {name}` and `kubectl describe pgrc {name}`",
+                if pause { "paused" } else { "resumed streaming" },
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -8,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use clap::Subcommand;
 
 use super::member_request::Kind;
+use super::replay;
 use crate::api::validate::parse_and_validate;
 use crate::instance::config::SUPERUSER;
 use crate::runtime::local::brain::{self, progress};
@@ -824,7 +825,16 @@ fn apply(file: &Path, dir: Option<&Path>) -> Result<(), LocalError> {
     let (text, cluster) = read_cluster_file(file)?;
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let layout = Layout::new(resolve_dir(dir, Some(&name))?);
-    apply_text(&layout, &file.display().to_string(), &text, &cluster)
+    let source = file.display().to_string();
+    if let Ok(applied) = brain::load_spec(&layout) {
+        let resumed = replay::would_resume(&applied.spec, &cluster.spec);
+        if !resumed.is_empty() {
+            return Err(LocalError::Refused(replay::resume_refused(
+                &source, &resumed,
+            )));
+        }
+    }
+    apply_text(&layout, &source, &text, &cluster)
 }
 
 /// Apply a validated spec (`text`, from `source`) to the cluster of `layout`.
@@ -889,31 +899,13 @@ async fn replay(
         )));
     }
     let mut cluster = brain::load_spec(&layout)?;
-    let names = cluster.spec.member_names();
-    let Some(m) = cluster.spec.members.iter_mut().find(|m| m.name == member) else {
-        return Err(LocalError::Invalid(format!(
-            "{member} is not a member of this cluster (members: {})",
-            names.join(", ")
-        )));
-    };
-    m.replay_paused = pause;
+    replay::set(&mut cluster, member, pause).map_err(LocalError::Invalid)?;
     let text = serde_yaml::to_string(&cluster)
         .map_err(|e| LocalError::Failed(format!("cannot write the spec: {e}")))?;
     let validated = parse_and_validate(&text).map_err(|e| {
-        LocalError::Invalid(format!(
-            "{} {member}'s replay: {e}",
-            if pause {
-                "cannot pause"
-            } else {
-                "cannot resume"
-            }
-        ))
+        LocalError::Invalid(format!("cannot {} {member}: {e}", replay::verb(pause)))
     })?;
-    let verb = if pause {
-        "pause-replay"
-    } else {
-        "resume-replay"
-    };
+    let verb = replay::verb(pause);
     apply_text(&layout, verb, &text, &validated.cluster)?;
     let began = Instant::now();
     loop {
@@ -921,7 +913,9 @@ async fn replay(
         let row = status.members.iter().find(|m| m.name == member);
         match row {
             Some(r)
-                if pause && r.frozen_at.is_some() && r.activity.starts_with("replay paused") =>
+                if pause
+                    && replay::reached(pause, r.frozen_at.as_deref(), r.ready)
+                    && r.activity.starts_with("replay paused") =>
             {
                 println!(
                     "{member}: {}\nread it with: eval \"$(pgreplica local env{} --member {member})\"; psql\n`pgreplica local resume-replay {member}` lets it catch up",
@@ -930,7 +924,7 @@ async fn replay(
                 );
                 return Ok(());
             }
-            Some(r) if !pause && r.frozen_at.is_none() && r.ready => {
+            Some(r) if !pause && replay::reached(pause, r.frozen_at.as_deref(), r.ready) => {
                 println!(
                     "{member}: replay resumed; it is catching up ({})",
                     r.activity

@@ -5,6 +5,7 @@ mod kubectl;
 mod local;
 mod log_sink;
 mod member_request;
+mod replay;
 mod status_table;
 mod validate;
 

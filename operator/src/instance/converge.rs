@@ -76,6 +76,8 @@ pub struct Facts {
     pub replay_paused: bool,
     /// The running server was started with a recovery target (a paused standby's guard).
     pub recovery_target_set: bool,
+    /// The running standby's replay state could not be read (the two above say nothing).
+    pub replay_unknown: bool,
     /// The application's role and database are as configured (or none is configured).
     pub application_ready: bool,
     pub now_ms: u64,
@@ -246,6 +248,13 @@ fn is_configured(desired: &Desired, facts: &Facts) -> bool {
 
 fn standby(desired: &Desired, facts: &Facts) -> Step {
     let configured = is_configured(desired, facts);
+    let paused = matches!(
+        desired.role,
+        DesiredRole::Standby {
+            replay_paused: true,
+            ..
+        }
+    );
     match (&facts.data, facts.running) {
         (DataState::Lost(_) | DataState::Missing | DataState::Invalid(_), Running::No) => {
             Step::Clone
@@ -257,7 +266,12 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
         }
         (DataState::Present { standby_signal }, Running::No) => {
             let repair = facts.rewind_failed || !standby_signal || facts.rewind_requested;
-            if facts.now_ms < facts.restart_not_before_ms {
+            if paused && repair {
+                // a rewind or a new copy would replace the data the pause keeps
+                Step::Blocked(
+                    "replay is paused: its data is kept as it is, not rewound or copied again, until its replay is resumed".into(),
+                )
+            } else if facts.now_ms < facts.restart_not_before_ms {
                 Step::Wait("restart backoff after a crash".into())
             } else if let (true, Some(wait)) = (repair, upstream_wait(desired, facts)) {
                 wait
@@ -272,14 +286,10 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
             }
         }
         (DataState::Present { .. }, Running::Standby) => {
-            let paused = matches!(
-                desired.role,
-                DesiredRole::Standby {
-                    replay_paused: true,
-                    ..
-                }
-            );
-            if paused && !facts.replay_paused && facts.recovery_target_set {
+            if facts.replay_unknown {
+                // neither pause nor resume on a guess (a failed read looks like "not paused")
+                Step::Wait("cannot read the replay state; trying again".into())
+            } else if paused && !facts.replay_paused && facts.recovery_target_set {
                 // started with its guard: it replays to where it was paused and pauses there
                 Step::Wait("replaying up to where replay was paused".into())
             } else if paused && !facts.replay_paused {
@@ -294,7 +304,8 @@ fn standby(desired: &Desired, facts: &Facts) -> Step {
                 } else {
                     Step::Idle
                 }
-            } else if facts.replay_paused && facts.recovery_target_set {
+            } else if facts.recovery_target_set {
+                // started with a paused standby's guard: it would stop there again, and
                 // resuming at a reached recovery target would end recovery (a promotion)
                 Step::Restart
             } else if facts.replay_paused {
@@ -394,6 +405,7 @@ mod tests {
             retry_not_before_ms: 0,
             replay_paused: false,
             recovery_target_set: false,
+            replay_unknown: false,
             application_ready: true,
             now_ms: 1_000,
         }
@@ -452,6 +464,14 @@ mod tests {
             ("paused: no restart for pending settings", paused_role(), Facts { replay_paused: true, pending_restart: true, ..Facts { started_at_ms: 1, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) } }, Step::Idle),
             ("paused, stopped: configure, then start (at its target)", paused_role(), facts(PRESENT_STANDBY, Running::No, Some(standby_role(3_000))), Step::Configure),
             ("paused, restarted: on its way to its target", paused_role(), Facts { recovery_target_set: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) }, Step::Wait("replaying up to where replay was paused".into())),
+            ("replay state unreadable: neither pause nor resume", paused_role(), Facts { replay_unknown: true, recovery_target_set: false, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) }, Step::Wait("cannot read the replay state; trying again".into())),
+            ("paused at its target after a restart → idle", paused_role(), Facts { replay_paused: true, recovery_target_set: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) }, Step::Idle),
+            ("paused, stopped, rewind asked: the data is kept", paused_role(), Facts { rewind_requested: true, ..facts(PRESENT_STANDBY, Running::No, Some(paused_role())) }, Step::Blocked("replay is paused: its data is kept as it is, not rewound or copied again, until its replay is resumed".into())),
+            ("paused, stopped, rewind failed: no new copy", paused_role(), Facts { rewind_failed: true, ..facts(PRESENT_STANDBY, Running::No, Some(paused_role())) }, Step::Blocked("replay is paused: its data is kept as it is, not rewound or copied again, until its replay is resumed".into())),
+            ("paused, stopped, no standby.signal: not rewound", paused_role(), facts(PRESENT_PRIMARY, Running::No, Some(paused_role())), Step::Blocked("replay is paused: its data is kept as it is, not rewound or copied again, until its replay is resumed".into())),
+            ("paused, stopped, configured → start (at its target)", paused_role(), facts(PRESENT_STANDBY, Running::No, Some(paused_role())), Step::Start),
+            ("paused, upstream changed → configure (new conninfo, same target)", paused_role(), Facts { replay_paused: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(match paused_role() { DesiredRole::Standby { slot, apply_delay_ms, slots, .. } => DesiredRole::Standby { upstream: Upstream { member: "b".into(), host: "127.0.0.1".into(), port: 6001 }, slot, apply_delay_ms, replay_paused: true, slots }, other => other })) }, Step::Configure),
+            ("resume while still replaying to the target → restart without it", standby_role(3_000), Facts { recovery_target_set: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(3_000))) }, Step::Restart),
             ("resume: configuration first", standby_role(3_000), Facts { replay_paused: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(paused_role())) }, Step::Configure),
             ("resume by the function", standby_role(3_000), Facts { replay_paused: true, ..facts(PRESENT_STANDBY, Running::Standby, Some(standby_role(3_000))) }, Step::ResumeReplay),
             // pg_wal_replay_resume() at a reached recovery target would promote: restart instead
@@ -537,6 +557,16 @@ mod tests {
                 primary_role(false),
                 false,
                 pending(primary_role(false), Running::Primary, PRESENT_PRIMARY),
+                Step::Idle,
+            ),
+            (
+                "paused, allowed → idle: a paused member keeps its server as it is",
+                paused_role(),
+                true,
+                Facts {
+                    replay_paused: true,
+                    ..pending(paused_role(), Running::Standby, PRESENT_STANDBY)
+                },
                 Step::Idle,
             ),
             (

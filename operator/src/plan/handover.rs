@@ -315,7 +315,9 @@ fn others_settled(input: &Input<'_>, current: &str, preferred: &str) -> bool {
         .spec
         .members
         .iter()
-        .filter(|m| m.name != current && m.name != preferred)
+        // a paused member stays behind on purpose, on whatever timeline it was paused: it
+        // follows once resumed, and the new primary has every bit of WAL it will ask for
+        .filter(|m| m.name != current && m.name != preferred && !m.replay_paused)
         .all(|m| match input.report(&m.name) {
             None => true,
             Some(r) => {

@@ -87,6 +87,7 @@ pub fn finish(input: &Input<'_>, plan: &mut Plan) {
             replayed_lsn: report.and_then(|r| r.replayed_lsn).map(|l| l.to_string()),
             replay_lag_seconds: report.and_then(|r| r.replay_lag_seconds),
             frozen_at: report.and_then(|r| r.frozen_at_ms).map(frozen_at),
+            frozen_locks: report.map(|r| r.frozen_locks.clone()).unwrap_or_default(),
             replay_lag_bytes: replay_lag_bytes(primary_report.filter(|_| primary_healthy), report),
             last_error: report
                 .and_then(|r| r.last_error.clone())

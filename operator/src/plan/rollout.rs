@@ -43,14 +43,21 @@ fn all_read(input: &Input<'_>) -> bool {
     })
 }
 
-/// Every member but `except` is ready: the primary runs, every other streams from it.
+/// Every member but `except` is ready: the primary runs, every other streams from it. A member
+/// whose replay is paused is left out: it is kept as it is, it takes no turn, and it is nobody's
+/// fallback meanwhile.
 fn others_ready(input: &Input<'_>, current: &str, except: &str) -> bool {
     input
         .spec
         .members
         .iter()
-        .filter(|m| m.name != except)
+        .filter(|m| m.name != except && !m.replay_paused)
         .all(|m| ready(input, current, &m.name))
+}
+
+/// `member`'s replay is paused (`replayPaused`): it restarts for nothing until it is resumed.
+fn paused(input: &Input<'_>, member: &str) -> bool {
+    input.spec.member(member).is_some_and(|m| m.replay_paused)
 }
 
 /// The standby whose turn it is to restart.
@@ -59,7 +66,7 @@ fn next_standby<'a>(input: &Input<'a>, current: &str) -> Option<&'a MemberSpec> 
         .spec
         .members
         .iter()
-        .filter(|m| m.name != current && pending(input, &m.name).is_some())
+        .filter(|m| m.name != current && !m.replay_paused && pending(input, &m.name).is_some())
         .collect();
     waiting.sort_by_key(|m| m.replication == Replication::Sync);
     waiting.first().copied()
@@ -85,6 +92,7 @@ fn turn_held<'a>(input: &Input<'a>, current: &str) -> Option<Turn<'a>> {
             m.last_event
                 .as_deref()
                 .is_some_and(|e| e.starts_with(REASON))
+                && !paused(input, &m.name)
         })
         .find_map(|m| match pending(input, &m.name) {
             Some(what) => Some(Turn::Pending(m.name.as_str(), what)),

@@ -128,6 +128,7 @@ pub(super) fn standby_status(name: &str, ready: bool) -> MemberStatus {
         replay_lag_seconds: None,
         replay_lag_bytes: None,
         frozen_at: None,
+        frozen_locks: vec![],
         last_error: None,
         last_event: None,
         fenced: None,
@@ -1774,6 +1775,7 @@ fn status_is_news_when_more_than_numbers_change() {
     }
 }
 
+mod paused;
 mod rollout;
 
 /// Removing the primary from the spec moves it first with a clean switchover (it was a failover

@@ -353,8 +353,6 @@ impl Conn {
             .await
     }
 
-    /// When the last replayed transaction committed on the primary; `None` on a primary or
-    /// before any transaction was replayed.
     /// A standby's replay: paused (or asked to pause), and whether the server was started with a
     /// recovery target (then `pg_wal_replay_resume()` at the target would end recovery: such a
     /// server is restarted without it instead).
@@ -421,6 +419,8 @@ impl Conn {
         self.batch("SELECT pg_wal_replay_resume()").await
     }
 
+    /// When the last replayed transaction committed on the primary; `None` on a primary or
+    /// before any transaction was replayed (since the server started).
     pub async fn last_replay_timestamp(&self) -> PgResult<Option<SystemTime>> {
         self.value("SELECT pg_last_xact_replay_timestamp()", &[])
             .await

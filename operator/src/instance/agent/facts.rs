@@ -54,14 +54,16 @@ impl Agent {
                 None => Running::Unresponsive,
             },
         };
-        let (replay_paused, recovery_target_set) = match running {
+        let replay_state = match running {
             Running::Standby => match self.connection().await {
-                Some(conn) => conn.replay_pause().await.unwrap_or((false, false)),
-                None => (false, false),
+                Some(conn) => conn.replay_pause().await.ok(),
+                None => None,
             },
-            _ => (false, false),
+            _ => Some((false, false)),
         };
-        if !replay_paused && running == Running::Standby {
+        let replay_unknown = replay_state.is_none();
+        let (replay_paused, recovery_target_set) = replay_state.unwrap_or((false, false));
+        if !replay_unknown && !replay_paused && running == Running::Standby {
             self.paused_at = None;
         }
         let configured = self.configured_role();
@@ -88,6 +90,7 @@ impl Agent {
             Progress {
                 streaming: report.streaming_from.is_some(),
                 replayed: report.replayed_lsn,
+                paused: replay_paused,
             }
         };
         let upstream_changed = match (desired.map(|d| &d.role), &configured) {
@@ -137,6 +140,7 @@ impl Agent {
             retry_not_before_ms: self.retry_not_before_ms,
             replay_paused,
             recovery_target_set,
+            replay_unknown,
             application_ready: self.application_ready(now),
             now_ms: now,
         }

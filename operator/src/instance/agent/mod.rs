@@ -176,8 +176,7 @@ impl Agent {
     /// Stop everything on the way out: fast shutdown, release the lease.
     pub async fn shutdown(&mut self) {
         info!(member = %self.cfg.member, "agent shutting down: fast shutdown of PostgreSQL");
-        self.stop_server(Shutdown::Fast).await;
-        self.release_lease().await;
+        self.stop_and_release(Shutdown::Fast).await;
     }
 
     /// One pass: reap, decide, act, report. Returns true when a step was taken (go again soon).
@@ -204,8 +203,7 @@ impl Agent {
                     warn!(member = %self.cfg.member, error = %e, "could not kill postgres");
                 }
             }
-            self.stop_server(Shutdown::Immediate).await;
-            self.release_lease().await;
+            self.stop_and_release(Shutdown::Immediate).await;
             self.shared.update_report(|r| r.fenced = Some(reason));
         }
         let acted = !matches!(step, Step::Idle | Step::Wait(_) | Step::Blocked(_));
@@ -343,8 +341,7 @@ impl Agent {
             }
             Step::EnsureApplication => self.ensure_application().await,
             Step::Stop => {
-                self.stop_server(Shutdown::Fast).await;
-                self.release_lease().await;
+                self.stop_and_release(Shutdown::Fast).await;
                 Ok(())
             }
             Step::Restart => {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::lease::{unix_now_ms, Lease};
-use crate::member::{Desired, DesiredRole};
+use crate::member::{Desired, DesiredRole, Lsn};
 use crate::postgres::{config as pgconfig, write_private_file, Shutdown};
 
 use crate::instance::conf_files::{
@@ -51,6 +51,7 @@ impl Agent {
 
     pub(super) async fn release_lease(&mut self) {
         if self.shared.holds_lease.swap(false, Ordering::SeqCst) {
+            self.shared.update_report(|r| r.holds_lease = false);
             match self.shared.lease.release(&self.cfg.member).await {
                 Ok(()) => info!(member = %self.cfg.member, "released the lease"),
                 Err(e) => {
@@ -251,9 +252,28 @@ impl Agent {
     }
 
     pub(super) async fn stop_server(&mut self, mode: Shutdown) {
-        let Some(mut server) = self.server.take() else {
-            return;
-        };
+        let checkpoint = self.halt(mode).await;
+        self.publish_checkpoint(checkpoint);
+    }
+
+    /// Stop the server and give up the lease, then say where it stopped: a report that shows the
+    /// shutdown checkpoint never still shows the lease (a switchover's target takes it next).
+    pub(super) async fn stop_and_release(&mut self, mode: Shutdown) {
+        let checkpoint = self.halt(mode).await;
+        self.release_lease().await;
+        self.publish_checkpoint(checkpoint);
+    }
+
+    fn publish_checkpoint(&self, checkpoint: Option<Lsn>) {
+        if let Some(at) = checkpoint {
+            self.shared
+                .update_report(|r| r.shutdown_checkpoint = Some(at));
+        }
+    }
+
+    /// Stop the server; its shutdown checkpoint when it stopped cleanly.
+    async fn halt(&mut self, mode: Shutdown) -> Option<Lsn> {
+        let mut server = self.server.take()?;
         self.stopping = true;
         self.conn = None;
         self.shared.set_started_on(None, 0);
@@ -272,17 +292,22 @@ impl Agent {
         }
         self.stopping = false;
         if self.shared.data_lost().is_some() {
-            return;
+            return None;
         }
         match self.programs.controldata(&self.data()).await {
             Ok(cd) if cd.is_clean_shutdown() => {
                 let at = cd.checkpoint_lsn;
-                self.shared
-                    .update_report(|r| r.shutdown_checkpoint = Some(at));
                 info!(member = %self.cfg.member, checkpoint = %at, "clean shutdown");
+                Some(at)
             }
-            Ok(cd) => warn!(member = %self.cfg.member, state = %cd.state, "shutdown was not clean"),
-            Err(e) => warn!(member = %self.cfg.member, error = %e, "cannot read control data"),
+            Ok(cd) => {
+                warn!(member = %self.cfg.member, state = %cd.state, "shutdown was not clean");
+                None
+            }
+            Err(e) => {
+                warn!(member = %self.cfg.member, error = %e, "cannot read control data");
+                None
+            }
         }
     }
 

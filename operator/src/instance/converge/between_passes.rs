@@ -91,6 +91,8 @@ pub struct Progress {
     pub streaming: bool,
     /// How far it has replayed.
     pub replayed: Option<Lsn>,
+    /// Its replay is paused on purpose (`replayPaused`): not stuck, however long it stays.
+    pub paused: bool,
 }
 
 /// A standby's repair: how long it has neither streamed nor replayed, and what was tried.
@@ -125,7 +127,7 @@ impl Repair {
         if seen.replayed.is_some() {
             self.last_replayed = seen.replayed;
         }
-        if seen.streaming || replayed_more || running != Running::Standby {
+        if seen.streaming || seen.paused || replayed_more || running != Running::Standby {
             self.last_streaming_ms = now_ms;
         }
         if seen.streaming {
@@ -265,7 +267,7 @@ mod tests {
     fn streaming() -> Progress {
         Progress {
             streaming: true,
-            replayed: None,
+            ..Progress::default()
         }
     }
 
@@ -275,8 +277,8 @@ mod tests {
 
     fn replayed(lsn: u64) -> Progress {
         Progress {
-            streaming: false,
             replayed: Some(Lsn(lsn)),
+            ..Progress::default()
         }
     }
 
@@ -318,6 +320,27 @@ mod tests {
         r.cloned();
         assert_eq!((r.rewind_failed, r.rewind_requested), (false, false));
         assert!(!r.wanted(&DataState::Missing, Running::No, 0, S));
+    }
+
+    /// A paused standby receives nothing for as long as it is paused (after a restart or a change
+    /// of upstream): resumed, it has its full stuck time to stream again before any repair.
+    #[test]
+    fn paused_time_is_not_stuck_time() {
+        let mut r = Repair::default();
+        let paused = Progress {
+            paused: true,
+            ..Progress::default()
+        };
+        r.look(Running::Standby, streaming(), false, 0, 1_000);
+        assert_eq!(
+            r.look(Running::Standby, paused, false, 0, 1_000 + 10 * S),
+            0
+        );
+        assert_eq!(
+            r.look(Running::Standby, idle(), false, 0, 1_000 + 10 * S + 500),
+            500,
+            "resumed: counted from the last paused look"
+        );
     }
 
     /// A former primary is rewound (it diverged), starts, and is stuck: the rewind did not help,
