@@ -537,6 +537,17 @@ fn pause_replay_keeps_a_delayed_members_data_until_resumed() {
     let status = cluster.status().expect("status");
     let c = cluster.member(&status, "c").expect("c");
     assert!(c["frozenAt"].is_string(), "{c}");
+    // the pause wrote no setting PostgreSQL takes only at a start: no "contains errors" reload
+    let c_log = std::fs::read_to_string(cluster.dir.join("logs/c.log")).expect("c's log");
+    assert!(
+        !c_log.contains("cannot be changed without restarting"),
+        "c's log: {}",
+        c_log
+            .lines()
+            .filter(|l| l.contains("without restarting"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // c's PostgreSQL crashes: it starts again at its recovery target, still paused
     let pid_file = cluster.data_dir("c").join("postmaster.pid");

@@ -99,16 +99,36 @@ pub fn render_conf(
 
 const PAUSED_MARKER: &str = "# pgreplica replay paused at: ";
 
-/// The lines that keep a paused standby where it is across a restart: a recovery target at the
-/// position its replay paused at (none known: the first consistent point), where it pauses again.
-/// Changed by a reload, they act only at the next start (`pending_restart` ignores them).
-pub fn paused_conf(paused_at: Option<Lsn>) -> String {
+/// A paused standby's lines: where its replay paused (a comment, read back by
+/// [`configured_paused_at`]) and, with `guard`, the recovery target that keeps it there across a
+/// restart ([`paused_guard`]).
+pub fn paused_conf(paused_at: Option<Lsn>, guard: bool) -> String {
+    let mut out = paused_at
+        .map(|lsn| format!("{PAUSED_MARKER}{lsn}\n"))
+        .unwrap_or_default();
+    if guard {
+        out.push_str(&paused_guard(paused_at));
+    }
+    out
+}
+
+/// The recovery target at the position replay paused at (none known: the first consistent
+/// point), where a starting server pauses again. PostgreSQL reads it only at a start and logs a
+/// reload that changes it as an error in the file, so it is written for a start and kept only
+/// while a server started with it runs (`pending_restart` ignores it).
+pub fn paused_guard(paused_at: Option<Lsn>) -> String {
     match paused_at {
         Some(lsn) => format!(
-            "{PAUSED_MARKER}{lsn}\nrecovery_target_lsn = '{lsn}'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\n"
+            "recovery_target_lsn = '{lsn}'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\n"
         ),
         None => "recovery_target = 'immediate'\nrecovery_target_action = 'pause'\n".to_string(),
     }
+}
+
+/// The configuration holds a paused standby's recovery target.
+pub fn has_guard(conf: &str) -> bool {
+    conf.lines()
+        .any(|l| l.trim_start().starts_with("recovery_target_action"))
 }
 
 /// Where `paused_conf` recorded the replay paused, if it did.
@@ -347,5 +367,24 @@ mod tests {
         let once = with_include("max_connections = 100\n");
         assert_eq!(with_include(&once), once);
         assert!(once.ends_with("# pgreplica: must stay last\n"));
+    }
+
+    #[test]
+    fn a_paused_standby_has_its_guard_only_for_a_start() {
+        let at = Some(Lsn(0x3000060));
+        // (paused at, guard, has the guard, recorded position)
+        let table = [
+            (at, false, false, at),
+            (at, true, true, at),
+            (None, true, true, None),
+            (None, false, false, None),
+        ];
+        for (paused_at, guard, want_guard, want_at) in table {
+            let conf = paused_conf(paused_at, guard);
+            assert_eq!(has_guard(&conf), want_guard, "{conf}");
+            assert_eq!(configured_paused_at(&conf), want_at, "{conf}");
+        }
+        assert!(paused_conf(at, true).contains("recovery_target_lsn = '0/3000060'"));
+        assert!(paused_conf(None, true).contains("recovery_target = 'immediate'"));
     }
 }

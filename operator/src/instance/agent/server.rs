@@ -11,8 +11,8 @@ use crate::member::{Desired, DesiredRole, Lsn};
 use crate::postgres::{config as pgconfig, write_private_file, Shutdown};
 
 use crate::instance::conf_files::{
-    configured_parameters, configured_paused_at, configured_role, paused_conf, render_conf,
-    render_hba, with_include, OWNED_CONF,
+    configured_parameters, configured_paused_at, configured_role, has_guard, paused_conf,
+    paused_guard, render_conf, render_hba, with_include, OWNED_CONF,
 };
 use crate::instance::datadir;
 use crate::instance::error::AgentError;
@@ -76,10 +76,12 @@ impl Agent {
                 ..
             }
         ) {
-            let recorded = std::fs::read_to_string(data.join(OWNED_CONF))
-                .ok()
-                .and_then(|c| configured_paused_at(&c));
-            conf.push_str(&paused_conf(self.paused_at.or(recorded)));
+            let current = std::fs::read_to_string(data.join(OWNED_CONF)).unwrap_or_default();
+            let at = self.paused_at.or(configured_paused_at(&current));
+            // written for a start; kept while a server started with it runs (a reload that
+            // changed it would only make PostgreSQL log the file as containing errors)
+            let guard = self.server.is_none() || has_guard(&current);
+            conf.push_str(&paused_conf(at, guard));
         }
         write_private_file(&data.join(OWNED_CONF), conf.as_bytes(), self.run_as)?;
         write_private_file(
@@ -170,6 +172,23 @@ impl Agent {
             return Err(AgentError::Step("PostgreSQL is already running".into()));
         }
         let data = self.data();
+        if matches!(
+            role,
+            DesiredRole::Standby {
+                replay_paused: true,
+                ..
+            }
+        ) {
+            // a paused standby never starts without its recovery target (the configuration was
+            // written while it ran, or a crash restarts it without a Configure)
+            let path = data.join(OWNED_CONF);
+            let current = std::fs::read_to_string(&path).unwrap_or_default();
+            if !has_guard(&current) {
+                let at = self.paused_at.or(configured_paused_at(&current));
+                let guarded = current + &paused_guard(at);
+                write_private_file(&path, guarded.as_bytes(), self.run_as)?;
+            }
+        }
         self.shared.set_activity("starting PostgreSQL");
         let mut server =
             self.programs
