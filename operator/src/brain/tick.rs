@@ -79,6 +79,10 @@ impl Brain {
             return true;
         }
         let observations = self.reports.observations();
+        if opening(&snapshot.opening, &observations) {
+            // the cluster is starting: its agents' first answers come within the grace
+            return true;
+        }
         let mut fenced = Vec::new();
         if let Some(policy) = self.fence_silent {
             for member in self.silence.update(&observations, policy, snapshot.now_ms) {
@@ -143,6 +147,16 @@ impl Brain {
     }
 }
 
+/// A member of `opening` (its agent started with the cluster) has not answered yet.
+fn opening(opening: &[String], observations: &BTreeMap<String, Observation>) -> bool {
+    opening.iter().any(|m| {
+        matches!(
+            observations.get(m),
+            None | Some(Observation::Unknown { .. })
+        )
+    })
+}
+
 async fn fence<W: World>(world: &mut W, member: &str, why: &str, fenced: &mut Vec<PlanEvent>) {
     if let Some(what) = world.fence(member, why).await {
         // told once, as the event (the world has logged how it fenced)
@@ -179,4 +193,32 @@ async fn hand_over(
         })
     });
     join_all(sends).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::MemberReport;
+
+    #[test]
+    fn a_starting_cluster_waits_for_its_agents_first_answers() {
+        let unknown = || Observation::Unknown {
+            why: "connection refused".into(),
+        };
+        let reported = || Observation::Reported(Box::new(MemberReport::new("a")));
+        // (opening, a's observation, wait)
+        let table = [
+            (vec![], Some(unknown()), false),
+            (vec!["a"], Some(unknown()), true),
+            (vec!["a"], None, true),
+            (vec!["a"], Some(reported()), false),
+            (vec!["b"], Some(reported()), true),
+        ];
+        for (open, a, want) in table {
+            let open: Vec<String> = open.into_iter().map(String::from).collect();
+            let observations: BTreeMap<String, Observation> =
+                a.into_iter().map(|o| ("a".to_string(), o)).collect();
+            assert_eq!(opening(&open, &observations), want, "{open:?}");
+        }
+    }
 }

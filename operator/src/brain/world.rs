@@ -35,6 +35,12 @@ pub struct Snapshot {
     pub restart: Option<crate::plan::RestartRequest>,
     /// A reload asked for by a person.
     pub reload: Option<crate::plan::RestartRequest>,
+    /// Members whose agent the runtime started with the cluster moments ago and that may not
+    /// listen yet: the brain plans nothing until each has answered once (the runtime ends the
+    /// list after its startup grace). A cluster started again after a clean stop has a released
+    /// lease and agents that refuse connections for their first moments: planned at once, that
+    /// read as a lost primary.
+    pub opening: Vec<String>,
     /// Unix milliseconds.
     pub now_ms: u64,
 }

@@ -125,7 +125,7 @@ pub enum LocalCommand {
         /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// How long to wait before giving up (exit code non-zero).
+        /// How long to wait before giving up (exit code 4).
         #[arg(long, default_value_t = 120)]
         timeout_seconds: u64,
     },
@@ -138,7 +138,7 @@ pub enum LocalCommand {
         /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// How long to wait before giving up (exit code non-zero).
+        /// How long to wait before giving up (exit code 4).
         #[arg(long, default_value_t = 300)]
         timeout_seconds: u64,
     },
@@ -151,7 +151,7 @@ pub enum LocalCommand {
         /// State directory (default ./.pgreplica/<cluster>).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// How long to wait before giving up (exit code non-zero).
+        /// How long to wait before giving up (exit code 4).
         #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },

@@ -293,6 +293,8 @@ impl World for KubeWorld {
                 .annotations()
                 .get(labels::RELOAD_ANNOTATION)
                 .and_then(|t| serde_json::from_str(t).ok()),
+            // member pods outlive the operator: nobody starts with it
+            opening: Vec::new(),
             now_ms,
         }))
     }

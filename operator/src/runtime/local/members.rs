@@ -58,6 +58,8 @@ pub struct Supervisor {
     agents: BTreeMap<String, AgentProcess>,
     /// Member → (restarts so far, not before).
     backoff: BTreeMap<String, (u32, Instant)>,
+    /// When this brain's supervisor began: the agents it starts first start with the cluster.
+    began: Instant,
 }
 
 /// Something worth telling the person watching.
@@ -76,6 +78,7 @@ impl Supervisor {
             exe,
             agents: BTreeMap::new(),
             backoff: BTreeMap::new(),
+            began: Instant::now(),
         })
     }
 
@@ -115,6 +118,20 @@ impl Supervisor {
         self.agents
             .get(member)
             .is_some_and(|a| a.started.elapsed() < STARTUP_GRACE)
+    }
+
+    /// While the cluster itself is starting (this brain began moments ago), the members whose
+    /// agent is still starting: the brain waits for their first answer before it decides
+    /// anything (an agent restarted later is one member's trouble, and waits for nobody).
+    pub fn opening(&self) -> Vec<String> {
+        if self.began.elapsed() >= STARTUP_GRACE {
+            return Vec::new();
+        }
+        self.agents
+            .keys()
+            .filter(|m| self.starting(m))
+            .cloned()
+            .collect()
     }
 
     /// Fence a member whose agent stopped answering: SIGKILL the agent and every process of the

@@ -50,7 +50,7 @@ pub fn state_dir_reachable(dir: &Path, run_as: Option<RunAs>) -> Result<(), Loca
                 .ok()
                 .flatten()
                 .map_or_else(|| format!("uid {}", run_as.uid), |u| u.name);
-            Err(LocalError::Failed(format!(
+            Err(LocalError::Refused(format!(
                 "PostgreSQL runs as {user} here (pgreplica runs as root), and {user} cannot enter {} (mode {mode:o}) on the way to {}: pass --dir with a directory it can reach (such as /var/tmp/pgreplica), or open the way with `chmod o+x {}`",
                 closed.display(),
                 dir.display(),

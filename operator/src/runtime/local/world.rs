@@ -247,6 +247,7 @@ impl World for LocalWorld {
             volumes: BTreeMap::new(),
             restart,
             reload,
+            opening: self.supervisor.opening(),
             now_ms,
         }))
     }
