@@ -127,10 +127,11 @@ impl Supervisor {
         if self.began.elapsed() >= STARTUP_GRACE {
             return Vec::new();
         }
+        // an adopted agent (child: None) ran before this brain: it answers, or it is in trouble
         self.agents
-            .keys()
-            .filter(|m| self.starting(m))
-            .cloned()
+            .iter()
+            .filter(|(m, a)| a.child.is_some() && self.starting(m))
+            .map(|(m, _)| m.clone())
             .collect()
     }
 
