@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::api::PgReplicaClusterStatus;
+use crate::member::Desired;
 use crate::net::http::AgentClient;
 use crate::plan::{
     plan, EventReason, Input, LeaseView, Observation, Plan, PlanEvent, Silence, SilencePolicy,
@@ -29,6 +30,31 @@ pub struct Brain {
     silence: Silence,
     /// Fence agents that stay silent (the local runtime; Kubernetes has liveness probes).
     fence_silent: Option<SilencePolicy>,
+    handed: Handed,
+}
+
+/// A desired state handed to a member is not sent again for this long while its report does not
+/// show it yet (a report taken just before the agent received it can arrive after the send); an
+/// agent started again meanwhile, which has none, gets it after this.
+const RESEND_AFTER_MS: u64 = 2_000;
+
+/// What the brain last handed each member, and when (unix milliseconds).
+#[derive(Default)]
+struct Handed(BTreeMap<String, (Desired, u64)>);
+
+impl Handed {
+    /// `desired` is to be sent to `member`, whose report shows `shown`.
+    fn due(&self, member: &str, desired: &Desired, shown: Option<&Desired>, now_ms: u64) -> bool {
+        if shown.is_some_and(|d| d.same_action(desired)) {
+            return false;
+        }
+        match self.0.get(member) {
+            Some((sent, at)) if sent.same_action(desired) => {
+                now_ms.saturating_sub(*at) >= RESEND_AFTER_MS
+            }
+            _ => true,
+        }
+    }
 }
 
 impl Brain {
@@ -40,6 +66,7 @@ impl Brain {
             lease_unreadable_since: None,
             silence: Silence::default(),
             fence_silent,
+            handed: Handed::default(),
         }
     }
 
@@ -123,7 +150,13 @@ impl Brain {
         // routes follow reports, not handovers: an agent slow to take its desired state never
         // holds the endpoints back
         tokio::join!(
-            hand_over(&self.agents, &snapshot, &observations, &decided),
+            hand_over(
+                &self.agents,
+                &mut self.handed,
+                &snapshot,
+                &observations,
+                &decided
+            ),
             world.route(&decided)
         );
         if decided.switchover_consumed {
@@ -172,33 +205,76 @@ async fn fence<W: World>(world: &mut W, member: &str, why: &str, fenced: &mut Ve
 /// Hand each reachable agent its desired state when it differs from what the agent has.
 async fn hand_over(
     agents: &AgentClient,
+    handed: &mut Handed,
     snapshot: &Snapshot,
     observations: &BTreeMap<String, Observation>,
     decided: &Plan,
 ) {
+    let now_ms = snapshot.now_ms;
     let sends = decided.desired.iter().filter_map(|(name, desired)| {
         let report = observations.get(name)?.report()?;
-        if report.desired.as_ref().is_some_and(|d| d.same_action(desired)) {
+        if !handed.due(name, desired, report.desired.as_ref(), now_ms) {
             return None;
         }
         let target = snapshot.agents.get(name)?.as_ref().ok()?;
         Some(async move {
             info!(member = %name, what = %desired.summary(), reason = %desired.reason, "desired state");
-            if let Err(e) = agents
+            match agents
                 .send_json(target, "PUT", "/desired", desired, AGENT_TIMEOUT)
                 .await
             {
-                warn!(member = %name, error = %e, "could not hand over the desired state");
+                Ok(_) => Some((name.clone(), desired.clone())),
+                Err(e) => {
+                    warn!(member = %name, error = %e, "could not hand over the desired state");
+                    None
+                }
             }
         })
     });
-    join_all(sends).await;
+    for (name, desired) in join_all(sends).await.into_iter().flatten() {
+        handed.0.insert(name, (desired, now_ms));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::member::MemberReport;
+    use crate::member::{DesiredRole, MemberReport};
+
+    #[test]
+    fn a_desired_state_is_handed_once_until_the_report_shows_it() {
+        let primary = Desired::new(DesiredRole::Stopped, "stop".into());
+        let other = Desired {
+            restart: true,
+            ..primary.clone()
+        };
+        let mut handed = Handed::default();
+        handed.0.insert("a".into(), (primary.clone(), 1_000));
+        // (what, desired, report shows, now, due)
+        let table = [
+            ("shown: never", &primary, Some(&primary), 9_000, false),
+            ("sent, not shown yet", &primary, None, 1_500, false),
+            (
+                "sent, an older one shown",
+                &primary,
+                Some(&other),
+                2_900,
+                false,
+            ),
+            (
+                "sent long ago, still not shown",
+                &primary,
+                None,
+                3_000,
+                true,
+            ),
+            ("another one than sent", &other, None, 1_100, true),
+        ];
+        for (what, desired, shown, now, want) in table {
+            assert_eq!(handed.due("a", desired, shown, now), want, "{what}");
+        }
+        assert!(Handed::default().due("a", &primary, None, 0), "never sent");
+    }
 
     #[test]
     fn a_starting_cluster_waits_for_its_agents_first_answers() {
