@@ -220,6 +220,14 @@ fn role(plan: &Plan, member: &str) -> Option<String> {
     })
 }
 
+/// The plan's `SwitchoverRefused` event (there must be one).
+fn refusal(plan: &Plan) -> &PlanEvent {
+    plan.events
+        .iter()
+        .find(|e| e.reason == EventReason::SwitchoverRefused)
+        .expect("a SwitchoverRefused event")
+}
+
 fn reasons(plan: &Plan) -> Vec<&'static str> {
     plan.events.iter().map(|e| e.reason.as_str()).collect()
 }
@@ -1005,11 +1013,7 @@ fn switchover_requests_are_checked() {
         let p = w.plan();
         assert!(p.switchover_consumed, "{what}");
         assert_eq!(p.status.target_primary.as_deref(), Some("a"), "{what}");
-        let refused = p
-            .events
-            .iter()
-            .find(|e| e.reason == EventReason::SwitchoverRefused)
-            .expect("refused event");
+        let refused = refusal(&p);
         assert!(
             refused.message.contains(fragment),
             "{what}: {}",
@@ -1031,11 +1035,7 @@ fn switchover_away_from_the_preferred_primary_needs_manual_failback() {
     w.switchover = Some("b");
     let p = w.plan();
     assert_eq!(p.status.target_primary.as_deref(), Some("a"));
-    let refused = p
-        .events
-        .iter()
-        .find(|e| e.reason == EventReason::SwitchoverRefused)
-        .expect("refused");
+    let refused = refusal(&p);
     assert!(
         refused.message.contains("failback is Automatic"),
         "{}",
@@ -1910,11 +1910,7 @@ fn a_switchover_to_a_stranger_says_it_is_no_member_whatever_failback_says() {
     let mut w = healthy_lab();
     w.switchover = Some("zz");
     let p = w.plan();
-    let refused = p
-        .events
-        .iter()
-        .find(|e| e.reason == EventReason::SwitchoverRefused)
-        .expect("refused event");
+    let refused = refusal(&p);
     assert_eq!(
         refused.message,
         "switchover to zz refused: zz is not a member of this cluster (members: a, b, c)"

@@ -59,11 +59,7 @@ fn a_paused_member_is_never_a_switchover_target() {
     let p = w.plan();
     assert!(p.switchover_consumed);
     assert_eq!(p.status.target_primary.as_deref(), Some("a"));
-    let refused = p
-        .events
-        .iter()
-        .find(|e| e.reason == EventReason::SwitchoverRefused)
-        .expect("refused");
+    let refused = refusal(&p);
     assert!(refused.message.contains("paused"), "{}", refused.message);
 }
 
