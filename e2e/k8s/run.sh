@@ -5,8 +5,9 @@
 #
 # control-plane: etcd + kube-apiserver + controller-manager + scheduler in a network namespace with
 #                no route out; API contract checks; the operator as a process reconciling lab.
-# all:           + containerd/runc/CNI, kubelet, kube-proxy, local images, `kubectl apply -k`,
-#                the lab scenario (failover, re-clone, failback, zero lost acknowledged commits).
+# all:           + containerd/runc/CNI, kubelet, kube-proxy, the release's image archive imported and
+#                its file applied (release/build.sh runs first, both tiers), the lab scenario
+#                (failover, re-clone, failback, zero lost acknowledged commits).
 # Env: PGR_K8S_CACHE (default /var/cache/pgreplica-k8s), KEEP_WORK=1 keeps the temp dir.
 set -euo pipefail
 TIER=${1:-all}
@@ -40,10 +41,11 @@ stage "build Kubernetes $K8S_VERSION and etcd $ETCD_VERSION (cached in $CACHE_RO
 t_build=$(now)
 PGR_K8S_CACHE=$CACHE_ROOT K8S_VERSION=$K8S_VERSION ETCD_VERSION=$ETCD_VERSION "$HERE/build.sh" | grep '^build:'
 log "kubernetes build step took $(since "$t_build")s"
-t_cargo=$(now)
-(cd "$REPO" && cargo build -q --release -p pgreplica)
-PGR_BIN=$REPO/target/release/pgreplica
-log "cargo build --release -p pgreplica took $(since "$t_cargo")s"
+stage "the release: bash release/build.sh (binaries, image archive, release file in dist/)"
+t_rel=$(now)
+IMAGE=$OPERATOR_IMAGE bash "$REPO/release/build.sh" | sed 's/^/       /'
+PGR_BIN=$REPO/dist/pgreplica-linux-amd64
+log "release/build.sh took $(since "$t_rel")s"
 
 WORK=$(mktemp -d /tmp/pgr-k8s.XXXXXX); mkdir -p "$WORK/logs"; : >"$WORK/pids"
 export BIN WORK NSPATH; export -f k innet
@@ -72,9 +74,9 @@ if [ "$TIER" = all ]; then
   start_kube_proxy
   make_pvs
   log "node up in $(since "$t_node")s"
-  stage "operator deployed with kubectl apply -k e2e/k8s/overlay"
+  stage "operator deployed from the release file: kubectl apply --server-side -f dist/$(basename "$RELEASE_FILE")"
   t_op=$(now)
-  if [ -n "${PGR_K8S_CRD:-}" ]; then install_manifests; else k apply -k "$HERE/overlay" >/dev/null; fi
+  install_manifests
   k rollout status -n pgreplica-system deploy/pgreplica-operator --timeout 120s || die "operator Deployment not available"
   log "operator available in $(since "$t_op")s"
   lab_scenario

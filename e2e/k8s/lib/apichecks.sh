@@ -13,10 +13,12 @@ install_manifests() {
   if [ -n "${PGR_K8S_CRD:-}" ]; then
     # debugging aid: try a CRD fix before it lands (the manifests' own CRD is left out)
     log "PGR_K8S_CRD=$PGR_K8S_CRD replaces crds/pgreplicacluster.yaml"
-    { "$BIN/kubectl" kustomize "$REPO/e2e/k8s/overlay" | awk 'BEGIN{RS="\n---\n"; ORS="\n---\n"} !/kind: CustomResourceDefinition/'; cat "$PGR_K8S_CRD"; } \
-      | k apply -f - >"$WORK/logs/apply-manifests.log" 2>&1 || { cat "$WORK/logs/apply-manifests.log"; die "kubectl apply failed"; }
+    { awk 'BEGIN{RS="\n---\n"; ORS="\n---\n"} !/kind: CustomResourceDefinition/' "$RELEASE_FILE"; cat "$PGR_K8S_CRD"; } \
+      | k apply --server-side -f - >"$WORK/logs/apply-manifests.log" 2>&1 || { cat "$WORK/logs/apply-manifests.log"; die "kubectl apply failed"; }
   else
-    k apply -k "$REPO/e2e/k8s/overlay" >"$WORK/logs/apply-manifests.log" 2>&1 || { cat "$WORK/logs/apply-manifests.log"; die "kubectl apply -k e2e/k8s/overlay failed"; }
+    # the release file, as a user installs it
+    k apply --server-side -f "$RELEASE_FILE" >"$WORK/logs/apply-manifests.log" 2>&1 \
+      || { cat "$WORK/logs/apply-manifests.log"; die "kubectl apply --server-side -f $RELEASE_FILE failed"; }
   fi
   wait_for 30 "CRD established" k wait --for condition=Established crd/pgreplicaclusters.pgreplica.io --timeout 1s \
     || die "CRD not established"

@@ -52,24 +52,26 @@ restart_parameter() {
 
 new_image() {
   local image="${POSTGRES_IMAGE}-day2"
-  CTR images tag --force "$POSTGRES_IMAGE" "$image" >/dev/null || return 1
+  CTR images tag --force "$POSTGRES_REF" "docker.io/library/$image" >/dev/null || return 1
   k patch pgrc lab --type merge -p "{\"spec\":{\"postgres\":{\"image\":\"$image\"}}}" >/dev/null
   wait_for 300 "every member pod runs $image" all_pods "$image" || return 1
   wait_for 120 "back on a, Ready" settled_on_a
 }
 
-# operator_to IMAGE: the Deployment moved to IMAGE (as an upgrade does); every member's agent is
-# rolled to the binary of IMAGE, one member at a time, and the cluster settles on a
+# operator_to IMAGE ENV: the Deployment moved to IMAGE (as an upgrade does); every member's agent is
+# rolled to the binary of IMAGE, one member at a time, and the cluster settles on a. The previous
+# release learns its image from PGREPLICA_OPERATOR_IMAGE (ENV "PGREPLICA_OPERATOR_IMAGE=IMAGE"); this
+# one reads it from its own pod, so the upgrade removes the variable (ENV "PGREPLICA_OPERATOR_IMAGE-").
 operator_to() {
-  local image=$1
+  local image=$1 env=$2
   k -n pgreplica-system set image deploy/pgreplica-operator "operator=$image" >/dev/null || return 1
-  k -n pgreplica-system set env deploy/pgreplica-operator "PGREPLICA_OPERATOR_IMAGE=$image" >/dev/null || return 1
+  k -n pgreplica-system set env deploy/pgreplica-operator "$env" >/dev/null || return 1
   k rollout status -n pgreplica-system deploy/pgreplica-operator --timeout 120s >/dev/null || return 1
   wait_for 300 "every member's agent comes from $image" agents_from "$image" || return 1
   wait_for 120 "back on a, Ready" settled_on_a
 }
-operator_previous() { operator_to "$PREVIOUS_IMAGE"; }
-operator_upgrade() { operator_to "$OPERATOR_IMAGE"; }
+operator_previous() { operator_to "$PREVIOUS_IMAGE" "PGREPLICA_OPERATOR_IMAGE=$PREVIOUS_IMAGE"; }
+operator_upgrade() { operator_to "$OPERATOR_IMAGE" "PGREPLICA_OPERATOR_IMAGE-"; }
 
 pod_gone() { ! k get pod "lab-$1" >/dev/null 2>&1; }
 slot_on_a() { [ "$(psql_in a "select count(*) from pg_replication_slots where slot_name='pgreplica_$1'")" = "$2" ]; }

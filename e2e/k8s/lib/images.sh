@@ -1,34 +1,21 @@
-# Images built here, never pulled: pause (static C), postgres (debootstrapped bookworm + postgresql-15),
-# the operator (our binary + the glibc it links). Each is a single-layer OCI archive for `ctr import`.
+# Images built here, never pulled: pause (static C) and postgres (debootstrapped bookworm +
+# postgresql-15), single-layer OCI archives for `ctr import`; the operator image is the release's
+# (dist/, from release/build.sh), imported as a user imports it. The previous release's operator
+# image is made here from its binary.
 
+source "$REPO/release/lib/oci.sh"
 IMG_CACHE=$CACHE_ROOT/images
 PAUSE_IMAGE=registry.k8s.io/pause:3.6              # the sandbox image containerd 1.6 expects
-POSTGRES_IMAGE=localhost/pgreplica-e2e/postgres:15-bookworm
-OPERATOR_IMAGE=localhost/pgreplica-e2e/pgreplica:0.1.0
-
-sha() { sha256sum "$1" | cut -d' ' -f1; }
-size() { stat -c %s "$1"; }
-
-# oci_archive ROOTFS_DIR NAME OUT CONFIG_JSON_FRAGMENT
-oci_archive() {
-  local root=$1 name=$2 out=$3 cfg=$4 d; d=$(mktemp -d "$WORK/oci.XXXX")
-  mkdir -p "$d/blobs/sha256"
-  tar -C "$root" --numeric-owner -cf "$d/layer.tar" .
-  local diff; diff=$(sha "$d/layer.tar")
-  gzip -1 -n "$d/layer.tar"
-  local ld; ld=$(sha "$d/layer.tar.gz"); mv "$d/layer.tar.gz" "$d/blobs/sha256/$ld"
-  printf '{"architecture":"amd64","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$cfg" "$diff" >"$d/config.json"
-  local cd; cd=$(sha "$d/config.json"); local cs; cs=$(size "$d/config.json"); mv "$d/config.json" "$d/blobs/sha256/$cd"
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
-    "$cd" "$cs" "$ld" "$(size "$d/blobs/sha256/$ld")" >"$d/manifest.json"
-  local md; md=$(sha "$d/manifest.json"); local ms; ms=$(size "$d/manifest.json"); mv "$d/manifest.json" "$d/blobs/sha256/$md"
-  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
-    "$md" "$ms" "$name" "${name##*:}" >"$d/index.json"
-  echo '{"imageLayoutVersion":"1.0.0"}' >"$d/oci-layout"
-  tar -C "$d" -cf "$out.tmp" oci-layout index.json blobs && mv "$out.tmp" "$out"
-  rm -rf "$d"
-}
+# The member image stands in for the official postgres:15-bookworm under its name (the CRD's
+# default, so the lab needs no image): the same PostgreSQL major version from Debian bookworm's
+# packages, the postgres user uid/gid 999, PGDATA and PATH as the official image sets them.
+POSTGRES_IMAGE=postgres:15-bookworm
+POSTGRES_REF=docker.io/library/$POSTGRES_IMAGE
+POSTGRES_ARCHIVE=$IMG_CACHE/postgres-15-bookworm-r2.tar
+RELEASE_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/operator/Cargo.toml" | head -1)
+OPERATOR_IMAGE=localhost/pgreplica:$RELEASE_VERSION   # release/build.sh's default IMAGE
+OPERATOR_ARCHIVE=$REPO/dist/pgreplica-$RELEASE_VERSION-image.tar
+RELEASE_FILE=$REPO/dist/pgreplica-$RELEASE_VERSION.yaml
 
 build_pause() {
   local out=$IMG_CACHE/pause-3.6.tar
@@ -47,14 +34,14 @@ int main(void) {
 EOC
   mkdir -p "$d/root"
   gcc -static -Os -o "$d/root/pause" "$d/pause.c"
-  oci_archive "$d/root" "$PAUSE_IMAGE" "$out" '{"Entrypoint":["/pause"],"User":"65535:65535"}'
+  TMPDIR=$WORK oci_archive "$PAUSE_IMAGE" "$out" '{"Entrypoint":["/pause"],"User":"65535:65535"}' "amd64=$d/root" >/dev/null
   rm -rf "$d"
 }
 
 # Debian's postgres user is made uid/gid 999 before postgresql is installed, as in the official
 # postgres images, so the operator's default runAsUser fits.
 build_postgres() {
-  local out=$IMG_CACHE/postgres-15-bookworm-r1.tar
+  local out=$POSTGRES_ARCHIVE
   [ -f "$out" ] && return 0
   local t0; t0=$(now) r=$IMG_CACHE/rootfs-postgres
   rm -rf "$r"; mkdir -p "$r"
@@ -68,15 +55,17 @@ build_postgres() {
   [ $rc = 0 ] || { tail -20 "$WORK/logs/postgres-rootfs.log"; die "installing postgresql-15 in the rootfs failed"; }
   # the package made a cluster we do not want; the agent runs initdb itself
   chroot "$r" sh -c 'pg_dropcluster 15 main 2>/dev/null; rm -rf /var/lib/postgresql/15 /etc/postgresql/15; mkdir -p /var/run/postgresql; chown 999:999 /var/run/postgresql'
-  oci_archive "$r" "$POSTGRES_IMAGE" "$out" \
-    '{"Env":["PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","PGDATA=/var/lib/postgresql/data"],"User":"999:999","Cmd":["postgres"]}'
+  TMPDIR=$WORK oci_archive "$POSTGRES_REF" "$out" \
+    '{"Env":["PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","PGDATA=/var/lib/postgresql/data"],"User":"999:999","Cmd":["postgres"]}' \
+    "amd64=$r" >/dev/null
   rm -rf "$r"
   log "postgres image built in $(since "$t0")s"
 }
 
-# build_operator_image [BINARY NAME OUT]: always rebuilt (the binary changes with the code)
+# build_operator_image BINARY NAME OUT: the previous release's operator image (the current one is
+# the release's image archive)
 build_operator_image() {
-  local bin=${1:-$PGR_BIN} name=${2:-$OPERATOR_IMAGE} out=${3:-$WORK/operator-image.tar}
+  local bin=$1 name=$2 out=$3
   local r; r=$(mktemp -d "$WORK/rootfs-operator.XXXX")
   mkdir -p "$r/etc" "$r/tmp"
   cp "$bin" "$r/pgreplica"
@@ -87,7 +76,7 @@ build_operator_image() {
   echo 'nonroot:x:65532:65532::/home/nonroot:/sbin/nologin' >"$r/etc/passwd"
   echo 'nonroot:x:65532:' >"$r/etc/group"
   chmod 1777 "$r/tmp"
-  oci_archive "$r" "$name" "$out" '{"Entrypoint":["/pgreplica"],"Cmd":["operator"],"User":"65532:65532"}'
+  TMPDIR=$WORK oci_archive "$name" "$out" '{"Entrypoint":["/pgreplica"],"Cmd":["operator"],"User":"65532:65532"}' "amd64=$r" >/dev/null
   rm -rf "$r"
 }
 
@@ -95,14 +84,14 @@ build_images() {
   local t0; t0=$(now); mkdir -p "$IMG_CACHE"
   build_pause
   build_postgres
-  build_operator_image
   build_operator_image "$PREVIOUS_BIN" "$PREVIOUS_IMAGE" "$WORK/operator-previous.tar"
-  log "images ready in $(since "$t0")s: $(du -h "$IMG_CACHE"/pause-3.6.tar "$IMG_CACHE"/postgres-15-bookworm-r1.tar "$WORK/operator-image.tar" | awk '{print $2"="$1}' | xargs -n1 basename | tr '\n' ' ')"
+  log "images ready in $(since "$t0")s: $(du -h "$IMG_CACHE"/pause-3.6.tar "$POSTGRES_ARCHIVE" "$OPERATOR_ARCHIVE" | awk '{print $2"="$1}' | xargs -n1 basename | tr '\n' ' ')"
 }
 
 import_images() {
   local t0 f; t0=$(now)
-  for f in "$IMG_CACHE/pause-3.6.tar" "$IMG_CACHE/postgres-15-bookworm-r1.tar" "$WORK/operator-image.tar" "$WORK/operator-previous.tar"; do
+  # the release's image as a user imports it on a k3s node (`k3s ctr images import` is this ctr)
+  for f in "$IMG_CACHE/pause-3.6.tar" "$POSTGRES_ARCHIVE" "$OPERATOR_ARCHIVE" "$WORK/operator-previous.tar"; do
     innet ctr -a "$WORK/containerd/containerd.sock" -n k8s.io images import --no-unpack=false "$f" >>"$WORK/logs/import.log" 2>&1 \
       || { cat "$WORK/logs/import.log"; die "ctr import $f failed"; }
   done

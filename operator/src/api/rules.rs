@@ -30,6 +30,7 @@ pub const APP_NAME_PATTERN: &str = "^[a-z_][a-z0-9_]*$";
 /// Names the application may not take: pgreplica's own roles and PostgreSQL's databases.
 pub const RESERVED_APP_NAMES: &[&str] = &["postgres", "replicator", "template0", "template1"];
 pub const MSG_APP_NAME: &str = "must be a lowercase SQL identifier (a-z, 0-9, '_', not starting with a digit or pg_) other than postgres, replicator, template0 and template1, such as app or shop";
+pub const MSG_ALPINE_IMAGE: &str = "alpine images are not supported: their PostgreSQL runs as uid 70 on musl libc, and the agent pgreplica copies into every member needs glibc: use a Debian image such as postgres:15-bookworm (the default)";
 pub const MSG_DURABILITY: &str = "durability Required needs a Sync member other than spec.primary: mark a standby replication: Sync or set durability: Preferred";
 
 /// A PostgreSQL parameter pgreplica sets itself, and where the user says what they want instead.
@@ -204,6 +205,12 @@ pub fn cel_rules() -> Vec<CelRule> {
             rule: "!has(self.durability) || self.durability != 'Required' || self.members.exists(m, m.replication == 'Sync' && m.name != self.primary)".into(),
             message: MSG_DURABILITY.into(),
             field_path: Some(".durability"),
+        },
+        CelRule {
+            at: &["spec", "postgres", "image"],
+            rule: "!self.lowerAscii().contains('alpine')".into(),
+            message: MSG_ALPINE_IMAGE.into(),
+            field_path: None,
         },
     ];
     let reserved = RESERVED_APP_NAMES

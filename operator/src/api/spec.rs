@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::status::PgReplicaClusterStatus;
 
-/// Default PostgreSQL image: an official multi-arch image; the agent binary is injected.
-pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:16-bookworm";
+/// Default PostgreSQL image: the official multi-arch image of the major version and Debian release
+/// every test runs (PostgreSQL 15, bookworm, uid 999); the agent binary is injected.
+pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:15-bookworm";
 /// Default volume size for a member that does not say.
 pub const DEFAULT_STORAGE_SIZE: &str = "1Gi";
 /// Most members one cluster may have (keeps CEL rule cost bounded, fits small clusters).

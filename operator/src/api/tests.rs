@@ -206,6 +206,29 @@ fn durability_required_needs_a_sync_standby() {
 }
 
 #[test]
+fn alpine_images_are_refused_by_name() {
+    for image in [
+        "postgres:15-alpine",
+        "postgres:16-ALPINE3.20",
+        "registry.lan/alpine/postgres:15",
+    ] {
+        let yaml = BASE.replace(
+            "postgres: {parameters",
+            &format!("postgres: {{image: \"{image}\", parameters"),
+        );
+        let want = format!("spec.postgres.image: {MSG_ALPINE_IMAGE}");
+        assert_eq!(rust_errors(&yaml), vec![want.clone()], "{image}");
+        assert_eq!(cel_errors(&yaml), vec![want], "{image}");
+    }
+    let debian = BASE.replace(
+        "postgres: {parameters",
+        "postgres: {image: \"postgres:15-bookworm\", parameters",
+    );
+    assert!(rust_errors(&debian).is_empty());
+    assert!(cel_errors(&debian).is_empty());
+}
+
+#[test]
 fn every_owned_parameter_is_refused_in_any_case() {
     for owned in OWNED_PARAMETERS {
         for key in [owned.name.to_string(), owned.name.to_ascii_uppercase()] {

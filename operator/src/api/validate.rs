@@ -221,6 +221,9 @@ pub fn validate(cluster: &PgReplicaCluster) -> Result<(), ValidationErrors> {
     {
         errors.push(FieldError::new("spec.durability", MSG_DURABILITY));
     }
+    if spec.postgres.image.to_ascii_lowercase().contains("alpine") {
+        errors.push(FieldError::new("spec.postgres.image", MSG_ALPINE_IMAGE));
+    }
     let app_name = regex::Regex::new(APP_NAME_PATTERN).ok();
     for (field, name) in [
         ("spec.application.user", &spec.application.user),

@@ -47,13 +47,10 @@ pub enum Command {
         /// Where /healthz and /metrics are served.
         #[arg(long, default_value = "0.0.0.0:8080")]
         http: std::net::SocketAddr,
-        /// The operator's own image: member pods copy the agent binary from it.
-        #[arg(
-            long,
-            env = "PGREPLICA_OPERATOR_IMAGE",
-            default_value = "pgreplica:0.1.0"
-        )]
-        image: String,
+        /// The operator's own image, which member pods copy the agent binary from. In its
+        /// Deployment it is read from the operator's own pod; give it when running as a process.
+        #[arg(long, env = "PGREPLICA_OPERATOR_IMAGE")]
+        image: Option<String>,
     },
     /// kubectl plugin commands (also available as `kubectl pgrc ...` when installed as kubectl-pgrc).
     Kubectl {

@@ -156,7 +156,8 @@ impl Brains {
 }
 
 pub struct OperatorOptions {
-    pub operator_image: String,
+    /// `None`: read from the operator's own pod.
+    pub operator_image: Option<String>,
     pub http: std::net::SocketAddr,
 }
 
@@ -169,10 +170,15 @@ pub async fn run(opts: OperatorOptions) -> Result<(), KubeError> {
         .list(&ListParams::default().limit(1))
         .await
         .map_err(KubeError::CrdMissing)?;
+    let operator_namespace = std::env::var(super::names::POD_NAMESPACE_ENV)
+        .unwrap_or_else(|_| super::names::OPERATOR_NAMESPACE.to_string());
+    let operator_image =
+        super::own_image::resolve(opts.operator_image, &client, &operator_namespace).await?;
+    info!(image = %operator_image, "member pods copy the agent from this image");
     let metrics = Arc::new(Metrics::default());
     let reporter = Reporter {
         controller: "pgreplica-operator".into(),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: std::env::var(super::own_image::POD_NAME_ENV).ok(),
     };
     let managed = format!("{}={}", labels::APP_MANAGED_BY_LABEL, labels::MANAGED_BY);
     // the brain's status writes trigger reconciles too: a burst of them is one reconcile
@@ -188,11 +194,10 @@ pub async fn run(opts: OperatorOptions) -> Result<(), KubeError> {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
-        operator_image: opts.operator_image,
+        operator_image,
         agent_port: super::names::AGENT_PORT as u16,
         certificates: Default::default(),
-        operator_namespace: std::env::var(super::names::POD_NAMESPACE_ENV)
-            .unwrap_or_else(|_| super::names::OPERATOR_NAMESPACE.to_string()),
+        operator_namespace,
         clusters: controller.store(),
         pods,
         brains: Brains::default(),

@@ -10,6 +10,7 @@ mod health;
 pub mod labels;
 pub mod metrics;
 pub mod names;
+pub mod own_image;
 pub mod report;
 pub mod volumes;
 pub mod world;

@@ -152,7 +152,7 @@ async fn a_new_cluster_gets_its_objects_and_a_status() {
     let spec = &c["spec"];
     assert_eq!(spec["nodeSelector"]["kubernetes.io/hostname"], "rpi2");
     assert_eq!(spec["initContainers"][0]["image"], "pgreplica:test");
-    assert_eq!(spec["containers"][0]["image"], "postgres:16-bookworm");
+    assert_eq!(spec["containers"][0]["image"], "postgres:15-bookworm");
     assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
     assert_eq!(
         spec["containers"][0]["readinessProbe"]["httpGet"]["path"],

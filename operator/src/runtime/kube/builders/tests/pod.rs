@@ -48,7 +48,7 @@ fn lab_member_c_pod_table() {
             ),
             // The official image runs our agent as PID 1.
             (&format!("{main}/name"), json!("postgres")),
-            (&format!("{main}/image"), json!("postgres:16-bookworm")),
+            (&format!("{main}/image"), json!("postgres:15-bookworm")),
             (
                 &format!("{main}/command"),
                 json!([
