@@ -2,7 +2,7 @@
 # stage resolves and downloads the packages for arm64, and every package is unpacked here with
 # dpkg-deb (no maintainer scripts run; the few things they would do are done below). Cached.
 
-ARM64_ROOT=$REL_CACHE/arm64-root-bookworm-pg15-r1
+ARM64_ROOT=$REL_CACHE/arm64-root-bookworm-pg15-r2
 
 ensure_arm64_root() {
   if [ -f "$ARM64_ROOT/.ready" ]; then say "arm64 root: cached in $ARM64_ROOT"; return 0; fi
@@ -18,6 +18,8 @@ ensure_arm64_root() {
     n=$((n + 1))
   done
   rm -f "$tmp"/var/cache/apt/archives/*.deb
+  # the first stage leaves its own files and a /proc -> /proc symlink for its second stage
+  rm -rf "$tmp/debootstrap" "$tmp/proc"; mkdir -p "$tmp/proc" "$tmp/sys"
   # what base-passwd's and postgresql-common's scripts would have made: the users, and a postgres
   # uid of 999 as in the official postgres images
   printf 'root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\n' >"$tmp/etc/passwd"
