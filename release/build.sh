@@ -12,7 +12,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 source "$REPO/release/lib/common.sh"
 IMAGE=${IMAGE:-localhost/pgreplica:$VERSION}
-case $IMAGE in *:*) ;; *) fail "IMAGE=$IMAGE has no tag: name it as REPOSITORY:TAG" ;; esac
+case ${IMAGE##*/} in *:*) ;; *) fail "IMAGE=$IMAGE has no tag: name it as REPOSITORY:TAG, such as registry.lan:5000/pgreplica:$VERSION" ;; esac
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)}
 mkdir -p "$DIST"
 

@@ -13,7 +13,7 @@ set -euo pipefail
 TIER=${1:-all}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/e2e/k8s
-for f in common controlplane apichecks images node lab trust daytwo previous; do source "$HERE/lib/$f.sh"; done
+for f in common controlplane apichecks images node registry lab trust daytwo previous; do source "$HERE/lib/$f.sh"; done
 [ "$(id -u)" = 0 ] || { echo "run.sh needs root (network namespaces, containerd)"; exit 1; }
 
 stage "prerequisites"
@@ -30,6 +30,7 @@ if [ "$TIER" = all ]; then
   command -v psql >/dev/null || need+=(postgresql-client-15)
   command -v curl >/dev/null || need+=(curl)
   command -v jq >/dev/null || need+=(jq)
+  command -v skopeo >/dev/null || need+=(skopeo)
   [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then
@@ -79,6 +80,7 @@ if [ "$TIER" = all ]; then
   install_manifests
   k rollout status -n pgreplica-system deploy/pgreplica-operator --timeout 120s || die "operator Deployment not available"
   log "operator available in $(since "$t_op")s"
+  registry_checks
   lab_scenario
   recreate_checks
 fi

@@ -36,18 +36,6 @@ writer() { # writer ID RW_HOST PASSWORD: insert rows until $WORK/stop exists; lo
   done
 }
 
-# docs/install-k3s.md's connection from outside the cluster, as written there: the CA from lab-ca,
-# `kubectl port-forward svc/lab-rw 15432:5432`, psql as the application with verify-full
-port_forward_check() {
-  k get secret lab-ca -o jsonpath='{.data.ca\.crt}' | base64 -d >"$WORK/lab-ca.crt"
-  spawn port-forward "$BIN/kubectl" --kubeconfig "$WORK/admin.kubeconfig" port-forward svc/lab-rw 15432:5432
-  local pid; pid=$(tail -1 "$WORK/pids" | cut -d' ' -f1)
-  wait_for 30 "kubectl port-forward listens on localhost:15432" innet bash -c 'exec 3<>/dev/tcp/127.0.0.1/15432' || true
-  check "docs/install-k3s.md: psql through kubectl port-forward as the app user, TLS verify-full" bash -c \
-    "PGPASSWORD=\"\$(k get secret lab-app -o jsonpath='{.data.password}' | base64 -d)\" innet psql \"host=localhost port=15432 user=app dbname=app sslmode=verify-full sslrootcert=$WORK/lab-ca.crt\" -XAtc 'select current_user, pg_is_in_recovery(), ssl from pg_stat_ssl where pid = pg_backend_pid()' | grep -qx 'app|f|t'"
-  kill_pid "$pid"
-}
-
 lab_scenario() {
   stage "lab: apply (nodeSelector -> $NODE, image $POSTGRES_IMAGE) and wait Ready"
   local t0; t0=$(now)
@@ -82,7 +70,6 @@ lab_scenario() {
   check "row absent on c right after commit, present after about 3 s" \
     awk -v n="$on_c_now" -v d="$delay" 'BEGIN{exit !(n==0 && d>=2.5 && d<10)}'
   trust_checks
-  port_forward_check
 
   stage "stage 2: $WRITERS writers through lab-rw; $FAILOVERS times: PGDATA of the primary deleted, failover, re-clone, failback"
   local rw pw; rw=$(k get svc lab-rw -o jsonpath='{.spec.clusterIP}')

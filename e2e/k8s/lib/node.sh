@@ -27,7 +27,10 @@ state = "$c/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$WORK/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$c/certs.d"
 EOC
+  registry_hosts_config
   cat >"$WORK/cni/net.d/10-pgr.conflist" <<EOC
 {"cniVersion":"0.4.0","name":"pgr","plugins":[
  {"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":false,"hairpinMode":true,
