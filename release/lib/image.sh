@@ -56,10 +56,11 @@ build_release_yaml() {
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: [../manifests]
-images:
-  - name: pgreplica
-    newName: ${IMAGE%:*}
-    newTag: ${IMAGE##*:}
+patches:
+  - target: {kind: Deployment, name: pgreplica-operator}
+    patch: |-
+      - {op: test, path: /spec/template/spec/containers/0/name, value: operator}
+      - {op: replace, path: /spec/template/spec/containers/0/image, value: "$IMAGE"}
 EOK
   { printf '# pgreplica %s: the CRD, the pgreplica-system namespace, least-privilege RBAC and the operator.\n' "$VERSION"
     printf '# Install or upgrade: kubectl apply --server-side -f pgreplica-%s.yaml\n' "$VERSION"

@@ -22,7 +22,7 @@ pub enum KubeError {
     },
     #[error("cannot reach the Kubernetes API: {0}")]
     Client(#[source] kube::Error),
-    #[error("the PgReplicaCluster CRD is not installed: run `kubectl apply -k manifests/` ({0})")]
+    #[error("the PgReplicaCluster CRD is not installed: install the release file first: `kubectl apply --server-side -f pgreplica-<version>.yaml` (from release/build.sh) ({0})")]
     CrdMissing(#[source] kube::Error),
     #[error("{0}")]
     Other(String),
