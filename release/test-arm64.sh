@@ -59,3 +59,23 @@ EOP
 [ "$verdict" = ok ] || fail "the smoke's status: $verdict (in $smoke/status.json)"
 say "smoke: both members ready on arm64 PostgreSQL in $(( $(date +%s) - t ))s"
 rm -rf "$smoke"
+
+# the arm64 image itself: its layer unpacked, run with only what the image holds (its loader, libc)
+archive=$DIST/pgreplica-$VERSION-image.tar
+[ -f "$archive" ] || fail "$archive is missing: run release/build.sh first"
+img=$REL_CACHE/image-arm64; rm -rf "$img"; mkdir -p "$img/root"
+tar -xf "$archive" -C "$img"
+layer=$(python3 - "$img" <<'EOP'
+import json, sys
+d = sys.argv[1]
+blob = lambda digest: json.load(open(f"{d}/blobs/sha256/{digest.split(':')[1]}"))
+index = blob(json.load(open(f"{d}/index.json"))["manifests"][0]["digest"])
+arm = [m for m in index["manifests"] if m["platform"]["architecture"] == "arm64"]
+print(blob(arm[0]["digest"])["layers"][0]["digest"].split(":")[1])
+EOP
+) || fail "the image archive has no linux/arm64 manifest"
+tar -xzf "$img/blobs/sha256/$layer" -C "$img/root"
+out=$(ARM64_CHROOT=$img/root in_arm64 /pgreplica --version 2>&1) || fail "the arm64 image's /pgreplica does not run:" "$out"
+[ "$out" = "pgreplica $VERSION" ] || fail "the arm64 image's /pgreplica --version printed: $out"
+say "image: the linux/arm64 layer of $(basename "$archive") runs on its own loader and libc: $out"
+rm -rf "$img"

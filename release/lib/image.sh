@@ -12,6 +12,12 @@ elf_field() {
   esac
 }
 
+# in_toolchain_path PATH: PATH with every link resolved inside the toolchain root
+in_toolchain_path() {
+  local p; p=$(chroot "$TOOLCHAIN" readlink -e "$1") || fail "$1 is not in the toolchain"
+  echo "$p"
+}
+
 # operator_rootfs ARCH BINARY DIR
 operator_rootfs() {
   local arch=$1 bin=$2 dir=$3 triplet lib todo interp
@@ -21,13 +27,15 @@ operator_rootfs() {
   interp=$(elf_field "$bin" interp)
   [ -n "$interp" ] || fail "$bin has no program interpreter"
   mkdir -p "$dir$(dirname "$interp")"
-  cp -L "$TOOLCHAIN$interp" "$dir$interp"
+  # links in the toolchain are absolute (/lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/...):
+  # resolve them inside it, or the host's own files would be copied
+  cp "$TOOLCHAIN$(in_toolchain_path "$interp")" "$dir$interp"
   todo=$(elf_field "$bin" needed)
   while [ -n "$todo" ]; do
     lib=${todo%%$'\n'*}; todo=${todo#"$lib"}; todo=${todo#$'\n'}
     [ -e "$dir/lib/$triplet/$lib" ] || [ "$lib" = "${interp##*/}" ] && continue
     [ -e "$TOOLCHAIN/usr/lib/$triplet/$lib" ] || fail "library $lib ($arch) is not in the toolchain"
-    cp -L "$TOOLCHAIN/usr/lib/$triplet/$lib" "$dir/lib/$triplet/$lib"
+    cp "$TOOLCHAIN$(in_toolchain_path "/usr/lib/$triplet/$lib")" "$dir/lib/$triplet/$lib"
     todo=$(printf '%s\n%s' "$todo" "$(elf_field "$dir/lib/$triplet/$lib" needed)" | sed '/^$/d')
   done
   echo 'nonroot:x:65532:65532::/home/nonroot:/sbin/nologin' >"$dir/etc/passwd"
@@ -38,11 +46,13 @@ operator_rootfs() {
 build_image() {
   local t0 work arch; t0=$(date +%s)
   work=$(mktemp -d "$REL_CACHE/image.XXXX")
+  trap 'rm -rf "$work"' EXIT
   for arch in amd64 arm64; do operator_rootfs "$arch" "$DIST/pgreplica-linux-$arch" "$work/$arch"; done
   local cfg digest
   cfg=$(printf '{"Entrypoint":["/pgreplica"],"Cmd":["operator"],"User":"65532:65532","Labels":{"org.opencontainers.image.title":"pgreplica","org.opencontainers.image.version":"%s"}}' "$VERSION")
-  digest=$(TMPDIR=$work oci_archive "$IMAGE" "$DIST/pgreplica-$VERSION-image.tar" "$cfg" "amd64=$work/amd64" "arm64=$work/arm64")
-  rm -rf "$work"
+  digest=$(TMPDIR=$work oci_archive "$IMAGE" "$DIST/pgreplica-$VERSION-image.tar" "$cfg" "amd64=$work/amd64" "arm64=$work/arm64") \
+    || fail "writing the image archive failed"
+  rm -rf "$work"; trap - EXIT
   echo "$digest" >"$DIST/pgreplica-$VERSION-image.digest"
   say "image: $IMAGE ($digest, linux/amd64 + linux/arm64) $(du -h "$DIST/pgreplica-$VERSION-image.tar" | cut -f1) in $(( $(date +%s) - t0 ))s"
 }
@@ -74,5 +84,8 @@ EOK
 }
 
 render_kustomize() {
-  if command -v kubectl >/dev/null; then kubectl kustomize "$1"; else kustomize build "$1"; fi
+  if command -v kubectl >/dev/null; then kubectl kustomize "$1"
+  elif command -v kustomize >/dev/null; then kustomize build "$1"
+  else fail "release/build.sh renders manifests/ with kubectl (or kustomize): install either (as root: apt-get install kubernetes-client, or go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0)"
+  fi
 }

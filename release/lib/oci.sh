@@ -7,8 +7,8 @@ oci_size() { stat -c %s "$1"; }
 
 # oci_blob LAYOUT FILE: move FILE into LAYOUT/blobs/sha256, print "DIGEST SIZE".
 oci_blob() {
-  local d s; d=$(oci_sha "$2"); s=$(oci_size "$2")
-  mv "$2" "$1/blobs/sha256/$d"
+  local d s; d=$(oci_sha "$2") && s=$(oci_size "$2") && [ -n "$d" ] || return 1
+  mv "$2" "$1/blobs/sha256/$d" || return 1
   echo "$d $s"
 }
 
@@ -17,13 +17,13 @@ oci_manifest() {
   local lay=$1 arch=$2 root=$3 cfg=$4 epoch=${SOURCE_DATE_EPOCH:-0} tmp
   tmp=$(mktemp -d "$lay/tmp.XXXX")
   tar -C "$root" --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
-    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -cf "$tmp/layer.tar" .
-  local diff; diff=$(oci_sha "$tmp/layer.tar")
-  gzip -6 -n "$tmp/layer.tar"
-  local layer; layer=$(oci_blob "$lay" "$tmp/layer.tar.gz")
+    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -cf "$tmp/layer.tar" . || return 1
+  local diff; diff=$(oci_sha "$tmp/layer.tar") || return 1
+  gzip -6 -n "$tmp/layer.tar" || return 1
+  local layer; layer=$(oci_blob "$lay" "$tmp/layer.tar.gz") || return 1
   printf '{"architecture":"%s","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
     "$arch" "$cfg" "$diff" >"$tmp/config.json"
-  local config; config=$(oci_blob "$lay" "$tmp/config.json")
+  local config; config=$(oci_blob "$lay" "$tmp/config.json") || return 1
   printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
     "${config% *}" "${config#* }" "${layer% *}" "${layer#* }" >"$tmp/manifest.json"
   oci_blob "$lay" "$tmp/manifest.json"
@@ -38,7 +38,7 @@ oci_archive() {
   mkdir -p "$lay/blobs/sha256"
   local entries=() pair m top media
   for pair in "$@"; do
-    m=$(oci_manifest "$lay" "${pair%%=*}" "${pair#*=}" "$cfg")
+    m=$(oci_manifest "$lay" "${pair%%=*}" "${pair#*=}" "$cfg") || { rm -rf "$lay"; return 1; }
     entries+=("$(printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"%s","os":"linux"}}' \
       "${m% *}" "${m#* }" "${pair%%=*}")")
   done
@@ -48,13 +48,15 @@ oci_archive() {
     platform=$(printf ',"platform":{"architecture":"%s","os":"linux"}' "${1%%=*}")
   else
     (IFS=,; printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]}' "${entries[*]}") >"$lay/index-img.json"
-    top=$(oci_blob "$lay" "$lay/index-img.json") media=application/vnd.oci.image.index.v1+json
+    top=$(oci_blob "$lay" "$lay/index-img.json") || return 1
+    media=application/vnd.oci.image.index.v1+json
   fi
   printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"%s","digest":"sha256:%s","size":%s%s,"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
     "$media" "${top% *}" "${top#* }" "$platform" "$name" "${name##*:}" >"$lay/index.json"
   echo '{"imageLayoutVersion":"1.0.0"}' >"$lay/oci-layout"
   tar -C "$lay" --sort=name --mtime="@${SOURCE_DATE_EPOCH:-0}" --owner=0 --group=0 --numeric-owner \
-    -cf "$out.tmp" oci-layout index.json blobs && mv "$out.tmp" "$out"
+    -cf "$out.tmp" oci-layout index.json blobs || { rm -rf "$lay" "$out.tmp"; return 1; }
+  mv "$out.tmp" "$out"
   rm -rf "$lay"
   echo "sha256:${top% *}"
 }

@@ -7,14 +7,24 @@ TOOLCHAIN=$REL_CACHE/toolchain-bookworm-r1
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 TOOLCHAIN_PACKAGES="rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev:arm64 libgcc-s1:arm64 qemu-user-static ca-certificates postgresql-15 binutils"
 
+DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+
+# debootstrap, and Debian's archive key to check what it downloads (an Ubuntu host lacks it)
+ensure_debootstrap() {
+  command -v debootstrap >/dev/null && [ -f "$DEBIAN_KEYRING" ] || apt_host debootstrap debian-archive-keyring
+  [ -f "$DEBIAN_KEYRING" ] || fail "no $DEBIAN_KEYRING: install debian-archive-keyring"
+}
+
 # ensure_toolchain: make the chroot unless it is cached.
 ensure_toolchain() {
   if [ -f "$TOOLCHAIN/.ready" ]; then say "toolchain: cached in $TOOLCHAIN"; return 0; fi
   local t0 tmp=$TOOLCHAIN.tmp; t0=$(date +%s)
-  command -v debootstrap >/dev/null || apt_host debootstrap
-  rm -rf "$tmp"; mkdir -p "$REL_CACHE"
+  ensure_debootstrap
+  rm -rf --one-file-system "$tmp"; mkdir -p "$REL_CACHE"
   say "toolchain: debootstrap bookworm into $tmp"
-  debootstrap --variant=minbase --include=ca-certificates bookworm "$tmp" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1 \
+  # in a private mount namespace: the proc/sys mounts of its second stage cannot outlive a kill
+  unshare --mount --propagation private -- debootstrap --keyring="$DEBIAN_KEYRING" --variant=minbase \
+    --include=ca-certificates bookworm "$tmp" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1 \
     || fail "debootstrap failed; the last lines of $LOGS/debootstrap.log:" "$(tail -15 "$LOGS/debootstrap.log")"
   # cargo inside the chroot reaches crates.io through the same CAs as the host
   cp /etc/resolv.conf "$tmp/etc/resolv.conf"
