@@ -34,7 +34,7 @@ ensure_arm64_root() {
 # in_arm64 CMD...: CMD chrooted in the arm64 root, where arm64 programs run under qemu-user. The
 # binfmt_misc registration lives in a user namespace of our own (Linux ≥ 6.7): nothing is registered
 # on the host. uids 0-65535 map to themselves, so root inside is root (PostgreSQL then runs as 999).
-# Env: ROOT_BINDS as for in_root; ARM64_CHROOT another arm64 root (default $ARM64_ROOT).
+# Env: ARM64_CHROOT another arm64 root (default $ARM64_ROOT).
 in_arm64() {
   local qemu=$TOOLCHAIN/usr/bin/qemu-aarch64-static fifo pid rc=0
   [ -x "$qemu" ] || fail "no qemu-aarch64-static in the toolchain"
@@ -50,10 +50,6 @@ in_arm64() {
     mkdir -p "$root/proc" "$root/dev"
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
-    for b in $ROOT_BINDS; do
-      src=${b%%:*}; rest=${b#*:}; dst=${rest%%:*}
-      mkdir -p "$root$dst"; mount --bind "$src" "$root$dst"
-    done
     exec chroot "$root" "$@"' in_arm64 "$fifo" "${ARM64_CHROOT:-$ARM64_ROOT}" "$qemu" "$REL_CACHE/binfmt" "$@" &
   pid=$!
   while [ "$(readlink "/proc/$pid/ns/user" 2>/dev/null)" = "$(readlink /proc/self/ns/user)" ]; do sleep 0.05; done

@@ -53,7 +53,6 @@ build_image() {
   digest=$(TMPDIR=$work oci_archive "$IMAGE" "$DIST/pgreplica-$VERSION-image.tar" "$cfg" "amd64=$work/amd64" "arm64=$work/arm64") \
     || fail "writing the image archive failed"
   rm -rf "$work"; trap - EXIT
-  echo "$digest" >"$DIST/pgreplica-$VERSION-image.digest"
   say "image: $IMAGE ($digest, linux/amd64 + linux/arm64) $(du -h "$DIST/pgreplica-$VERSION-image.tar" | cut -f1) in $(( $(date +%s) - t0 ))s"
 }
 
