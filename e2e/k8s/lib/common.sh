@@ -29,10 +29,20 @@ k() { innet "$BIN/kubectl" --kubeconfig "$WORK/admin.kubeconfig" "$@"; }
 # spawn NAME CMD...: start CMD inside the namespace, logs in $WORK/logs/NAME.log, PID recorded.
 spawn() {
   local name=$1; shift
-  nsenter --net="$NSPATH" "$@" >"$WORK/logs/$name.log" 2>&1 &
+  nsenter --net="${SPAWN_NS:-$NSPATH}" "$@" >>"$WORK/logs/$name.log" 2>&1 &
   local pid=$!
   echo "$pid $name" >>"$WORK/pids"
   log "started $name (pid $pid)"
+}
+
+spawned_pid() { awk -v n="$1" '$2==n{p=$1} END{print p}' "$WORK/pids"; }
+# stop_spawned NAME [SIGNAL]: stop the last process started as NAME (TERM then KILL, or SIGNAL at
+# once); its pid is marked dead so that cleanup never signals a pid the system may have reused
+stop_spawned() {
+  local pid; pid=$(spawned_pid "$1")
+  [ -n "$pid" ] || return 0
+  if [ -n "${2:-}" ]; then kill -"$2" "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; else kill_pid "$pid"; fi
+  echo "$pid $1" >>"$WORK/pids.dead"
 }
 
 # wait_for SECONDS DESCRIPTION CMD...: poll CMD every 0.5 s.
@@ -64,32 +74,38 @@ cleanup() {
   stage "cleanup (exit code $rc)"
   if [ "$rc" != 0 ] && [ -z "${NO_DUMP:-}" ]; then dump_state || true; fi
   # containers first (while containerd still runs), then our processes in reverse start order
-  if [ -S "$WORK/containerd/containerd.sock" ]; then
-    for t in $(innet ctr -a "$WORK/containerd/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
-      innet ctr -a "$WORK/containerd/containerd.sock" -n k8s.io tasks kill -s KILL "$t" >/dev/null 2>&1 || true
+  local sock
+  for sock in "$WORK"/containerd/containerd.sock "$WORK"/nodes/*/containerd/containerd.sock; do
+    [ -S "$sock" ] || continue
+    for t in $(ctr -a "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+      ctr -a "$sock" -n k8s.io tasks kill -s KILL "$t" >/dev/null 2>&1 || true
     done
     sleep 1
-  fi
+  done
   if [ -f "$WORK/pids" ]; then
-    tac "$WORK/pids" | while read -r pid name; do kill_pid "$pid"; done
+    touch "$WORK/pids.dead"
+    tac "$WORK/pids" | while read -r pid name; do grep -qxF "$pid $name" "$WORK/pids.dead" || kill_pid "$pid"; done
   fi
   # containerd shims re-parent to init; ours are the ones whose command line names our state dir
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "containerd-shim.*$WORK/containerd"; then kill_pid "${p#/proc/}"; fi
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "containerd-shim.*$WORK/"; then kill_pid "${p#/proc/}"; fi
   done
   # mounts under our temp dir (overlays, secrets, shm), deepest first
   findmnt -rn -o TARGET | grep "^$WORK" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   # whatever is still running in the kubelet's cgroup root (pause, runc init) was started by this run
   local pass cg
   for pass in 1 2 3; do
-    for cg in /sys/fs/cgroup/pids/${CGROUP_ROOT#/} /sys/fs/cgroup/memory/${CGROUP_ROOT#/}; do
+    for cg in /sys/fs/cgroup/pids/${CGROUP_ROOT#/} /sys/fs/cgroup/pids/${CGROUP_ROOT#/}-* \
+              /sys/fs/cgroup/memory/${CGROUP_ROOT#/} /sys/fs/cgroup/memory/${CGROUP_ROOT#/}-*; do
       [ -d "$cg" ] && find "$cg" -name cgroup.procs -exec cat {} \; 2>/dev/null
     done | sort -u | while read -r p; do kill -KILL "$p" 2>/dev/null; done
     sleep 0.5
   done
   # kubelet's cgroups live under our own root in every hierarchy
   for h in /sys/fs/cgroup/*/; do
-    [ -d "$h${CGROUP_ROOT#/}" ] && find "$h${CGROUP_ROOT#/}" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    for cg in "$h${CGROUP_ROOT#/}" "$h${CGROUP_ROOT#/}"-*; do
+      [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
   done
   type remove_var_log >/dev/null 2>&1 && remove_var_log || true
   if [ -f "$WORK/sysctls.saved" ]; then
@@ -99,6 +115,7 @@ cleanup() {
   if [ -f "$WORK/netns.before" ]; then
     for n in $(ls /var/run/netns 2>/dev/null | grep '^cni-'); do grep -qx "$n" "$WORK/netns.before" || ip netns del "$n" 2>/dev/null; done
   fi
+  for n in $(cat "$WORK/netns.ours" 2>/dev/null); do ip netns del "$n" 2>/dev/null; done
   ip netns del "$NS" 2>/dev/null || true
   if [ -n "${KEEP_WORK:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
   log "cleanup done"

@@ -80,20 +80,27 @@ build_operator_image() {
   rm -rf "$r"
 }
 
-build_images() {
-  local t0; t0=$(now); mkdir -p "$IMG_CACHE"
+build_images_current() { # pause and postgres; the operator's is the release's archive
+  mkdir -p "$IMG_CACHE"
   build_pause
   build_postgres
+}
+
+build_images() {
+  local t0; t0=$(now)
+  build_images_current
   build_operator_image "$PREVIOUS_BIN" "$PREVIOUS_IMAGE" "$WORK/operator-previous.tar"
   log "images ready in $(since "$t0")s: $(du -h "$IMG_CACHE"/pause-3.6.tar "$POSTGRES_ARCHIVE" "$OPERATOR_ARCHIVE" | awk '{print $2"="$1}' | xargs -n1 basename | tr '\n' ' ')"
 }
 
 import_images() {
+  node_defaults
   local t0 f; t0=$(now)
   # the release's image as a user imports it on a k3s node (`k3s ctr images import` is this ctr)
   for f in "$IMG_CACHE/pause-3.6.tar" "$POSTGRES_ARCHIVE" "$OPERATOR_ARCHIVE" "$WORK/operator-previous.tar"; do
-    innet ctr -a "$WORK/containerd/containerd.sock" -n k8s.io images import --no-unpack=false "$f" >>"$WORK/logs/import.log" 2>&1 \
+    [ "$TIER" = multi-node ] && [ "$f" = "$WORK/operator-previous.tar" ] && continue   # no upgrade in that tier
+    node_ctr images import --no-unpack=false "$f" >>"$WORK/logs/import.log" 2>&1 \
       || { cat "$WORK/logs/import.log"; die "ctr import $f failed"; }
   done
-  log "images imported in $(since "$t0")s: $(innet ctr -a "$WORK/containerd/containerd.sock" -n k8s.io images ls -q | grep -v '^sha256' | tr '\n' ' ')"
+  log "images imported${SFX:+ on ${SFX#-}} in $(since "$t0")s: $(node_ctr images ls -q | grep -v '^sha256' | tr '\n' ' ')"
 }

@@ -3,6 +3,7 @@
 # ClusterIP with psql; every commit psql reports is an acknowledged commit in the ledger.
 
 LAB_NS=default
+CLIENT_TIMEOUTS=${CLIENT_TIMEOUTS:-connect_timeout=2}   # the multi-node tier adds TCP timeouts
 PGDATA_OF() { echo "/var/lib/pgreplica/$1/data"; }
 WRITERS=${WRITERS:-4}
 FAILOVERS=${FAILOVERS:-3}
@@ -27,7 +28,7 @@ writer() { # writer ID RW_HOST PASSWORD: insert rows until $WORK/stop exists; lo
   local id=$1 host=$2 n=0 out
   while [ ! -e "$WORK/stop" ]; do
     n=$((n + 1))
-    if out=$(PGPASSWORD=$3 PGCONNECT_TIMEOUT=2 nsenter --net="$NSPATH" psql -h "$host" -U postgres -d postgres -XAtq \
+    if out=$(PGPASSWORD=$3 nsenter --net="$NSPATH" psql "host=$host user=postgres dbname=postgres $CLIENT_TIMEOUTS" -XAtq \
         -c "insert into ledger(writer, seq) values ($id, $n) returning seq" 2>>"$WORK/writer-$id.err"); then
       [ "$out" = "$n" ] && echo "$n $(date +%s.%N)" >>"$WORK/acked-$id"
     else
@@ -108,8 +109,14 @@ lab_scenario() {
 # Background observers, each writing "<unix time> <what it saw>" when it changes: the cluster's
 # status (a watch), the lab-rw EndpointSlice (a watch) and kube-proxy's DNAT rules for lab-rw.
 observe_timeline() {
-  ( k get pgrc lab -w -o jsonpath='{.status.currentPrimary} {.status.targetPrimary} {.status.members[*].ready}{"\n"}' \
-      | while read -r l; do echo "$(now) $l"; done >"$WORK/tl-status" ) &
+  # "<time> currentPrimary targetPrimary ready..." ("-" when unset); the API server ends a watch
+  # after a while, so it is started again until the timelines stop
+  ( while [ ! -e "$WORK/stop-timeline" ]; do
+      k get pgrc lab -w -o json 2>/dev/null | jq -r --unbuffered \
+        '[.status.currentPrimary // "-", .status.targetPrimary // "-", ((.status.members // [])[] | .ready // false | tostring)] | join(" ")' \
+        | while read -r l; do echo "$(now) $l"; done
+      sleep 0.5
+    done >"$WORK/tl-status" ) &
   echo "$! timeline-status" >>"$WORK/pids"
   ( innet curl -sN --cacert "$WORK/pki/ca.crt" --cert "$WORK/pki/admin.crt" --key "$WORK/pki/admin.key" \
       "$APISERVER/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?watch=1&labelSelector=kubernetes.io%2Fservice-name%3Dlab-rw" \

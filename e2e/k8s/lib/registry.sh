@@ -19,7 +19,7 @@ ensure_registry_bin() {
 
 # containerd's registry configuration, written before containerd starts
 registry_hosts_config() {
-  local d=$WORK/containerd/certs.d/$REGISTRY
+  local d=$ND/containerd/certs.d/$REGISTRY
   mkdir -p "$d"
   printf 'server = "http://%s"\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$REGISTRY" "$REGISTRY" >"$d/hosts.toml"
 }
