@@ -70,10 +70,12 @@ if [ "$TIER" = multi-node ]; then
   stage "nodes laptop, rpi1, rpi2: containerd, kubelet, kube-proxy each"
   start_nodes
   stage "operator deployed from the release file, kept off laptop (the node the faults hit)"
-  k cordon laptop >/dev/null
+  # MN_OPERATOR_NODE=rpi1 places it on that node (the others cordoned meanwhile)
+  off=laptop; [ -n "${MN_OPERATOR_NODE:-}" ] && off=$(echo $MN_NODES | tr ' ' '\n' | grep -vx "$MN_OPERATOR_NODE" | tr '\n' ' ')
+  k cordon $off >/dev/null
   install_manifests
   k rollout status -n pgreplica-system deploy/pgreplica-operator --timeout 120s || die "operator Deployment not available"
-  k uncordon laptop >/dev/null
+  k uncordon $off >/dev/null
   log "operator on $(k get pod -n pgreplica-system -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].spec.nodeName}')"
   t_mn=$(now)
   multinode_scenario

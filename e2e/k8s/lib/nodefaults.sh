@@ -141,12 +141,28 @@ run_fault() {
   FAULT_NOTE=""
 }
 
+# slow_failover_evidence SECONDS: when a failover took longer than 15 s, print what the operator
+# and b's agent logged since the fault (their pod logs on their nodes), so that a slow case in CI
+# can be read from its output
+slow_failover_evidence() {
+  awk -v s="$1" 'BEGIN{exit !(s > 15)}' || return 0
+  local from; from=$(date -u -d "@${T_FAULT%.*}" +%Y-%m-%dT%H:%M:%S)
+  log "failover took ${1}s: the operator's and b's lines since the fault (DEBUG left out)"
+  local f
+  for f in "$WORK"/nodes/*/pods/pgreplica-system_*/operator/*.log "$WORK"/nodes/*/pods/default_lab-b_*/postgres/*.log; do
+    [ -f "$f" ] || continue
+    echo "       --- ${f#"$WORK"/}"
+    sed 's/\x1b\[[0-9;]*m//g' "$f" | awk -v f="$from" '$1 >= f' | grep -v ' DEBUG ' | cut -c1-400 | head -80 | sed 's/^/       /'
+  done
+}
+
 # 1. the primary's node loses power: kubelet, containerd, kube-proxy and every container killed
 #    at once and its link silent; it stays down until the node is NotReady, then comes back
 fault_power_off() {
   T_FAULT=$(now); power_off laptop
   wait_for 120 "failover: currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
   local t_p; t_p=$(since "$T_FAULT")
+  slow_failover_evidence "$t_p"
   wait_for 120 "node laptop NotReady" bash -c "! node_ready laptop True" || die "laptop never NotReady"
   wait_for 60 "writers commit through lab-rw on b" bash -c "cat $WORK/acked-* | awk -v t=$T_FAULT '\$2>t{f=1} END{exit !f}'" || die "no writes after the failover"
   FAULT_NOTE="promoted b after ${t_p}s; laptop off for $(since "$T_FAULT")s"
@@ -163,6 +179,7 @@ fault_partition() {
   local t_b
   wait_for 30 "b writable (watcher)" bash -c "awk -v t=$T_FAULT '\$1>t && / b=f/{f=1} END{exit !f}' $WORK/tl-writable" || true
   t_b=$(awk -v t="$T_FAULT" '$1>t && / b=f/{print $1; exit}' "$WORK/tl-writable")
+  slow_failover_evidence "$(rel "$T_FAULT" "$t_b" | tr -d +)"
   wait_for 120 "node laptop NotReady" bash -c "! node_ready laptop True" || die "laptop never NotReady"
   touch "$WORK/stop-inside-part"; stop_spawned inside-part
   local last_a; last_a=$(awk -v t="$T_FAULT" '$1>t && $2=="f"{l=$1} END{print l}' "$WORK/inside-part")
