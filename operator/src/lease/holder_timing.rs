@@ -16,21 +16,16 @@ pub fn fence_at_ms(last_successful_renew_ms: u64, duration_ms: u64, safety_margi
     last_successful_renew_ms.saturating_add(duration_ms.saturating_sub(safety_margin_ms))
 }
 
-/// Whether a primary that last renewed at `last_successful_renew_ms` must fence itself now.
-/// A margin of at least the duration fences at once.
-pub fn must_fence(
-    last_successful_renew_ms: u64,
-    now_ms: u64,
-    duration_ms: u64,
-    safety_margin_ms: u64,
-) -> bool {
-    now_ms >= fence_at_ms(last_successful_renew_ms, duration_ms, safety_margin_ms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lease::LeaseRecord;
+
+    /// Whether a holder that last renewed at `last` must have fenced by `now`: what the lease
+    /// keeper's deadline (`renew_before`) means. A margin of at least the duration fences at once.
+    fn must_fence(last: u64, now: u64, duration_ms: u64, safety_margin_ms: u64) -> bool {
+        now >= fence_at_ms(last, duration_ms, safety_margin_ms)
+    }
 
     #[test]
     fn must_fence_table() {

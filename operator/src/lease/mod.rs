@@ -1,7 +1,7 @@
 //! The one-writer lease: which member may accept writes.
 //!
 //! The primary's agent renews the lease every [`renew_interval_ms`]; if it cannot, it fences itself
-//! once [`must_fence`] says so, which is before the lease can expire. The operator promotes another
+//! at [`fence_at_ms`], which is before the lease can expire. The operator promotes another
 //! member only when [`LeaseRecord::free`]. An agent that knows it is broken releases the lease at
 //! once so failover need not wait for expiry.
 //!
@@ -25,7 +25,7 @@ pub use any::AnyLease;
 pub use clock::unix_now_ms;
 pub use error::LeaseError;
 pub use file::FileLease;
-pub use holder_timing::{fence_at_ms, must_fence, renew_interval_ms};
+pub use holder_timing::{fence_at_ms, renew_interval_ms};
 pub use memory::MemoryLease;
 pub use record::LeaseRecord;
 
