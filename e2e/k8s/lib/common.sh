@@ -63,6 +63,15 @@ kill_pid() { # TERM, then KILL after 10 s; only PIDs we started
   kill -KILL "$pid" 2>/dev/null || true
 }
 
+# kill_shims DIR HOW: containerd shims re-parent to init; ours are the ones whose command line
+# names our state dir DIR; HOW is kill_pid (TERM, then KILL) or "kill -KILL"
+kill_shims() {
+  local p
+  for p in /proc/[0-9]*; do
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "containerd-shim.*$1"; then $2 "${p#/proc/}" 2>/dev/null || true; fi
+  done
+}
+
 SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 save_sysctls() { for s in $SYSCTLS; do echo "$s=$(sysctl -n "$s")"; done >"$WORK/sysctls.saved"; }
 
@@ -86,10 +95,7 @@ cleanup() {
     touch "$WORK/pids.dead"
     tac "$WORK/pids" | while read -r pid name; do grep -qxF "$pid $name" "$WORK/pids.dead" || kill_pid "$pid"; done
   fi
-  # containerd shims re-parent to init; ours are the ones whose command line names our state dir
-  for p in /proc/[0-9]*; do
-    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "containerd-shim.*$WORK/"; then kill_pid "${p#/proc/}"; fi
-  done
+  kill_shims "$WORK/" kill_pid
   # mounts under our temp dir (overlays, secrets, shm), deepest first
   findmnt -rn -o TARGET | grep "^$WORK" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   # whatever is still running in the kubelet's cgroup root (pause, runc init) was started by this run

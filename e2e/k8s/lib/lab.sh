@@ -91,17 +91,7 @@ lab_scenario() {
   touch "$WORK/stop"; wait "${wpids[@]}" 2>/dev/null || true
   log "after the last failback:"; wide
   local acked; acked=$(cat "$WORK"/acked-* | wc -l)
-  for i in $(seq 1 "$WRITERS"); do awk -v w="$i" '{print w","$1}' "$WORK/acked-$i"; done | sort >"$WORK/acked.csv"
-  local m missing
-  for m in a b c; do
-    # c applies WAL 3 s late: wait for it to have every acknowledged row, up to 20 s
-    wait_for 20 "member $m has every acknowledged row" bash -c \
-      "psql_in $m \"select writer||','||seq from ledger\" | sort | comm -23 $WORK/acked.csv - | (! grep -q .)" || true
-    psql_in "$m" "select writer||','||seq from ledger" | sort >"$WORK/found-$m.csv"
-    missing=$(comm -23 "$WORK/acked.csv" "$WORK/found-$m.csv" | wc -l)
-    log "member $m: $(wc -l <"$WORK/found-$m.csv") rows, $missing acknowledged commits missing"
-    check "zero lost acknowledged commits on $m" [ "$missing" = 0 ]
-  done
+  ledger_checks lab 20
   check "acknowledged commits before and after the failures" [ "$acked" -gt 0 ]
   log "acknowledged commits through lab-rw over the failovers and day two: $acked"
 }
@@ -140,6 +130,41 @@ stop_timeline() {
   while read -r pid name; do case $name in timeline-*) kill_pid "$pid" ;; esac; done <"$WORK/pids"
 }
 
+# every acknowledged commit so far, writer,seq, sorted: the writers' (acked-ID) and the multi-node
+# tier's long-lived clients' (direct-TAG.acked, writer id in direct-TAG.member)
+ledger_csv() {
+  { for f in "$WORK"/acked-*; do awk -v w="${f##*-}" '{print w","$1}' "$f"; done
+    for f in "$WORK"/direct-*.acked; do [ -f "$f" ] || continue
+      awk -v w="$(awk '{print $2}' "${f%.acked}.member")" '$1 ~ /^[0-9]+$/ {print w","$1}' "$f"; done
+  } | sort
+}
+
+# ledger_checks LABEL SECONDS: every acknowledged commit is on every member (each waited for up to
+# SECONDS: c applies WAL 3 s late)
+ledger_checks() {
+  ledger_csv >"$WORK/acked.csv"
+  local m missing
+  for m in a b c; do
+    wait_for "$2" "member $m has every acknowledged commit" bash -c \
+      "psql_in $m \"select writer||','||seq from ledger\" | sort | comm -23 $WORK/acked.csv - | (! grep -q .)" || true
+    { psql_in "$m" "select writer||','||seq from ledger" || true; } | sort >"$WORK/found-$m.csv"
+    missing=$(comm -23 "$WORK/acked.csv" "$WORK/found-$m.csv" | wc -l)
+    log "member $m: $(wc -l <"$WORK/found-$m.csv") rows, $missing acknowledged commits missing"
+    check "$1: zero lost acknowledged commits on $m ($(wc -l <"$WORK/acked.csv") acknowledged, $missing missing)" [ "$missing" = 0 ]
+  done
+}
+
+# destroy_pgdata: delete a's data directory inside its pod and print the time taken right before
+# the rm (pods share this machine's clock). postgres may create a WAL file while rm walks the tree
+# ("Directory not empty"): delete until gone.
+destroy_pgdata() {
+  k exec lab-a -c postgres -- sh -c "date +%s.%N; for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1"
+}
+# wait_primary SECONDS MEMBER: the status names MEMBER the primary of record
+wait_primary() {
+  wait_for "$1" "currentPrimary = $2" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = $2 ]" || die "no failover to $2"
+}
+
 # first_after T FILE AWK-CONDITION: the time of the first line after T matching the condition ($2...)
 first_after() { awk -v t="$1" "\$1>t && ($3) {print \$1; exit}" "$2"; }
 
@@ -149,12 +174,10 @@ one_failover() {
   stage "failover $n of $FAILOVERS: rm -rf $(PGDATA_OF a) in lab-a (a=$ip_a, b=$ip_b)"
   sleep 2
   # the failure's time is taken inside the pod, right before rm (kubectl exec itself takes a
-  # few hundred ms to start); pods share this machine's clock.
-  # postgres may create a WAL file while rm walks the tree ("Directory not empty"): delete until gone
-  t_fail=$(k exec lab-a -c postgres -- sh -c "date +%s.%N; for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1") \
-    || die "could not delete $(PGDATA_OF a)"
+  # few hundred ms to start)
+  t_fail=$(destroy_pgdata) || die "could not delete $(PGDATA_OF a)"
   t_fail=${t_fail%%$'\n'*}
-  wait_for 90 "currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
+  wait_primary 90 b
   log "during failover:"; wide
   wait_for 60 "writers commit again through lab-rw" bash -c "awk -v t=$t_fail '\$2>t{f=1} END{exit !f}' $WORK/acked-*" || die "no writes after failover"
   wait_for 240 "failback done: currentPrimary = a, Ready" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = a ] && k wait pgrc/lab --for condition=Ready --timeout 1s" || die "no failback"

@@ -15,6 +15,7 @@ settled() { # a is the primary of record, Ready, every member ready
     && k wait pgrc/lab --for condition=Ready --timeout 1s
 }
 export -f settled node_ready node_of
+wait_not_ready() { wait_for 120 "node $1 NotReady" bash -c "! node_ready $1 True" || die "$1 never NotReady"; }
 
 # ask SQL IP [NETNS]: one answer from the server at IP as the superuser, or nothing (2 s connect
 # timeout, 1 s statement timeout)
@@ -91,25 +92,6 @@ two_writable() {
     END{printf "%.2f %d", s, c}' "$WORK/tl-writable"
 }
 
-ledger_csv() { # every acknowledged commit so far, writer,seq, sorted
-  { for f in "$WORK"/acked-*; do awk -v w="${f##*-}" '{print w","$1}' "$f"; done
-    for f in "$WORK"/direct-*.acked; do [ -f "$f" ] || continue
-      awk -v w="$(awk '{print $2}' "${f%.acked}.member")" '$1 ~ /^[0-9]+$/ {print w","$1}' "$f"; done
-  } | sort
-}
-
-ledger_checks() { # LABEL: every acknowledged commit is on every member
-  ledger_csv >"$WORK/acked.csv"
-  local m missing
-  for m in a b c; do
-    wait_for 30 "member $m has every acknowledged commit" bash -c \
-      "psql_in $m \"select writer||','||seq from ledger\" | sort | comm -23 $WORK/acked.csv - | (! grep -q .)" || true
-    { psql_in "$m" "select writer||','||seq from ledger" || true; } | sort >"$WORK/found-$m.csv"
-    missing=$(comm -23 "$WORK/acked.csv" "$WORK/found-$m.csv" | wc -l)
-    check "$1: zero lost acknowledged commits on $m ($(wc -l <"$WORK/acked.csv") acknowledged, $missing missing)" [ "$missing" = 0 ]
-  done
-}
-
 # run_fault NAME DESCRIPTION: the fault function fault_NAME sets T_FAULT when the fault begins and
 # T_HEAL when it is removed; the cluster must then settle (a primary, every member ready) within 300 s
 run_fault() {
@@ -136,7 +118,7 @@ run_fault() {
   check "$name: never two members writable (${tw}s of rounds with two)" awk -v s="$tw" 'BEGIN{exit !(s == 0)}'
   out=$(longest_gap "$(awk -v t="$T_FAULT" 'BEGIN{printf "%.9f", t-1}')" "$t_ok")
   rec=$(awk -v a="${T_HEAL:-$T_FAULT}" -v b="$t_ok" 'BEGIN{printf "%.1f", b-a}')
-  ledger_checks "$name"
+  ledger_checks "$name" 30
   printf '%s|%s|%s|%s|%s|%s\n' "$name" "$out" "$rec" "$np" "$tw" "${FAULT_NOTE:-}" >>"$WORK/mn-results"
   FAULT_NOTE=""
 }
@@ -160,10 +142,10 @@ slow_failover_evidence() {
 #    at once and its link silent; it stays down until the node is NotReady, then comes back
 fault_power_off() {
   T_FAULT=$(now); power_off laptop
-  wait_for 120 "failover: currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
+  wait_primary 120 b
   local t_p; t_p=$(since "$T_FAULT")
   slow_failover_evidence "$t_p"
-  wait_for 120 "node laptop NotReady" bash -c "! node_ready laptop True" || die "laptop never NotReady"
+  wait_not_ready laptop
   wait_for 60 "writers commit through lab-rw on b" bash -c "cat $WORK/acked-* | awk -v t=$T_FAULT '\$2>t{f=1} END{exit !f}'" || die "no writes after the failover"
   FAULT_NOTE="promoted b after ${t_p}s; laptop off for $(since "$T_FAULT")s"
   power_on laptop; T_HEAL=$(now)
@@ -175,12 +157,12 @@ fault_partition() {
   watch_inside laptop a part
   wait_for 10 "the watcher inside laptop sees a writable" grep -q ' f$' "$WORK/inside-part" || die "cannot watch a from inside laptop"
   T_FAULT=$(now); partition laptop
-  wait_for 120 "failover: currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
+  wait_primary 120 b
   local t_b
   wait_for 30 "b writable (watcher)" bash -c "awk -v t=$T_FAULT '\$1>t && / b=f/{f=1} END{exit !f}' $WORK/tl-writable" || true
   t_b=$(awk -v t="$T_FAULT" '$1>t && / b=f/{print $1; exit}' "$WORK/tl-writable")
   slow_failover_evidence "$(rel "$T_FAULT" "$t_b" | tr -d +)"
-  wait_for 120 "node laptop NotReady" bash -c "! node_ready laptop True" || die "laptop never NotReady"
+  wait_not_ready laptop
   touch "$WORK/stop-inside-part"; stop_spawned inside-part
   local last_a; last_a=$(awk -v t="$T_FAULT" '$1>t && $2=="f"{l=$1} END{print l}' "$WORK/inside-part")
   log "inside laptop, a last answered as a primary at $(rel "$T_FAULT" "$last_a"); b first writable at $(rel "$T_FAULT" "$t_b")"
@@ -193,7 +175,7 @@ fault_partition() {
 # 3. the kubelet of the primary's node stops (containers keep running) until the node is NotReady
 fault_kubelet_stop() {
   T_FAULT=$(now); stop_kubelet laptop
-  wait_for 120 "node laptop NotReady" bash -c "! node_ready laptop True" || die "laptop never NotReady"
+  wait_not_ready laptop
   sleep 15   # the fault's duration: 15 s more with the node NotReady
   FAULT_NOTE="primary after the kubelet stopped: $(jp '{.status.currentPrimary}' || true); kubelet down $(since "$T_FAULT")s"
   start_kubelet_on laptop; T_HEAL=$(now)
@@ -212,8 +194,7 @@ fault_pod_delete() {
 fault_operator_kill() {
   local node cid
   T_FAULT=$(now)
-  k exec lab-a -c postgres -- sh -c "for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1" \
-    || die "could not delete a's data directory"
+  destroy_pgdata >/dev/null || die "could not delete a's data directory"
   wait_for 30 "the operator saw it: a not ready or b the target" bash -c \
     "[ \"\$(jp '{.status.targetPrimary}')\" = b ] || [ \"\$(jp '{.status.members[?(@.name==\"a\")].ready}')\" = false ]" || true
   read -r node cid <<<"$(k get pod -n pgreplica-system -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].spec.nodeName} {.items[0].status.containerStatuses[0].containerID}')"
@@ -222,15 +203,14 @@ fault_operator_kill() {
   FAULT_NOTE="operator (on $node) killed $(since "$T_FAULT")s after the data loss, primary then: $(jp '{.status.currentPrimary}' || true)"
   log "operator container killed on $node ($FAULT_NOTE)"
   T_HEAL=$T_FAULT
-  wait_for 120 "failover: currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b after the operator restarted"
+  wait_primary 120 b
 }
 
 # 5. the lab's data loss: rm -rf of the primary's PGDATA in its pod
 fault_data_loss() {
   T_FAULT=$(now); T_HEAL=$T_FAULT
-  k exec lab-a -c postgres -- sh -c "for i in 1 2 3 4 5; do rm -rf $(PGDATA_OF a) 2>/dev/null; [ -e $(PGDATA_OF a)/PG_VERSION ] || exit 0; done; exit 1" \
-    || die "could not delete a's data directory"
-  wait_for 120 "failover: currentPrimary = b" bash -c "[ \"\$(jp '{.status.currentPrimary}')\" = b ]" || die "no failover to b"
+  destroy_pgdata >/dev/null || die "could not delete a's data directory"
+  wait_primary 120 b
 }
 
 multinode_scenario() {

@@ -128,14 +128,12 @@ node_procs() { # the pids of every container process of node $1 (its kubelet's c
 }
 
 power_off() { # power_off NODE: its link goes silent, then every process of the node dies at once
-  local n=$1 p
+  local n=$1
   ip -n "$SW" link set "v-$n" down          # the switch's port: the node's routes stay
   stop_spawned "kubelet-$n" KILL
   stop_spawned "kube-proxy-$n" KILL
   stop_spawned "containerd-$n" KILL
-  for p in /proc/[0-9]*; do
-    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "containerd-shim.*$WORK/nodes/$n/"; then kill -KILL "${p#/proc/}" 2>/dev/null || true; fi
-  done
+  kill_shims "$WORK/nodes/$n/" "kill -KILL"
   local pass
   for pass in 1 2 3; do node_procs "$n" | xargs -r kill -KILL 2>/dev/null || true; sleep 0.2; done
   [ -z "$(node_procs "$n")" ] || log "warning: processes left in $n's cgroups: $(node_procs "$n" | tr '\n' ' ')"
